@@ -1,0 +1,220 @@
+//! The HTTPS server: accepting TLS connections, serving HTTP/1.1 and HTTP/2
+//! on them, routing requests, and draining on shutdown.
+//!
+//! It owns connections and their lifetimes, not the meaning of requests:
+//! handlers for each path live in their own modules and get the shared
+//! [`AppState`].
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
+
+use crate::storage::SharedStore;
+
+mod health;
+pub mod status;
+
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The response body type of every handler.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A complete body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// What every request handler may use.
+#[derive(Debug)]
+pub struct AppState {
+    /// The store.
+    pub store: SharedStore,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// State over a store.
+    pub fn new(store: SharedStore) -> Self {
+        Self {
+            store,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether shutdown has begun (readiness then fails).
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// A server accepting connections in the background.
+#[derive(Debug)]
+pub struct Listening {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Listening {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the drain
+    /// timeout given to [`serve`], then closes the remaining connections.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "server task failed");
+        }
+    }
+}
+
+/// Binds `listen` and serves HTTPS in a background task.
+pub async fn serve(
+    listen: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<AppState>,
+    drain_timeout: Duration,
+) -> std::io::Result<Listening> {
+    let listener = TcpListener::bind(listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls),
+        state,
+        stopped,
+        drain_timeout,
+    ));
+    tracing::info!(address = %local_addr, "serving HTTPS");
+    Ok(Listening {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<AppState>,
+    mut stopped: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = Arc::new(builder);
+
+    loop {
+        let (tcp, peer) = tokio::select! {
+            // The borrow `wait_for` returns is not `Send`: drop it inside.
+            _ = async { drop(stopped.wait_for(|stop| *stop).await) } => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of
+                    // spinning, and keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(tls), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    state.shutting_down.store(true, Ordering::Relaxed);
+    let open = graceful.count();
+    tracing::info!(open_connections = open, "stopped accepting; draining");
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain_timeout,
+            "connections still open after the drain timeout; closing them"
+        );
+    }
+}
+
+/// Routes one request. Never fails: every error becomes a response.
+async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    let verbose = request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "verbose" || pair.starts_with("verbose="))
+    });
+    if let Some((endpoint, only)) = health::Endpoint::parse(path) {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return status::method_not_allowed(request.method()).into_response();
+        }
+        let (code, body) = health::respond(state, endpoint, only, verbose).await;
+        return Response::builder()
+            .status(code)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header("x-content-type-options", "nosniff")
+            .body(full(body))
+            .unwrap_or_else(|_| status::internal("building health response").into_response());
+    }
+    status::Status::failure(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .into_response()
+}

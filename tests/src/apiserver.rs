@@ -1,0 +1,149 @@
+//! Runs the real `nmstate-apiserver` binary as a child process on a free
+//! loopback port, with its own data directory, and stops it by its PID.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use nix::{sys::signal, unistd::Pid};
+
+use crate::https::HttpsClient;
+
+/// How long the server may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The path of a binary built from this workspace, next to the test
+/// executable's `deps/` directory (`cargo test --workspace` builds it because
+/// the `nmstate-apiserver` package has integration tests).
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no profile directory")?;
+    let path = profile_dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not built; run `cargo build -p {name}` or `cargo test --workspace`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running `nmstate-apiserver`.
+#[derive(Debug)]
+pub struct ApiserverProcess {
+    child: Child,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    address: SocketAddr,
+}
+
+impl ApiserverProcess {
+    /// Starts the server with a fresh data directory and `extra` flags, and
+    /// waits until it answers `/livez`.
+    pub async fn start(extra: &[&str]) -> Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let data_dir = temp.path().to_path_buf();
+        let mut server = Self::start_in(&data_dir, extra).await?;
+        server._temp = Some(temp);
+        Ok(server)
+    }
+
+    /// Starts the server on an existing data directory (for restarts).
+    pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        let port = free_port()?;
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let child = Command::new(workspace_binary("nmstate-apiserver")?)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &port.to_string(),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawning nmstate-apiserver")?;
+        let mut server = Self {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            address,
+        };
+        server.wait_until_serving().await?;
+        Ok(server)
+    }
+
+    async fn wait_until_serving(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("nmstate-apiserver exited during start-up: {status}");
+            }
+            if self.data_dir.join("pki/ca.crt").exists()
+                && let Ok(response) = self.client()?.get("/livez").await
+                && response.status.is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("nmstate-apiserver did not answer /livez within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The HTTPS address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A client that trusts the server's generated CA.
+    pub fn client(&self) -> Result<HttpsClient> {
+        HttpsClient::new(self.address, &self.data_dir.join("pki/ca.crt"), "localhost")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id())?);
+        signal::kill(pid, signal::Signal::SIGTERM)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("nmstate-apiserver did not exit within {START_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ApiserverProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Harnesses for end-to-end tests.
+
+pub mod apiserver;
+pub mod etcd;
+pub mod https;
+pub mod storage_conformance;
