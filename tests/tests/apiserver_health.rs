@@ -100,7 +100,12 @@ async fn readiness_follows_etcd_and_recovers_by_itself() {
 
     etcd.kill();
     let down = readyz_until(&client, StatusCode::INTERNAL_SERVER_ERROR).await;
-    assert_eq!(down.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", down.body);
+    assert_eq!(
+        down.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        down.body
+    );
     assert_eq!(
         down.body,
         "[+]ping ok\n[-]storage failed: reason withheld\n[+]shutdown ok\nreadyz check failed\n"
