@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
+pub mod api;
 pub mod config;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod tls;
@@ -72,7 +74,8 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     let cert = tls::load_or_generate(&config.tls)?;
     let tls = tls::server_config(cert)?;
     let store = storage::open(&config.storage).await?;
-    let state = Arc::new(server::AppState::new(store));
+    let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
+    let state = Arc::new(server::AppState::new(store, metrics));
     let listening = server::serve(config.listen, tls, state.clone(), config.shutdown_timeout)
         .await
         .map_err(|source| StartError::Bind {

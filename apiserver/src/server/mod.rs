@@ -16,7 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -26,7 +26,10 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
-use crate::storage::SharedStore;
+use crate::{
+    metrics::{MeteredStore, Metrics},
+    storage::SharedStore,
+};
 
 mod health;
 pub mod status;
@@ -49,21 +52,41 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub struct AppState {
     /// The store.
     pub store: SharedStore,
+    /// Metrics registry and instruments.
+    pub metrics: Metrics,
     shutting_down: AtomicBool,
+    /// Flipped to `true` when shutdown begins, so long-running responses
+    /// (watches) end and connections can drain.
+    shutdown: watch::Sender<bool>,
 }
 
 impl AppState {
-    /// State over a store.
-    pub fn new(store: SharedStore) -> Self {
+    /// State over a store. The store is wrapped so that its operations are
+    /// timed into `metrics`.
+    pub fn new(store: SharedStore, metrics: Metrics) -> Self {
+        let store: SharedStore = Arc::new(MeteredStore::new(store, metrics.clone()));
         Self {
             store,
+            metrics,
             shutting_down: AtomicBool::new(false),
+            shutdown: watch::Sender::new(false),
         }
     }
 
     /// Whether shutdown has begun (readiness then fails).
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutdown_requested(&self) {
+        let mut receiver = self.shutdown.subscribe();
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
+
+    fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        self.shutdown.send_replace(true);
     }
 }
 
@@ -177,7 +200,7 @@ async fn accept_loop(
     }
 
     drop(listener);
-    state.shutting_down.store(true, Ordering::Relaxed);
+    state.begin_shutdown();
     let open = graceful.count();
     tracing::info!(open_connections = open, "stopped accepting; draining");
     if tokio::time::timeout(drain_timeout, graceful.shutdown())
@@ -192,14 +215,14 @@ async fn accept_loop(
 }
 
 /// Routes one request. Never fails: every error becomes a response.
-async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path();
-    let verbose = request.uri().query().is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair == "verbose" || pair.starts_with("verbose="))
-    });
     if let Some((endpoint, only)) = health::Endpoint::parse(path) {
+        let verbose = request.uri().query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair == "verbose" || pair.starts_with("verbose="))
+        });
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return status::method_not_allowed(request.method()).into_response();
         }
@@ -211,10 +234,5 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
             .body(full(body))
             .unwrap_or_else(|_| status::internal("building health response").into_response());
     }
-    status::Status::failure(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
-    .into_response()
+    crate::api::handle(state, request).await
 }

@@ -15,8 +15,10 @@ pub struct Status {
     metadata: Metadata,
     status: &'static str,
     /// Human-readable description.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// Machine-readable reason (`NotFound`, `Invalid`, ...).
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub reason: &'static str,
     /// Extra data about the failed object.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,9 @@ pub struct Details {
     /// Resource (plural).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Object uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// One entry per problem.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<Cause>,
@@ -69,6 +74,20 @@ impl Status {
             reason,
             details: None,
             code: code.as_u16(),
+        }
+    }
+
+    /// `status: Success`, as a delete that removed the object answers.
+    pub fn success(details: Details) -> Self {
+        Self {
+            kind: "Status",
+            api_version: "v1",
+            metadata: Metadata::default(),
+            status: "Success",
+            message: String::new(),
+            reason: "",
+            details: Some(details),
+            code: 200,
         }
     }
 

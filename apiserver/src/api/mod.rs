@@ -1,0 +1,205 @@
+//! The Kubernetes REST API for nmstate.io: routing, discovery, OpenAPI,
+//! the verbs on objects, watches, and the one mapping of errors to
+//! `metav1.Status`.
+//!
+//! This module decides what a request means and answers it; it does not
+//! own connections (that is [`crate::server`]) nor bytes at rest (that is
+//! [`crate::storage`]).
+
+pub mod codec;
+pub mod discovery;
+pub mod error;
+pub mod fields;
+pub mod managed_fields;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod rest;
+pub mod route;
+pub mod selector;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use self::{
+    codec::{Encoding, ResponseFormat, accepts_gzip, negotiate, read_body, respond},
+    error::{ApiError, Result},
+    route::{Route, Verb, parse_path, parse_query, verb},
+};
+use crate::{
+    metrics::RequestLabels,
+    server::{AppState, Body},
+};
+
+/// Answers one API request. Never fails: errors become `Status` responses.
+/// Every request is counted and timed, and logged at debug level.
+pub async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let (verb, resource) = labels(&request);
+    let response = match dispatch(state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_status().into_response(),
+    };
+    let code = response.status().as_u16();
+    let elapsed = started.elapsed();
+    tracing::debug!(%method, %path, verb, %resource, code, elapsed_ms = elapsed.as_millis() as u64, "request");
+    state.metrics.observe_request(
+        RequestLabels {
+            verb: verb.to_string(),
+            resource,
+            code: code.to_string(),
+        },
+        elapsed,
+    );
+    response
+}
+
+/// The verb and resource labels of a request, for metrics and logs.
+fn labels(request: &Request<Incoming>) -> (&'static str, String) {
+    match parse_path(request.uri().path()) {
+        Some(Route::Resource(path)) => {
+            let query = parse_query(request.uri().query()).unwrap_or_default();
+            let verb = verb(request.method(), &path, &query).map_or("unknown", Verb::as_str);
+            let resource = match path.subresource {
+                Some(sub) => format!("{}/{}", path.kind.plural(), sub.as_str()),
+                None => path.kind.plural().to_string(),
+            };
+            (verb, resource)
+        }
+        Some(Route::Metrics) => ("metrics", String::new()),
+        Some(Route::OpenApiV2 | Route::OpenApiV3(_) | Route::OpenApiV3Index) => ("openapi", String::new()),
+        Some(_) => ("discovery", String::new()),
+        None => ("unknown", String::new()),
+    }
+}
+
+async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Response<Body>> {
+    let route = parse_path(request.uri().path()).ok_or(ApiError::NoSuchPath)?;
+    let query = parse_query(request.uri().query())?;
+    let format = negotiate(request.headers())?;
+    let encoding = Encoding {
+        yaml: format == ResponseFormat::Yaml,
+        pretty: query.pretty,
+        gzip: accepts_gzip(request.headers()),
+    };
+    let read_only = |method: &Method| -> Result<()> {
+        if method == Method::GET || method == Method::HEAD {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed(method.clone()))
+        }
+    };
+    let ok = |value: serde_json::Value| Ok(respond(StatusCode::OK, &value, encoding));
+    match route {
+        Route::Version => {
+            read_only(request.method())?;
+            ok(discovery::version())
+        }
+        Route::CoreApi => {
+            read_only(request.method())?;
+            ok(discovery::core_api())
+        }
+        Route::Apis => {
+            read_only(request.method())?;
+            if format == ResponseFormat::DiscoveryV2 {
+                let api_version = discovery_version(request.headers());
+                let mut response = respond(StatusCode::OK, &discovery::aggregated(api_version), encoding);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_str(&format!(
+                        "application/json;g=apidiscovery.k8s.io;v={};as=APIGroupDiscoveryList",
+                        api_version.trim_start_matches("apidiscovery.k8s.io/")
+                    ))
+                    .unwrap_or(http::HeaderValue::from_static("application/json")),
+                );
+                Ok(response)
+            } else {
+                ok(discovery::group_list())
+            }
+        }
+        Route::Group => {
+            read_only(request.method())?;
+            ok(discovery::group())
+        }
+        Route::GroupVersion(version) => {
+            read_only(request.method())?;
+            ok(discovery::resource_list(version))
+        }
+        Route::OpenApiV2 => {
+            read_only(request.method())?;
+            openapi::v2(request.headers())
+        }
+        Route::OpenApiV3Index => {
+            read_only(request.method())?;
+            openapi::v3_index()
+        }
+        Route::OpenApiV3(version) => {
+            read_only(request.method())?;
+            openapi::v3(version, query.hash.as_deref(), request.headers())
+        }
+        Route::Metrics => {
+            read_only(request.method())?;
+            Ok(codec::respond_bytes(
+                StatusCode::OK,
+                state.metrics.encode().into_bytes(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                encoding.gzip,
+            ))
+        }
+        Route::Resource(path) => {
+            let verb = verb(request.method(), &path, &query)?;
+            let (parts, body) = request.into_parts();
+            let bytes = match verb {
+                Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection => {
+                    read_body(body).await?
+                }
+                _ => bytes::Bytes::new(),
+            };
+            let rest = rest::Request {
+                state,
+                path: &path,
+                query: &query,
+                headers: &parts.headers,
+                format,
+                encoding,
+            };
+            match (verb, path.subresource) {
+                (_, Some(route::Subresource::Render | route::Subresource::DryRun)) => {
+                    Err(ApiError::NoSuchPath)
+                }
+                (Verb::Get, _) => rest::get(&rest).await,
+                (Verb::List, _) => rest::list(&rest).await,
+                (Verb::Watch, _) => watch::watch(&rest).await,
+                (Verb::Create, _) => rest::create(&rest, &bytes).await,
+                (Verb::Update, _) => rest::update(&rest, &bytes).await,
+                (Verb::Patch, _) => rest::patch(&rest, &bytes).await,
+                (Verb::Delete, None) => rest::delete(&rest, &bytes).await,
+                (Verb::Delete, Some(_)) => Err(ApiError::MethodNotAllowed(Method::DELETE)),
+                (Verb::DeleteCollection, _) => rest::delete_collection(&rest, &bytes).await,
+            }
+        }
+    }
+}
+
+/// The aggregated discovery version the client asked for (v2 preferred).
+fn discovery_version(headers: &http::HeaderMap) -> &'static str {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let first = accept
+        .split(',')
+        .find(|clause| clause.contains("apidiscovery.k8s.io"))
+        .unwrap_or("");
+    if first.contains("v=v2beta1") && !first.contains("v=v2;") {
+        "apidiscovery.k8s.io/v2beta1"
+    } else {
+        "apidiscovery.k8s.io/v2"
+    }
+}

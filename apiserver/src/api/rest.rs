@@ -1,0 +1,791 @@
+//! The verbs on nmstate.io objects: get, list, create, update, patch,
+//! delete, deletecollection, and their `/status` forms, with Kubernetes'
+//! semantics (optimistic concurrency on `resourceVersion`, finalizers,
+//! dry run, field validation, managed fields). Watches live in
+//! [`super::watch`].
+//!
+//! Reads of single objects go to the store; lists and watches are served by
+//! the watch cache. Every write is one compare-and-swap on the store, so two
+//! replicas of the server can never lose each other's writes.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use nmstate_openapi::{ResourceKind, STORAGE_VERSION};
+use serde_json::{Value, json};
+
+use super::{
+    codec::{Encoding, RequestFormat, ResponseFormat, parse_document, respond},
+    error::{ApiError, MODIFIED, Result},
+    fields,
+    object::{
+        self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object, for_response,
+        mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete,
+        validate,
+    },
+    patch::{self, PatchType},
+    route::{Query, ResourcePath, Subresource},
+    selector::{FieldSelector, LabelSelector},
+    table,
+};
+use crate::{
+    server::{AppState, Body, status::Details},
+    storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
+};
+
+/// How many times a patch is retried when another writer wins the race.
+const PATCH_ATTEMPTS: usize = 5;
+
+/// Everything a verb needs about its request.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Shared server state.
+    pub state: &'a Arc<AppState>,
+    /// Which resource, name and subresource.
+    pub path: &'a ResourcePath,
+    /// Query parameters.
+    pub query: &'a Query,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The chosen response format.
+    pub format: ResponseFormat,
+    /// How to encode the response.
+    pub encoding: Encoding,
+}
+
+impl Request<'_> {
+    pub(crate) fn kind(&self) -> ResourceKind {
+        self.path.kind
+    }
+
+    fn name(&self) -> Result<&str> {
+        self.path.name.as_deref().ok_or(ApiError::NoSuchPath)
+    }
+
+    fn key(&self) -> Result<String> {
+        Ok(object_key(self.kind().plural(), self.name()?))
+    }
+
+    fn scope(&self) -> UpdateScope {
+        match self.path.subresource {
+            Some(Subresource::Status) => UpdateScope::Status,
+            _ => UpdateScope::Main,
+        }
+    }
+
+    /// The field manager: `?fieldManager=`, else derived from the
+    /// User-Agent as Kubernetes does (`kubectl/v1.32.4 (linux/amd64)` →
+    /// `kubectl`).
+    fn field_manager(&self) -> String {
+        if let Some(manager) = &self.query.field_manager {
+            return manager.clone();
+        }
+        let agent = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        let manager = agent.split('/').next().unwrap_or("unknown");
+        manager.chars().take(128).collect()
+    }
+
+    /// One object in the response format asked for.
+    fn reply_object(&self, code: StatusCode, object: Value, warnings: &[String]) -> Response<Body> {
+        let body = match self.format {
+            ResponseFormat::Table => table::table(
+                self.kind(),
+                &[&object],
+                table::TableOptions::from_headers(self.headers),
+                json!({"resourceVersion": meta_str(&object, "resourceVersion").unwrap_or_default()}),
+                jiff::Timestamp::now(),
+            ),
+            ResponseFormat::Metadata => partial_metadata(&object),
+            _ => object,
+        };
+        with_warnings(respond(code, &body, self.encoding), warnings)
+    }
+
+    fn read_format(&self) -> Result<RequestFormat> {
+        RequestFormat::from_headers(self.headers)
+    }
+}
+
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// Adds `Warning: 299 - "..."` headers, as Kubernetes sends for dropped
+/// unknown fields under `fieldValidation=Warn`.
+fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for warning in warnings {
+        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
+}
+
+/// Decodes a stored value; bytes that are not a JSON object of this kind
+/// are reported for that key, never a panic.
+pub fn decode_stored(kind: ResourceKind, kv: &KeyValue) -> Result<Value> {
+    let value: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::Internal(format!("stored value at {} is not JSON: {e}", kv.key))
+    })?;
+    if value.get("kind").and_then(Value::as_str) != Some(kind.kind()) {
+        return Err(ApiError::Internal(format!(
+            "stored value at {} is not a {}",
+            kv.key,
+            kind.kind()
+        )));
+    }
+    Ok(value)
+}
+
+async fn read(request: &Request<'_>) -> Result<(KeyValue, Value)> {
+    let kind = request.kind();
+    let name = request.name()?;
+    let kv = request
+        .state
+        .store
+        .get(&request.key()?)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            kind,
+            name: name.to_string(),
+        })?;
+    let object = decode_stored(kind, &kv)?;
+    Ok((kv, object))
+}
+
+/// GET one object (or its status).
+pub async fn get(request: &Request<'_>) -> Result<Response<Body>> {
+    let (kv, object) = read(request).await?;
+    let object = for_response(object, request.path.version, kv.mod_revision);
+    Ok(request.reply_object(StatusCode::OK, object, &[]))
+}
+
+/// The parsed selectors of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct Selectors {
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    /// Parses both selectors; 400 naming the problem.
+    pub fn parse(kind: ResourceKind, query: &Query) -> Result<Self> {
+        let labels = match &query.label_selector {
+            Some(selector) => LabelSelector::parse(selector)
+                .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?,
+            None => LabelSelector::default(),
+        };
+        let fields = match &query.field_selector {
+            Some(selector) => FieldSelector::parse(selector, kind)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            None => FieldSelector::default(),
+        };
+        Ok(Self { labels, fields })
+    }
+
+    /// Whether an object passes both.
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches_object(object) && self.fields.matches_object(object)
+    }
+
+    /// Whether both are empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
+/// The state of a paginated list, carried in the `continue` token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    /// Token format version, as Kubernetes writes it.
+    v: String,
+    /// The revision the first page was read at.
+    rv: Revision,
+    /// The name after which the next page starts, followed by NUL.
+    start: String,
+}
+
+fn encode_continue(revision: Revision, last_name: &str) -> String {
+    use base64::Engine;
+    let token = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv: revision,
+        start: format!("{last_name}\u{0}"),
+    };
+    base64::engine::general_purpose::URL_SAFE
+        .encode(serde_json::to_vec(&token).unwrap_or_default())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String)> {
+    use base64::Engine;
+    let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let token: ContinueToken = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if token.v != "meta.k8s.io/v1" || token.rv <= 0 {
+        return Err(bad());
+    }
+    let start = token.start.trim_end_matches('\u{0}').to_string();
+    Ok((token.rv, start))
+}
+
+/// Objects of one list page, at one revision.
+#[derive(Debug)]
+pub struct Page {
+    /// The objects (stored form, with `resourceVersion` set).
+    pub items: Vec<Value>,
+    /// The revision the list was read at.
+    pub revision: Revision,
+    /// The continue token for the next page, if any.
+    pub continue_token: Option<String>,
+    /// How many objects follow, when known (no selector).
+    pub remaining: Option<u64>,
+}
+
+/// Reads one page of matching objects from the store.
+pub async fn list_page(
+    state: &AppState,
+    kind: ResourceKind,
+    query: &Query,
+    selectors: &Selectors,
+) -> Result<Page> {
+    let (mut revision, mut start_after) = match &query.continue_token {
+        Some(token) => {
+            let (revision, start) = decode_continue(token)?;
+            (Some(revision), Some(start))
+        }
+        None => (None, None),
+    };
+    if revision.is_none()
+        && let Some(rv) = &query.resource_version
+    {
+        let rv = object::parse_resource_version(rv)?;
+        match query.resource_version_match {
+            Some(super::route::ResourceVersionMatch::Exact) => revision = Some(rv),
+            _ if rv > 0 => {
+                let current = state.store.current_revision().await?;
+                if rv > current {
+                    return Err(ApiError::Timeout(format!(
+                        "Too large resource version: {rv}, current: {current}"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    let prefix = resource_prefix(kind.plural());
+    let limit = query.limit;
+    let mut items = Vec::new();
+    // After the loop: whether keys remain after the last one looked at, and
+    // how many (before filtering).
+    let (more, remaining) = 'pages: loop {
+        let page = state
+            .store
+            .list(ListOptions {
+                prefix: prefix.clone(),
+                revision,
+                limit,
+                start_after: start_after.as_ref().map(|name| format!("{prefix}{name}")),
+            })
+            .await
+            .map_err(|e| match e {
+                storage::Error::Compacted { .. } if query.continue_token.is_some() => {
+                    ApiError::Expired(CONTINUE_EXPIRED.into())
+                }
+                other => other.into(),
+            })?;
+        revision = Some(page.revision);
+        let fetched = page.items.len();
+        for (index, kv) in page.items.iter().enumerate() {
+            start_after = Some(kv.key.trim_start_matches(&prefix).to_string());
+            match decode_stored(kind, kv) {
+                Ok(object) if selectors.matches(&object) => {
+                    items.push(for_response(object, STORAGE_VERSION, kv.mod_revision));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(key = %kv.key, error = %e, "skipping undecodable object in list"),
+            }
+            if limit.is_some_and(|limit| items.len() >= limit) {
+                let left = (fetched - index - 1) as u64 + page.remaining;
+                break 'pages (left > 0, left);
+            }
+        }
+        if page.remaining == 0 || fetched == 0 {
+            break 'pages (false, 0);
+        }
+    };
+    let revision = revision.unwrap_or_default();
+    let continue_token = match (&start_after, more) {
+        (Some(last), true) => Some(encode_continue(revision, last)),
+        _ => None,
+    };
+    Ok(Page {
+        items,
+        revision,
+        remaining: (more && selectors.is_empty()).then_some(remaining),
+        continue_token,
+    })
+}
+
+/// Kubernetes' message for a continue token whose revision was compacted.
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+/// GET a collection.
+pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
+    let kind = request.kind();
+    let selectors = Selectors::parse(kind, request.query)?;
+    let page = list_page(request.state, kind, request.query, &selectors).await?;
+    let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = &page.continue_token {
+        list_meta["continue"] = token.clone().into();
+    }
+    if let Some(remaining) = page.remaining {
+        list_meta["remainingItemCount"] = remaining.into();
+    }
+    let version = request.path.version;
+    let items: Vec<Value> = page
+        .items
+        .into_iter()
+        .map(|object| {
+            let revision = meta_str(&object, "resourceVersion")
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or(0);
+            for_response(object, version, revision)
+        })
+        .collect();
+    let body = match request.format {
+        ResponseFormat::Table => {
+            let refs: Vec<&Value> = items.iter().collect();
+            table::table(
+                kind,
+                &refs,
+                table::TableOptions::from_headers(request.headers),
+                list_meta,
+                jiff::Timestamp::now(),
+            )
+        }
+        ResponseFormat::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        }),
+        _ => json!({
+            "apiVersion": nmstate_openapi::api_version(version).unwrap_or_default(),
+            "kind": kind.list_kind(),
+            "metadata": list_meta,
+            "items": items,
+        }),
+    };
+    Ok(respond(StatusCode::OK, &body, request.encoding))
+}
+
+/// Parses and decodes a create or update body.
+fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decoded, Vec<String>)> {
+    let format = request.read_format()?;
+    if !matches!(format, RequestFormat::Json | RequestFormat::Yaml) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {format:?})"
+        )));
+    }
+    let mut body = parse_document(bytes, format)?;
+    check_type_meta(&mut body, request.kind(), request.path.version)?;
+    if !name.is_empty() {
+        object::metadata_mut(&mut body)
+            .entry("name")
+            .or_insert_with(|| name.into());
+    }
+    decode_object(request.kind(), name, &body, request.query.field_validation)
+}
+
+/// POST a new object.
+pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
+    let kind = request.kind();
+    let format = request.read_format()?;
+    if !matches!(format, RequestFormat::Json | RequestFormat::Yaml) {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
+        ));
+    }
+    let mut body = parse_document(bytes, format)?;
+    check_type_meta(&mut body, kind, request.path.version)?;
+    let name = creation_name(&mut body, kind)?;
+    let (decoded, warnings) = decode_object(kind, &name, &body, request.query.field_validation)?;
+    let now = object::now();
+    let mut created = prepare_create(kind, decoded.value, &now)?;
+    ApiError::check(kind, &name, validate(kind, &created, false))?;
+    fields::track(None, &mut created, &request.field_manager(), None, &now);
+    if request.query.dry_run {
+        let object = for_response(created, request.path.version, 0);
+        return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), &warnings));
+    }
+    let kv = request
+        .state
+        .store
+        .create(&object_key(kind.plural(), &name), encode(&created)?)
+        .await
+        .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+    let object = for_response(created, request.path.version, kv.mod_revision);
+    Ok(request.reply_object(StatusCode::CREATED, object, &warnings))
+}
+
+fn without_rv(mut object: Value) -> Value {
+    object::metadata_mut(&mut object).remove("resourceVersion");
+    object
+}
+
+fn encode(object: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(object).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+}
+
+/// PUT an object (or its status).
+pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
+    let kind = request.kind();
+    let name = request.name()?.to_string();
+    let (decoded, warnings) = decode_body(request, bytes, &name)?;
+    let Some(given_rv) = meta_str(&decoded.value, "resourceVersion")
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_string)
+    else {
+        return Err(ApiError::Invalid {
+            kind,
+            name,
+            errors: vec![nmstate_openapi::FieldError::invalid(
+                "metadata.resourceVersion",
+                "",
+                "must be specified for an update",
+            )],
+        });
+    };
+    let given_rv = object::parse_resource_version(&given_rv)?;
+    let (kv, old) = read(request).await?;
+    if given_rv != kv.mod_revision {
+        return Err(ApiError::Conflict {
+            kind,
+            name,
+            message: MODIFIED.into(),
+        });
+    }
+    let (code, object) = write_update(request, &kv, &old, decoded.value, false).await?;
+    Ok(request.reply_object(code, object, &warnings))
+}
+
+/// Merges, validates and writes an update of `old` (read at `kv`). Returns
+/// the object as served. An update that changes nothing is not written.
+async fn write_update(
+    request: &Request<'_>,
+    kv: &KeyValue,
+    old: &Value,
+    new: Value,
+    already_tracked: bool,
+) -> Result<(StatusCode, Value)> {
+    let kind = request.kind();
+    let name = request.name()?.to_string();
+    let scope = request.scope();
+    let mut merged = prepare_update(kind, old, new, scope)?;
+    ApiError::check(kind, &name, validate(kind, &merged, scope == UpdateScope::Status))?;
+    let now = object::now();
+    if !already_tracked {
+        let subresource = (scope == UpdateScope::Status).then_some("status");
+        fields::track(Some(old), &mut merged, &request.field_manager(), subresource, &now);
+    }
+    let version = request.path.version;
+    if fields::same_ignoring_timestamps(old, &merged) {
+        return Ok((StatusCode::OK, for_response(old.clone(), version, kv.mod_revision)));
+    }
+    if request.query.dry_run {
+        return Ok((StatusCode::OK, for_response(merged, version, kv.mod_revision)));
+    }
+    let store = &request.state.store;
+    let key = request.key()?;
+    if ready_to_delete(&merged) {
+        let (_, revision) = store
+            .delete(&key, Some(kv.mod_revision))
+            .await
+            .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+        return Ok((StatusCode::OK, for_response(merged, version, revision)));
+    }
+    let written = store
+        .update(&key, encode(&merged)?, kv.mod_revision)
+        .await
+        .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+    Ok((StatusCode::OK, for_response(merged, version, written.mod_revision)))
+}
+
+/// PATCH an object (or its status): JSON patch, merge patch, or
+/// server-side apply.
+pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
+    let kind = request.kind();
+    let name = request.name()?.to_string();
+    let patch_type = match request.read_format()? {
+        RequestFormat::JsonPatch => PatchType::Json,
+        RequestFormat::MergePatch => PatchType::Merge,
+        RequestFormat::ApplyPatch => PatchType::Apply,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+            ));
+        }
+    };
+    let version = request.path.version;
+    let manager = request.field_manager();
+    if patch_type == PatchType::Apply && request.query.field_manager.is_none() {
+        return Err(ApiError::BadRequest(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+        ));
+    }
+    for attempt in 0..PATCH_ATTEMPTS {
+        let current = match read(request).await {
+            Ok(current) => Some(current),
+            Err(ApiError::NotFound { .. }) if patch_type == PatchType::Apply => None,
+            Err(e) => return Err(e),
+        };
+        let now = object::now();
+        let Some((kv, old)) = current else {
+            return apply_create(request, bytes, &manager, &now).await;
+        };
+        let live = for_response(old.clone(), version, kv.mod_revision);
+        let patched = match patch_type {
+            PatchType::Apply => {
+                let applied = patch::parse_apply_body(bytes)?;
+                let subresource = (request.scope() == UpdateScope::Status).then_some("status");
+                patch::server_side_apply(Some(&live), &applied, &manager, request.query.force, subresource, &now)
+                    .map_err(|conflict| conflict.into_api_error(kind, &name))?
+            }
+            other => patch::apply_patch(&live, other, bytes)?,
+        };
+        let mut patched = patched;
+        let explicit_rv = meta_str(&patched, "resourceVersion")
+            .filter(|rv| *rv != kv.mod_revision.to_string())
+            .map(str::to_string);
+        if explicit_rv.is_some() {
+            return Err(ApiError::Conflict {
+                kind,
+                name,
+                message: MODIFIED.into(),
+            });
+        }
+        check_type_meta(&mut patched, kind, version)?;
+        let (decoded, warnings) = decode_object(kind, &name, &patched, request.query.field_validation)?;
+        let mut new = decoded.value;
+        if patch_type != PatchType::Apply {
+            let subresource = (request.scope() == UpdateScope::Status).then_some("status");
+            fields::track(Some(&old), &mut new, &manager, subresource, &now);
+        }
+        match write_update(request, &kv, &old, new, true).await {
+            Ok((code, object)) => return Ok(request.reply_object(code, object, &warnings)),
+            Err(ApiError::Conflict { .. }) if attempt + 1 < PATCH_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict {
+        kind,
+        name,
+        message: MODIFIED.into(),
+    })
+}
+
+/// Server-side apply of an object that does not exist yet creates it.
+async fn apply_create(
+    request: &Request<'_>,
+    bytes: &[u8],
+    manager: &str,
+    now: &str,
+) -> Result<Response<Body>> {
+    let kind = request.kind();
+    let name = request.name()?.to_string();
+    if request.scope() == UpdateScope::Status {
+        return Err(ApiError::NotFound { kind, name });
+    }
+    let applied = patch::parse_apply_body(bytes)?;
+    let mut object = patch::server_side_apply(None, &applied, manager, request.query.force, None, now)
+        .map_err(|conflict| conflict.into_api_error(kind, &name))?;
+    check_type_meta(&mut object, kind, request.path.version)?;
+    object::metadata_mut(&mut object).insert("name".into(), name.clone().into());
+    let (decoded, warnings) = decode_object(kind, &name, &object, request.query.field_validation)?;
+    let mut created = prepare_create(kind, decoded.value, now)?;
+    if let Some(managed) = object.get("metadata").and_then(|m| m.get("managedFields")) {
+        object::metadata_mut(&mut created).insert("managedFields".into(), managed.clone());
+    }
+    ApiError::check(kind, &name, validate(kind, &created, false))?;
+    if request.query.dry_run {
+        let object = for_response(created, request.path.version, 0);
+        return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), &warnings));
+    }
+    let kv = request
+        .state
+        .store
+        .create(&object_key(kind.plural(), &name), encode(&created)?)
+        .await
+        .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+    let object = for_response(created, request.path.version, kv.mod_revision);
+    Ok(request.reply_object(StatusCode::CREATED, object, &warnings))
+}
+
+/// `DeleteOptions` fields this server honours.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteOptions {
+    #[serde(default)]
+    preconditions: Option<Preconditions>,
+    #[serde(default)]
+    dry_run: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Preconditions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(bytes: &[u8]) -> Result<DeleteOptions> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DeleteOptions::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))
+}
+
+/// DELETE one object: removed at once, or marked with `deletionTimestamp`
+/// while finalizers remain.
+pub async fn delete(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
+    let options = delete_options(bytes)?;
+    let dry_run = request.query.dry_run || options.dry_run.iter().any(|d| d == "All");
+    let (kv, old) = read(request).await?;
+    let (code, body) = delete_one(request, &kv, old, options.preconditions.as_ref(), dry_run).await?;
+    Ok(respond(code, &body, request.encoding))
+}
+
+async fn delete_one(
+    request: &Request<'_>,
+    kv: &KeyValue,
+    old: Value,
+    preconditions: Option<&Preconditions>,
+    dry_run: bool,
+) -> Result<(StatusCode, Value)> {
+    let kind = request.kind();
+    let name = name_of(&old).to_string();
+    let version = request.path.version;
+    if let Some(preconditions) = preconditions {
+        let uid = meta_str(&old, "uid").unwrap_or_default();
+        if let Some(expected) = &preconditions.uid
+            && expected != uid
+        {
+            return Err(ApiError::Conflict {
+                kind,
+                name,
+                message: format!(
+                    "Precondition failed: UID in precondition: {expected}, UID in object meta: {uid}"
+                ),
+            });
+        }
+        if let Some(expected) = &preconditions.resource_version
+            && *expected != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::Conflict {
+                kind,
+                name,
+                message: format!(
+                    "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            });
+        }
+    }
+    let store = &request.state.store;
+    let key = object_key(kind.plural(), &name);
+    if !object::finalizers(&old).is_empty() {
+        let mut marked = old.clone();
+        mark_deleted(&mut marked, &object::now());
+        if marked == old || dry_run {
+            return Ok((StatusCode::OK, for_response(marked, version, kv.mod_revision)));
+        }
+        let written = store
+            .update(&key, encode(&marked)?, kv.mod_revision)
+            .await
+            .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+        return Ok((StatusCode::OK, for_response(marked, version, written.mod_revision)));
+    }
+    if !dry_run {
+        store
+            .delete(&key, Some(kv.mod_revision))
+            .await
+            .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+    }
+    let status = crate::server::status::Status::success(Details {
+        name: Some(name),
+        group: Some(nmstate_openapi::GROUP.into()),
+        kind: Some(kind.plural().into()),
+        uid: meta_str(&old, "uid").map(str::to_string),
+        causes: Vec::new(),
+    });
+    Ok((
+        StatusCode::OK,
+        serde_json::to_value(status).unwrap_or_default(),
+    ))
+}
+
+/// DELETE a collection: every object matching the selectors; answers the
+/// list of what was deleted (or marked for deletion).
+pub async fn delete_collection(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
+    let options = delete_options(bytes)?;
+    let dry_run = request.query.dry_run || options.dry_run.iter().any(|d| d == "All");
+    let kind = request.kind();
+    let selectors = Selectors::parse(kind, request.query)?;
+    let mut query = request.query.clone();
+    query.limit = None;
+    query.continue_token = None;
+    let page = list_page(request.state, kind, &query, &selectors).await?;
+    let mut deleted = Vec::new();
+    for object in page.items {
+        let name = name_of(&object).to_string();
+        let key = object_key(kind.plural(), &name);
+        let Some(kv) = request.state.store.get(&key).await? else {
+            continue;
+        };
+        let current = decode_stored(kind, &kv)?;
+        let path = ResourcePath {
+            name: Some(name),
+            ..request.path.clone()
+        };
+        let one = Request { path: &path, ..*request };
+        match delete_one(&one, &kv, current.clone(), None, dry_run).await {
+            Ok(_) => deleted.push(for_response(current, request.path.version, kv.mod_revision)),
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = json!({
+        "apiVersion": nmstate_openapi::api_version(request.path.version).unwrap_or_default(),
+        "kind": kind.list_kind(),
+        "metadata": {},
+        "items": deleted,
+    });
+    Ok(respond(StatusCode::OK, &body, request.encoding))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let token = encode_continue(42, "node-7");
+        assert_eq!(decode_continue(&token).ok(), Some((42, "node-7".to_string())));
+        assert!(matches!(decode_continue("garbage"), Err(ApiError::BadRequest(_))));
+    }
+}
