@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+pub mod api;
 pub mod config;
 pub mod server;
 pub mod storage;

@@ -1,0 +1,4 @@
+//! The Kubernetes REST API for nmstate.io.
+
+pub mod selector;
+pub mod table;
