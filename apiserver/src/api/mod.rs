@@ -161,6 +161,11 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
                 }
                 _ => bytes::Bytes::new(),
             };
+            let table = table::TableOptions::from_query(
+                query.include_object.as_deref(),
+                query.no_headers.as_deref(),
+            )
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let rest = rest::Request {
                 state,
                 path: &path,
@@ -168,6 +173,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
                 headers: &parts.headers,
                 format,
                 encoding,
+                table,
             };
             match (verb, path.subresource) {
                 (_, Some(route::Subresource::Render | route::Subresource::DryRun)) => {

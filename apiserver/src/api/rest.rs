@@ -51,6 +51,8 @@ pub struct Request<'a> {
     pub format: ResponseFormat,
     /// How to encode the response.
     pub encoding: Encoding,
+    /// Table options, when the response is a Table.
+    pub table: table::TableOptions,
 }
 
 impl Request<'_> {
@@ -92,13 +94,9 @@ impl Request<'_> {
     /// One object in the response format asked for.
     fn reply_object(&self, code: StatusCode, object: Value, warnings: &[String]) -> Response<Body> {
         let body = match self.format {
-            ResponseFormat::Table => table::table(
-                self.kind(),
-                &[&object],
-                table::TableOptions::from_headers(self.headers),
-                json!({"resourceVersion": meta_str(&object, "resourceVersion").unwrap_or_default()}),
-                jiff::Timestamp::now(),
-            ),
+            ResponseFormat::Table => {
+                table::object_table(self.kind(), &object, self.table, jiff::Timestamp::now())
+            }
             ResponseFormat::Metadata => partial_metadata(&object),
             _ => object,
         };
@@ -183,7 +181,7 @@ impl Selectors {
     pub fn parse(kind: ResourceKind, query: &Query) -> Result<Self> {
         let labels = match &query.label_selector {
             Some(selector) => LabelSelector::parse(selector)
-                .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?,
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
             None => LabelSelector::default(),
         };
         let fields = match &query.field_selector {
@@ -372,7 +370,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             table::table(
                 kind,
                 &refs,
-                table::TableOptions::from_headers(request.headers),
+                request.table,
                 list_meta,
                 jiff::Timestamp::now(),
             )

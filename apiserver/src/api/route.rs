@@ -249,6 +249,10 @@ pub struct Query {
     pub verbose: bool,
     /// `hash` (OpenAPI v3).
     pub hash: Option<String>,
+    /// `includeObject` (tables).
+    pub include_object: Option<String>,
+    /// `noHeaders` (tables).
+    pub no_headers: Option<String>,
 }
 
 /// Parses and checks the query string. Unknown parameters are ignored, as
@@ -323,6 +327,8 @@ pub fn parse_query(query: Option<&str>) -> Result<Query> {
             "node" => parsed.node = non_empty(value),
             "verbose" => parsed.verbose = value.is_empty() || parse_bool("verbose", &value)?,
             "hash" => parsed.hash = non_empty(value),
+            "includeObject" => parsed.include_object = Some(value),
+            "noHeaders" => parsed.no_headers = Some(value),
             _ => {}
         }
     }

@@ -48,19 +48,19 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn event(&self, event_type: &str, object: Value) -> Bytes {
+    fn event(&mut self, event_type: &str, object: Value) -> Bytes {
         let revision = meta_str(&object, "resourceVersion")
             .and_then(|rv| rv.parse().ok())
             .unwrap_or(0);
         let object = for_response(object, self.version, revision);
         let object = match self.format {
-            ResponseFormat::Table => table::table(
-                self.kind,
-                &[&object],
-                self.table_options,
-                json!({"resourceVersion": revision.to_string()}),
-                jiff::Timestamp::now(),
-            ),
+            ResponseFormat::Table => {
+                let table = table::object_table(self.kind, &object, self.table_options, jiff::Timestamp::now());
+                // Column definitions go with the first event only, as
+                // Kubernetes sends them.
+                self.table_options.no_headers = true;
+                table
+            }
             ResponseFormat::Metadata => json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
@@ -149,11 +149,11 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
     let kind = request.kind();
     let selectors = Selectors::parse(kind, request.query)?;
     let start = start(request.query)?;
-    let encoder = Encoder {
+    let mut encoder = Encoder {
         kind,
         version: request.path.version,
         format: request.format,
-        table_options: table::TableOptions::from_headers(request.headers),
+        table_options: request.table,
     };
     let timeout = request
         .query
@@ -167,7 +167,7 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
         let _open = open;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let produce = run(&state, kind, selectors, start, allow_bookmarks, &encoder, &sender);
+        let produce = run(&state, kind, selectors, start, allow_bookmarks, &mut encoder, &sender);
         tokio::select! {
             () = produce => {}
             () = &mut deadline => {}
@@ -196,7 +196,7 @@ async fn run(
     selectors: Selectors,
     start: Start,
     allow_bookmarks: bool,
-    encoder: &Encoder,
+    encoder: &mut Encoder,
     sender: &mpsc::Sender<Bytes>,
 ) {
     let after = match start {
@@ -265,7 +265,7 @@ async fn run(
 }
 
 /// The line for one store event under the watch's selectors, if any.
-fn to_line(kind: ResourceKind, selectors: &Selectors, encoder: &Encoder, event: WatchEvent) -> Option<Bytes> {
+fn to_line(kind: ResourceKind, selectors: &Selectors, encoder: &mut Encoder, event: WatchEvent) -> Option<Bytes> {
     let decode = |kv: &crate::storage::KeyValue| match decode_stored(kind, kv) {
         Ok(object) => Some(for_response(object, nmstate_openapi::STORAGE_VERSION, kv.mod_revision)),
         Err(e) => {
@@ -282,7 +282,6 @@ fn to_line(kind: ResourceKind, selectors: &Selectors, encoder: &Encoder, event: 
                 .is_some_and(|old| selectors.matches(&old));
             let new_matches = selectors.matches(&new);
             match (old_matches, new_matches) {
-                (false, true) if prev.is_none() => Some(encoder.event("ADDED", new)),
                 (false, true) => Some(encoder.event("ADDED", new)),
                 (true, true) => Some(encoder.event("MODIFIED", new)),
                 (true, false) => Some(encoder.event("DELETED", new)),
