@@ -1,0 +1,291 @@
+//! The REST API over HTTPS against the real server binary: Kubernetes
+//! semantics of the verbs, and every class of bad request answered with the
+//! documented `metav1.Status`.
+#![allow(clippy::unwrap_used)]
+
+use http::StatusCode;
+use nmstate_e2e::{
+    apiserver::ApiserverProcess,
+    https::{HttpsClient, TestResponse},
+};
+use serde_json::{Value, json};
+
+const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
+const STATES: &str = "/apis/nmstate.io/v1/nodenetworkstates";
+
+fn policy(name: &str) -> Value {
+    json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": name, "labels": {"team": "net"}},
+        "spec": {
+            "maxUnavailable": 3,
+            "desiredState": {"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up"}]}
+        }
+    })
+}
+
+async fn send(client: &HttpsClient, method: &str, path: &str, content_type: &str, body: Value) -> TestResponse {
+    client
+        .request_with(method, path, &[("content-type", content_type)], Some(body.to_string().into_bytes()))
+        .await
+        .unwrap()
+}
+
+fn json_of(response: &TestResponse) -> Value {
+    serde_json::from_str(&response.body).unwrap_or_else(|e| panic!("{e}: {}", response.body))
+}
+
+#[tokio::test]
+async fn verbs_follow_kubernetes_semantics() {
+    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let client = server.client().unwrap();
+
+    // Create: server fields set, status dropped, 201.
+    let mut body = policy("br1");
+    body["status"] = json!({"conditions": [{"type": "Available", "status": "True"}]});
+    let created = send(&client, "POST", POLICIES, "application/json", body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let created = json_of(&created);
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert!(created["metadata"]["uid"].as_str().is_some_and(|uid| uid.len() == 36));
+    assert!(created.get("status").is_none(), "status is written through /status only");
+    let rv: u64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+
+    // Status write through /status keeps the spec and generation.
+    let mut with_status = created.clone();
+    with_status["status"] = json!({"conditions": [{"type": "Available", "status": "True", "reason": "SuccessfullyConfigured"}]});
+    with_status["spec"]["maxUnavailable"] = 9.into();
+    let written = send(&client, "PUT", &format!("{POLICIES}/br1/status"), "application/json", with_status).await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    let written = json_of(&written);
+    assert_eq!(written["status"]["conditions"][0]["reason"], "SuccessfullyConfigured");
+    assert_eq!(written["spec"]["maxUnavailable"], 3, "/status must not change the spec");
+    assert_eq!(written["metadata"]["generation"], 1);
+
+    // A stale resourceVersion loses.
+    let mut stale = created.clone();
+    stale["metadata"]["resourceVersion"] = rv.to_string().into();
+    stale["spec"]["maxUnavailable"] = 5.into();
+    let conflict = send(&client, "PUT", &format!("{POLICIES}/br1"), "application/json", stale).await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert_eq!(json_of(&conflict)["reason"], "Conflict");
+
+    // A spec change through the main resource bumps generation, keeps status.
+    let mut update = written.clone();
+    update["spec"]["maxUnavailable"] = "25%".into();
+    let updated = send(&client, "PUT", &format!("{POLICIES}/br1"), "application/json", update).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    let updated = json_of(&updated);
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert_eq!(updated["status"], written["status"]);
+
+    // Merge patch of labels: no generation bump.
+    let patched = send(
+        &client,
+        "PATCH",
+        &format!("{POLICIES}/br1"),
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"team": null, "tier": "core"}}}),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let patched = json_of(&patched);
+    assert_eq!(patched["metadata"]["labels"], json!({"tier": "core"}));
+    assert_eq!(patched["metadata"]["generation"], 2);
+
+    // JSON patch with a failing test op.
+    let failed = send(
+        &client,
+        "PATCH",
+        &format!("{POLICIES}/br1"),
+        "application/json-patch+json",
+        json!([{"op": "test", "path": "/spec/maxUnavailable", "value": 1}]),
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", failed.body);
+
+    // Dry run writes nothing.
+    let dry = send(&client, "POST", &format!("{POLICIES}?dryRun=All"), "application/json", policy("dry")).await;
+    assert_eq!(dry.status, StatusCode::CREATED, "{}", dry.body);
+    assert_eq!(client.get(&format!("{POLICIES}/dry")).await.unwrap().status, StatusCode::NOT_FOUND);
+
+    // Finalizers hold a delete until they are removed.
+    let mut held = policy("held");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(send(&client, "POST", POLICIES, "application/json", held).await.status, StatusCode::CREATED);
+    let deleting = client.request("DELETE", &format!("{POLICIES}/held"), None).await.unwrap();
+    assert_eq!(deleting.status, StatusCode::OK);
+    let deleting = json_of(&deleting);
+    assert!(deleting["metadata"]["deletionTimestamp"].is_string(), "{deleting}");
+    let released = send(
+        &client,
+        "PATCH",
+        &format!("{POLICIES}/held"),
+        "application/merge-patch+json",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    assert_eq!(client.get(&format!("{POLICIES}/held")).await.unwrap().status, StatusCode::NOT_FOUND);
+
+    // Delete without finalizers: Status Success.
+    let deleted = client.request("DELETE", &format!("{POLICIES}/br1"), None).await.unwrap();
+    assert_eq!(deleted.status, StatusCode::OK);
+    let deleted = json_of(&deleted);
+    assert_eq!(deleted["status"], "Success");
+    assert_eq!(deleted["details"]["name"], "br1");
+}
+
+#[tokio::test]
+async fn lists_paginate_and_select() {
+    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let client = server.client().unwrap();
+    for index in 0..7 {
+        let state = json!({
+            "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkState",
+            "metadata": {"name": format!("node-{index}"), "labels": {"zone": if index % 2 == 0 { "a" } else { "b" }}}
+        });
+        let created = send(&client, "POST", STATES, "application/json", state).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    let mut names = Vec::new();
+    let mut path = format!("{STATES}?limit=3");
+    let mut pages = 0;
+    loop {
+        let page = json_of(&client.get(&path).await.unwrap());
+        pages += 1;
+        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        match page["metadata"]["continue"].as_str() {
+            Some(token) => {
+                if pages == 1 {
+                    assert_eq!(page["metadata"]["remainingItemCount"], 4);
+                }
+                path = format!("{STATES}?limit=3&continue={token}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, (0..7).map(|i| format!("node-{i}")).collect::<Vec<_>>());
+
+    let zone_a = json_of(&client.get(&format!("{STATES}?labelSelector=zone%3Da")).await.unwrap());
+    assert_eq!(zone_a["items"].as_array().unwrap().len(), 4);
+    let by_name = json_of(&client.get(&format!("{STATES}?fieldSelector=metadata.name%3Dnode-3")).await.unwrap());
+    assert_eq!(by_name["items"][0]["metadata"]["name"], "node-3");
+    assert_eq!(by_name["items"].as_array().unwrap().len(), 1);
+    let not_in = json_of(&client.get(&format!("{STATES}?labelSelector=zone%20notin%20(a)")).await.unwrap());
+    assert_eq!(not_in["items"].as_array().unwrap().len(), 3);
+}
+
+/// One bad request and the Status it must get.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Option<Vec<u8>>,
+    code: StatusCode,
+    reason: &'static str,
+    message: &'static str,
+}
+
+fn case(name: &'static str, method: &'static str, path: impl Into<String>, code: StatusCode, reason: &'static str, message: &'static str) -> Case {
+    Case {
+        name,
+        method,
+        path: path.into(),
+        headers: Vec::new(),
+        body: None,
+        code,
+        reason,
+        message,
+    }
+}
+
+impl Case {
+    fn body(mut self, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(("content-type", content_type));
+        self.body = Some(body.into());
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_documented_status() {
+    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let client = server.client().unwrap();
+    let created = send(&client, "POST", POLICIES, "application/json", policy("existing")).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+
+    let mut invalid_name = policy("Bad_Name");
+    invalid_name["metadata"]["name"] = "Bad_Name".into();
+    let mut bad_mtu = policy("mtu");
+    bad_mtu["spec"]["desiredState"]["interfaces"][0]["mtu"] = "big".into();
+    let mut unknown_field = policy("unknown");
+    unknown_field["spec"]["nodeSelecter"] = json!({"a": "b"});
+    let mut wrong_version = policy("v");
+    wrong_version["apiVersion"] = "nmstate.io/v1beta1".into();
+    let mut no_rv = policy("existing");
+    no_rv["spec"]["maxUnavailable"] = 1.into();
+    let huge = vec![b' '; 3 * 1024 * 1024 + 10];
+
+    let cases = vec![
+        case("unknown resource", "GET", "/apis/nmstate.io/v1/pods", StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource"),
+        case("missing object", "GET", format!("{POLICIES}/missing"), StatusCode::NOT_FOUND, "NotFound", "nodenetworkconfigurationpolicies.nmstate.io \"missing\" not found"),
+        case("wrong method", "PUT", POLICIES, StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"),
+        case("unsupported media type", "POST", POLICIES, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", "")
+            .body("text/plain", "hello"),
+        case("strategic merge patch", "PATCH", format!("{POLICIES}/existing"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+            .body("application/strategic-merge-patch+json", "{}"),
+        case("malformed JSON", "POST", POLICIES, StatusCode::BAD_REQUEST, "BadRequest", "error decoding JSON: expected value at line 1 column 14")
+            .body("application/json", "{\"metadata\": }"),
+        case("malformed YAML", "POST", POLICIES, StatusCode::BAD_REQUEST, "BadRequest", "")
+            .body("application/yaml", "metadata: [\n  name: x"),
+        case("body too large", "POST", POLICIES, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+            .body("application/json", huge),
+        case("invalid name", "POST", POLICIES, StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "")
+            .body("application/json", invalid_name.to_string()),
+        case("invalid desired state", "POST", POLICIES, StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "")
+            .body("application/json", bad_mtu.to_string()),
+        case("unknown field, strict", "POST", format!("{POLICIES}?fieldValidation=Strict"), StatusCode::BAD_REQUEST, "BadRequest", "strict decoding error: unknown field \"spec.nodeSelecter\"")
+            .body("application/json", unknown_field.to_string()),
+        case("version mismatch", "POST", POLICIES, StatusCode::BAD_REQUEST, "BadRequest", "the API version in the data (nmstate.io/v1beta1) does not match the expected API version (nmstate.io/v1)")
+            .body("application/json", wrong_version.to_string()),
+        case("already exists", "POST", POLICIES, StatusCode::CONFLICT, "AlreadyExists", "nodenetworkconfigurationpolicies.nmstate.io \"existing\" already exists")
+            .body("application/json", policy("existing").to_string()),
+        case("update without resourceVersion", "PUT", format!("{POLICIES}/existing"), StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "NodeNetworkConfigurationPolicy.nmstate.io \"existing\" is invalid: metadata.resourceVersion: Invalid value: \"\": must be specified for an update")
+            .body("application/json", no_rv.to_string()),
+        case("bad label selector", "GET", format!("{POLICIES}?labelSelector=a%20in%20b"), StatusCode::BAD_REQUEST, "BadRequest", ""),
+        case("bad field selector", "GET", format!("{POLICIES}?fieldSelector=spec.foo%3Dx"), StatusCode::BAD_REQUEST, "BadRequest", "field label not supported: spec.foo"),
+        case("bad continue token", "GET", format!("{POLICIES}?limit=1&continue=bm9wZQ"), StatusCode::BAD_REQUEST, "BadRequest", ""),
+        case("bad limit", "GET", format!("{POLICIES}?limit=many"), StatusCode::BAD_REQUEST, "BadRequest", "limit: Invalid value: \"many\": must be an integer"),
+        case("future resource version", "GET", format!("{POLICIES}?resourceVersion=999999"), StatusCode::GATEWAY_TIMEOUT, "Timeout", ""),
+        case("protobuf only", "GET", POLICIES, StatusCode::NOT_ACCEPTABLE, "NotAcceptable", "")
+            .header("accept", "application/vnd.kubernetes.protobuf"),
+    ];
+    for case in cases {
+        let response = client
+            .request_with(case.method, &case.path, &case.headers, case.body.clone())
+            .await
+            .unwrap();
+        assert_eq!(response.status, case.code, "case {:?}: {}", case.name, response.body);
+        let status = json_of(&response);
+        assert_eq!(status["kind"], "Status", "case {:?}", case.name);
+        assert_eq!(status["reason"], case.reason, "case {:?}: {status}", case.name);
+        assert_eq!(status["code"], case.code.as_u16(), "case {:?}", case.name);
+        if !case.message.is_empty() {
+            assert_eq!(status["message"], case.message, "case {:?}", case.name);
+        }
+        if case.reason == "Invalid" {
+            let causes = status["details"]["causes"].as_array().unwrap();
+            assert!(!causes.is_empty(), "case {:?}: Invalid needs causes", case.name);
+            assert!(causes.iter().all(|c| c["field"].is_string()), "case {:?}", case.name);
+        }
+    }
+}
