@@ -163,9 +163,14 @@ async fn accept_loop(
                     return;
                 }
             };
+            // The client certificate was verified during the handshake; who
+            // it names holds for every request on this connection.
+            let user =
+                crate::auth::authenticate_peer(tls.get_ref().1.peer_certificates()).map(Arc::new);
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                let user = user.clone();
+                async move { Ok::<_, Infallible>(handle(&state, user.as_deref(), request).await) }
             });
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
@@ -192,7 +197,11 @@ async fn accept_loop(
 }
 
 /// Routes one request. Never fails: every error becomes a response.
-async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: &AppState,
+    user: Option<&crate::auth::UserInfo>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let path = request.uri().path();
     let verbose = request.uri().query().is_some_and(|query| {
         query
@@ -211,6 +220,10 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
             .body(full(body))
             .unwrap_or_else(|_| status::internal("building health response").into_response());
     }
+    // Everything but the health checks needs an authenticated user.
+    let Some(_user) = user else {
+        return crate::auth::unauthorized().into_response();
+    };
     status::Status::failure(
         StatusCode::NOT_FOUND,
         "NotFound",
