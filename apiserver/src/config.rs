@@ -1,8 +1,9 @@
 //! Command-line flags and the plain [`Config`] the server runs from.
 //!
 //! Flag names follow Kubernetes' own API servers where the meaning is the
-//! same. `main` parses [`Args`] and calls [`Args::into_config`]; library code
-//! and tests only ever see [`Config`], and nothing here reads the
+//! same. `main` parses [`Args`] and calls [`Args::into_config`] (or, for the
+//! `kubeconfig` subcommand, [`KubeconfigArgs::into_request`]); library code
+//! and tests only ever see the checked values, and nothing here reads the
 //! environment.
 
 use std::{
@@ -11,19 +12,27 @@ use std::{
     time::Duration,
 };
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
+    kubeconfig::IssueRequest,
     storage::{StorageConfig, etcd::EtcdConfig},
-    tls::{TlsSource, default_hosts},
+    tls::{ClientCa, TlsSource, default_hosts},
 };
 
 /// The nmstate.io API server.
+///
+/// Without a subcommand it serves; `kubeconfig` issues client credentials
+/// from the local CA of a standalone server.
 #[derive(Debug, Parser)]
 #[command(name = "nmstate-apiserver", version, about)]
 pub struct Args {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Directory for the embedded store, the generated PKI and kubeconfigs.
-    #[arg(long, default_value = "/var/lib/nmstate-apiserver")]
+    #[arg(long, global = true, default_value = "/var/lib/nmstate-apiserver")]
     pub data_dir: PathBuf,
 
     /// The IP address to listen on (0.0.0.0 or :: for all interfaces).
@@ -64,13 +73,84 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub tls_sni_hosts: Vec<String>,
 
+    /// CA bundle for client certificates: a client presenting a certificate
+    /// signed by it is the user in its CN, in the groups in its O. Without
+    /// it, a server with generated certificates uses its local CA (and
+    /// writes <data-dir>/admin.kubeconfig).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+
     /// How long to let in-flight requests finish after SIGTERM.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Issue a client certificate from the local CA in --data-dir and write
+    /// a kubeconfig with it (for example for a node:
+    /// `--user system:node:worker-1 --group system:nodes`).
+    Kubeconfig(KubeconfigArgs),
+}
+
+/// Flags of `nmstate-apiserver kubeconfig` (`--data-dir` is shared with the
+/// server).
+#[derive(Debug, clap::Args)]
+pub struct KubeconfigArgs {
+    /// The user name (the certificate's CN).
+    #[arg(long)]
+    pub user: String,
+
+    /// A group of the user (the certificate's O). At most one for now.
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+
+    /// The kubeconfig file to write (mode 0600).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// The server URL. Defaults to the one in <data-dir>/admin.kubeconfig.
+    #[arg(long)]
+    pub server: Option<String>,
+}
+
+impl KubeconfigArgs {
+    /// Checks the flags; `data_dir` is the (global) `--data-dir`.
+    pub fn into_request(self, data_dir: PathBuf) -> Result<IssueRequest, ConfigError> {
+        if self.user.is_empty() {
+            return Err(config_error("--user", "must not be empty"));
+        }
+        if self.groups.iter().any(String::is_empty) {
+            return Err(config_error("--group", "must not be empty"));
+        }
+        if self.groups.len() > 1 {
+            return Err(config_error(
+                "--group",
+                "may be given once: the certificate library encodes one O per subject",
+            ));
+        }
+        if let Some(server) = &self.server {
+            let host = server.strip_prefix("https://").unwrap_or_default();
+            if host.is_empty() || host.starts_with('/') {
+                return Err(config_error(
+                    "--server",
+                    format!("{server:?} must be https://HOST[:PORT]"),
+                ));
+            }
+        }
+        Ok(IssueRequest {
+            data_dir,
+            user: self.user,
+            groups: self.groups,
+            out: self.out,
+            server: self.server,
+        })
+    }
 }
 
 /// Log line format.
@@ -93,6 +173,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Where the serving certificate comes from.
     pub tls: TlsSource,
+    /// Which CA client certificates must chain to.
+    pub client_ca: ClientCa,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -188,11 +270,29 @@ impl Args {
             }
         };
 
+        let client_ca = match (self.client_ca_file, &tls) {
+            (Some(path), _) if !path.is_file() => {
+                return Err(config_error(
+                    "--client-ca-file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            (Some(path), _) => ClientCa::File(path),
+            (None, TlsSource::Generated { .. }) => ClientCa::Local {
+                data_dir: self.data_dir.clone(),
+            },
+            // Operator-provided serving certificates and no client CA: only
+            // the health endpoints answer until a later authenticator
+            // (front proxy, tokens) recognises someone.
+            (None, TlsSource::Files { .. }) => ClientCa::None,
+        };
+
         Ok(Config {
             data_dir: self.data_dir,
             listen: SocketAddr::new(self.bind_address, self.secure_port),
             storage,
             tls,
+            client_ca,
             shutdown_timeout: self.shutdown_timeout,
         })
     }
@@ -271,7 +371,101 @@ mod tests {
                 hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             }
         );
+        assert_eq!(
+            config.client_ca,
+            ClientCa::Local {
+                data_dir: "/tmp/d".into()
+            },
+            "standalone: the local CA authenticates clients"
+        );
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn client_ca_file_replaces_the_local_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("client-ca.crt");
+        std::fs::write(&ca, "").unwrap();
+        let ca_arg = ca.to_str().unwrap();
+        let config = parse(&["--client-ca-file", ca_arg]).unwrap();
+        assert_eq!(config.client_ca, ClientCa::File(ca.clone()));
+
+        let config = parse(&["--tls-cert-file", "/c", "--tls-private-key-file", "/k"]).unwrap();
+        assert_eq!(config.client_ca, ClientCa::None);
+    }
+
+    fn kubeconfig(args: &[&str]) -> Result<IssueRequest, ConfigError> {
+        let mut argv = vec!["nmstate-apiserver", "kubeconfig"];
+        argv.extend_from_slice(args);
+        let args = Args::try_parse_from(argv).unwrap();
+        let Some(Command::Kubeconfig(kubeconfig)) = args.command else {
+            panic!("expected the kubeconfig subcommand");
+        };
+        kubeconfig.into_request(args.data_dir)
+    }
+
+    #[test]
+    fn kubeconfig_subcommand() {
+        let request = kubeconfig(&[
+            "--data-dir",
+            "/srv/d",
+            "--user",
+            "system:node:worker-1",
+            "--group",
+            "system:nodes",
+            "--out",
+            "/tmp/worker-1.kubeconfig",
+        ])
+        .unwrap();
+        assert_eq!(
+            request,
+            IssueRequest {
+                data_dir: "/srv/d".into(),
+                user: "system:node:worker-1".into(),
+                groups: vec!["system:nodes".into()],
+                out: "/tmp/worker-1.kubeconfig".into(),
+                server: None,
+            }
+        );
+        // --data-dir is shared: before the subcommand works too.
+        let args = Args::try_parse_from([
+            "nmstate-apiserver",
+            "--data-dir",
+            "/srv/e",
+            "kubeconfig",
+            "--user",
+            "u",
+            "--out",
+            "/o",
+        ])
+        .unwrap();
+        assert_eq!(args.data_dir, PathBuf::from("/srv/e"));
+        assert!(matches!(args.command, Some(Command::Kubeconfig(_))));
+    }
+
+    #[test]
+    fn bad_kubeconfig_flags_are_explained() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            (
+                "empty user",
+                &["--user", "", "--out", "/o"],
+                "invalid flag --user: must not be empty",
+            ),
+            (
+                "two groups",
+                &["--user", "u", "--group", "a", "--group", "b", "--out", "/o"],
+                "invalid flag --group: may be given once: the certificate library encodes one O per subject",
+            ),
+            (
+                "plain HTTP server",
+                &["--user", "u", "--out", "/o", "--server", "http://h:1"],
+                "invalid flag --server: \"http://h:1\" must be https://HOST[:PORT]",
+            ),
+        ];
+        for (name, args, expected) in cases {
+            let err = kubeconfig(args).expect_err(name);
+            assert_eq!(err.to_string(), *expected, "case {name}");
+        }
     }
 
     #[test]
@@ -322,6 +516,11 @@ mod tests {
                 "etcd TLS without etcd",
                 &["--etcd-cafile", "/x"],
                 "invalid flag --etcd-cafile: only meaningful with --etcd-servers",
+            ),
+            (
+                "client CA file missing",
+                &["--client-ca-file", "/nonexistent/client-ca.crt"],
+                "invalid flag --client-ca-file: /nonexistent/client-ca.crt is not a readable file",
             ),
             (
                 "TLS cert without key",

@@ -4,12 +4,15 @@
 //! build a `Config` directly and do the same. Everything that decides
 //! something lives in a module below, each owning one concern:
 //! [`storage`] (bytes at rest, revisions, watches), [`tls`] (certificates),
-//! [`server`] (connections, routing, health).
+//! [`auth`] (who is asking), [`kubeconfig`] (client files for standalone
+//! access), [`server`] (connections, routing, health).
 
 use std::sync::Arc;
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod kubeconfig;
 pub mod metrics;
 pub mod server;
 pub mod storage;
@@ -33,6 +36,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The admin kubeconfig could not be written.
+    #[error("admin kubeconfig: {0}")]
+    Kubeconfig(#[from] kubeconfig::Error),
     /// The data directory could not be created.
     #[error("creating data directory {path}: {source}")]
     DataDir {
@@ -72,7 +78,14 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         source,
     })?;
     let cert = tls::load_or_generate(&config.tls)?;
-    let tls = tls::server_config(cert)?;
+    if let tls::ClientCa::Local { data_dir } = &config.client_ca {
+        // Before serving, so that the CA exists when the verifier loads it.
+        tls::LocalCa::load_or_create(data_dir)?;
+    }
+    if config.client_ca == tls::ClientCa::None {
+        tracing::warn!("no client CA: every request but the health checks will get 401");
+    }
+    let tls = tls::server_config(cert, &config.client_ca)?;
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
     let state = Arc::new(server::AppState::new(store, metrics));
@@ -82,5 +95,13 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
             address: config.listen,
             source,
         })?;
+    if let tls::ClientCa::Local { data_dir } = &config.client_ca {
+        // After binding: the kubeconfig names the port actually bound.
+        let server_url = kubeconfig::server_url(listening.local_addr());
+        if let Err(e) = kubeconfig::write_admin(data_dir, &server_url) {
+            listening.shutdown().await;
+            return Err(e.into());
+        }
+    }
     Ok(Running { listening, state })
 }

@@ -1,18 +1,22 @@
 //! `nmstate-apiserver`: parses flags, starts logging, runs the server until
-//! SIGTERM or Ctrl-C, then drains.
+//! SIGTERM or Ctrl-C, then drains. `nmstate-apiserver kubeconfig ...`
+//! issues a client kubeconfig instead.
 
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
-use nmstate_apiserver::config::{Args, LogFormat};
+use nmstate_apiserver::config::{Args, Command, KubeconfigArgs, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for bad flags (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     init_tracing(args.log_format);
+    if let Some(Command::Kubeconfig(kubeconfig)) = args.command.take() {
+        return issue_kubeconfig(kubeconfig, args);
+    }
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -46,6 +50,24 @@ fn main() -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `nmstate-apiserver kubeconfig`: no runtime, no server, one file.
+fn issue_kubeconfig(kubeconfig: KubeconfigArgs, args: Args) -> ExitCode {
+    let request = match kubeconfig.into_request(args.data_dir) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("nmstate-apiserver kubeconfig: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match nmstate_apiserver::kubeconfig::issue(&request) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nmstate-apiserver kubeconfig: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {

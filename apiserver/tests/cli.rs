@@ -55,3 +55,52 @@ fn unreachable_etcd_exits_1_naming_the_endpoint() {
         "stderr must name {endpoint}: {stderr}"
     );
 }
+
+#[test]
+fn kubeconfig_without_a_local_ca_says_how_to_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("n1.kubeconfig");
+    let output = apiserver()
+        .args(["kubeconfig", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--user",
+            "system:node:n1",
+            "--group",
+            "system:nodes",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "nmstate-apiserver kubeconfig: no local CA at {}: start nmstate-apiserver once with \
+         --data-dir {} (and without --tls-cert-file) to create it",
+        dir.path().join("pki/ca.crt").display(),
+        dir.path().display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn kubeconfig_with_bad_flags_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = apiserver()
+        .args(["kubeconfig", "--data-dir"])
+        .arg(dir.path())
+        .args(["--user", "u", "--out", "/tmp/never-written"])
+        .args(["--server", "http://127.0.0.1:6443"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "invalid flag --server: \"http://127.0.0.1:6443\" must be https://HOST[:PORT]"
+        ),
+        "{stderr}"
+    );
+}

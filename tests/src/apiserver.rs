@@ -1,5 +1,9 @@
 //! Runs the real `nmstate-apiserver` binary as a child process on a free
 //! loopback port, with its own data directory, and stops it by its PID.
+//!
+//! Without `--tls-cert-file` or `--client-ca-file` the server runs
+//! standalone: it writes `<data-dir>/admin.kubeconfig`, and
+//! [`ApiserverProcess::client`] authenticates with it.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -10,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use nix::{sys::signal, unistd::Pid};
+use nmstate_apiserver::kubeconfig::Kubeconfig;
 
 use crate::https::HttpsClient;
 
@@ -47,6 +52,9 @@ pub struct ApiserverProcess {
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     address: SocketAddr,
+    /// Whether the server authenticates clients with its local CA and
+    /// writes an admin kubeconfig.
+    standalone: bool,
 }
 
 impl ApiserverProcess {
@@ -78,11 +86,15 @@ impl ApiserverProcess {
             .stdin(Stdio::null())
             .spawn()
             .context("spawning nmstate-apiserver")?;
+        let standalone = !extra
+            .iter()
+            .any(|arg| arg.starts_with("--tls-cert-file") || arg.starts_with("--client-ca-file"));
         let mut server = Self {
             child,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             address,
+            standalone,
         };
         server.wait_until_serving().await?;
         Ok(server)
@@ -95,8 +107,9 @@ impl ApiserverProcess {
                 bail!("nmstate-apiserver exited during start-up: {status}");
             }
             if self.data_dir.join("pki/ca.crt").exists()
-                && let Ok(response) = self.client()?.get("/livez").await
+                && let Ok(response) = self.anonymous_client()?.get("/livez").await
                 && response.status.is_success()
+                && (!self.standalone || self.admin_kubeconfig_is_current())
             {
                 return Ok(());
             }
@@ -117,9 +130,75 @@ impl ApiserverProcess {
         &self.data_dir
     }
 
-    /// A client that trusts the server's generated CA.
+    /// Whether the admin kubeconfig exists and names this server's port
+    /// (the server writes it just after binding; after a restart the file
+    /// of the previous life may still be there for a moment).
+    fn admin_kubeconfig_is_current(&self) -> bool {
+        Kubeconfig::read(&self.admin_kubeconfig())
+            .ok()
+            .and_then(|kubeconfig| kubeconfig.credentials().ok())
+            .is_some_and(|credentials| credentials.server == format!("https://{}", self.address))
+    }
+
+    /// `<data-dir>/admin.kubeconfig`, written by a standalone server.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("admin.kubeconfig")
+    }
+
+    /// The client tests normally use: authenticated as the admin through
+    /// the admin kubeconfig when the server is standalone, otherwise
+    /// [`Self::anonymous_client`].
     pub fn client(&self) -> Result<HttpsClient> {
+        if self.standalone {
+            self.admin_client()
+        } else {
+            self.anonymous_client()
+        }
+    }
+
+    /// A client with the admin kubeconfig's credentials (user `admin` in
+    /// `system:masters`).
+    pub fn admin_client(&self) -> Result<HttpsClient> {
+        HttpsClient::from_kubeconfig(&self.admin_kubeconfig())
+    }
+
+    /// A client that trusts the server's generated CA and presents no
+    /// certificate (as `curl --cacert`): it reaches only the health
+    /// endpoints.
+    pub fn anonymous_client(&self) -> Result<HttpsClient> {
         HttpsClient::new(self.address, &self.data_dir.join("pki/ca.crt"), "localhost")
+    }
+
+    /// Runs `nmstate-apiserver kubeconfig` on this server's data directory
+    /// and returns the kubeconfig written for `user` in `groups`.
+    pub fn issue_kubeconfig(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let file_name: String = user
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let out = self.data_dir.join(format!("{file_name}.kubeconfig"));
+        let mut command = Command::new(workspace_binary("nmstate-apiserver")?);
+        command
+            .arg("kubeconfig")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--user", user])
+            .arg("--out")
+            .arg(&out);
+        for group in groups {
+            command.args(["--group", group]);
+        }
+        let output = command
+            .output()
+            .context("running nmstate-apiserver kubeconfig")?;
+        if !output.status.success() {
+            bail!(
+                "nmstate-apiserver kubeconfig failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(out)
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -1,15 +1,16 @@
 //! A minimal HTTPS client for tests: one request per connection, trusting
 //! exactly the CA the test names, so a test also proves the server's
-//! certificate chain is right.
+//! certificate chain is right; optionally presenting a client certificate.
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use nmstate_apiserver::kubeconfig::Kubeconfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -32,21 +33,61 @@ pub struct TestResponse {
     pub body: String,
 }
 
+/// A client certificate (chain, leaf first) and its key, as PEM.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
 impl HttpsClient {
     /// A client for `address` that trusts only the CA in `ca_file` and
-    /// checks the certificate names `server_name`.
+    /// checks the certificate names `server_name`; it presents no client
+    /// certificate.
     pub fn new(address: SocketAddr, ca_file: &Path, server_name: &str) -> Result<Self> {
+        let ca_pem =
+            std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+        Self::with_identity(address, &ca_pem, server_name, None)
+    }
+
+    /// A client that trusts only the CA certificates in `ca_pem` and
+    /// presents `identity` when the server asks for a certificate.
+    pub fn with_identity(
+        address: SocketAddr,
+        ca_pem: &[u8],
+        server_name: &str,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca_file)
-            .with_context(|| format!("reading {}", ca_file.display()))?
-        {
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
             roots.add(cert?)?;
         }
+        if roots.is_empty() {
+            bail!("no CA certificate to trust");
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match identity {
+            None => builder.with_no_client_auth(),
+            Some(identity) => {
+                let chain = CertificateDer::pem_slice_iter(&identity.cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("client certificate PEM")?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(&identity.key_pem).context("client key PEM")?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+        };
         Ok(Self {
             address,
             server_name: ServerName::try_from(server_name.to_string())?,
@@ -54,11 +95,56 @@ impl HttpsClient {
         })
     }
 
+    /// A client as kubectl would be with this kubeconfig: the current
+    /// context's server (`https://IP:PORT`), CA and client certificate.
+    pub fn from_kubeconfig(path: &Path) -> Result<Self> {
+        let credentials = Kubeconfig::read(path)?
+            .credentials()
+            .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))?;
+        let authority = credentials
+            .server
+            .strip_prefix("https://")
+            .with_context(|| format!("server {:?} is not https://", credentials.server))?;
+        let address: SocketAddr = authority
+            .parse()
+            .with_context(|| format!("server {:?} is not https://IP:PORT", credentials.server))?;
+        let identity = match (credentials.client_cert_pem, credentials.client_key_pem) {
+            (Some(cert_pem), Some(key_pem)) => Some(ClientIdentity { cert_pem, key_pem }),
+            _ => None,
+        };
+        let ca_pem = credentials
+            .ca_pem
+            .context("no certificate-authority-data in the kubeconfig")?;
+        Self::with_identity(
+            address,
+            &ca_pem,
+            &address.ip().to_string(),
+            identity.as_ref(),
+        )
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// Sends `method path` with an optional body and reads the whole answer.
     pub async fn request(
         &self,
         method: &str,
         path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<TestResponse> {
+        self.request_with(method, path, &[], body).await
+    }
+
+    /// Sends `method path` with extra headers and an optional body, and
+    /// reads the whole answer.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<TestResponse> {
         let tcp = TcpStream::connect(self.address).await?;
@@ -69,11 +155,14 @@ impl HttpsClient {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let connection = tokio::spawn(connection);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(http::header::HOST, self.address.to_string())
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .header(http::header::HOST, self.address.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let response = sender.send_request(request).await?;
         let status = response.status();
         let content_type = response

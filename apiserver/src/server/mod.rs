@@ -186,9 +186,14 @@ async fn accept_loop(
                     return;
                 }
             };
+            // The client certificate was verified during the handshake; who
+            // it names holds for every request on this connection.
+            let user =
+                crate::auth::authenticate_peer(tls.get_ref().1.peer_certificates()).map(Arc::new);
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                let user = user.clone();
+                async move { Ok::<_, Infallible>(handle(&state, user.as_ref(), request).await) }
             });
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
@@ -215,7 +220,11 @@ async fn accept_loop(
 }
 
 /// Routes one request. Never fails: every error becomes a response.
-async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: &Arc<AppState>,
+    user: Option<&Arc<crate::auth::UserInfo>>,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
     let path = request.uri().path();
     if let Some((endpoint, only)) = health::Endpoint::parse(path) {
         let verbose = request.uri().query().is_some_and(|query| {
@@ -234,5 +243,10 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             .body(full(body))
             .unwrap_or_else(|_| status::internal("building health response").into_response());
     }
+    // Everything but the health checks needs an authenticated user.
+    let Some(user) = user else {
+        return crate::auth::unauthorized().into_response();
+    };
+    request.extensions_mut().insert(user.clone());
     crate::api::handle(state, request).await
 }
