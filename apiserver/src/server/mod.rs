@@ -7,6 +7,7 @@
 
 use std::{
     convert::Infallible,
+    panic::AssertUnwindSafe,
     net::SocketAddr,
     sync::{
         Arc,
@@ -16,6 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -193,7 +195,15 @@ async fn accept_loop(
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
                 let user = user.clone();
-                async move { Ok::<_, Infallible>(handle(&state, user.as_ref(), request).await) }
+                async move {
+                    // A bug must cost one request a 500, not the connection:
+                    // panics are caught here and logged.
+                    let response = AssertUnwindSafe(handle(&state, user.as_ref(), request))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| status::internal("request handler panicked").into_response());
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
