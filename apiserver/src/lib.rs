@@ -3,11 +3,13 @@
 //! `main` parses flags into a [`config::Config`] and calls [`start`]; tests
 //! build a `Config` directly and do the same. Everything that decides
 //! something lives in a module below, each owning one concern:
-//! [`storage`] (bytes at rest, revisions, watches), [`tls`] (certificates),
-//! [`server`] (connections, routing, health).
+//! [`storage`] (bytes at rest, revisions, watches), [`cache`] (every
+//! object of a resource in memory, serving lists and watches), [`tls`]
+//! (certificates), [`server`] (connections, routing, health).
 
 use std::sync::Arc;
 
+pub mod cache;
 pub mod config;
 pub mod server;
 pub mod storage;
