@@ -3,17 +3,17 @@
 //! `main` parses flags into a [`config::Config`] and calls [`start`]; tests
 //! build a `Config` directly and do the same. Everything that decides
 //! something lives in a module below, each owning one concern:
+//! [`storage`] (bytes at rest, revisions, watches), [`cache`] (every object
+//! of a resource in memory, serving lists and watches), [`api`] (the
+//! Kubernetes REST API), [`auth`] (who is asking), [`kubeconfig`] (client
+//! files for standalone access), [`tls`] (certificates), [`metrics`], and
+//! [`server`] (connections, health, shutdown).
 
-//! (certificates), [`server`] (connections, routing, health).
-//! [`auth`] (who is asking), [`kubeconfig`] (client files for standalone
-//! [`storage`] (bytes at rest, revisions, watches), [`cache`] (every
-//! [`storage`] (bytes at rest, revisions, watches), [`tls`] (certificates),
-//! access), [`server`] (connections, routing, health).
-//! object of a resource in memory, serving lists and watches), [`tls`]
+use std::sync::Arc;
+
 pub mod api;
 pub mod auth;
 pub mod cache;
-use std::sync::Arc;
 pub mod config;
 pub mod kubeconfig;
 pub mod metrics;
