@@ -87,8 +87,9 @@ impl Metrics {
             "API requests by verb, resource and HTTP code",
             requests.clone(),
         );
-        let request_duration =
-            Family::<LatencyLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        let request_duration = Family::<LatencyLabels, Histogram>::new_with_constructor(
+            latency_buckets as fn() -> Histogram,
+        );
         registry.register(
             "nmstate_apiserver_request_duration_seconds",
             "API request latency (watches excluded)",
@@ -100,8 +101,9 @@ impl Metrics {
             "Open watches by resource",
             watches.clone(),
         );
-        let store_duration =
-            Family::<StoreLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        let store_duration = Family::<StoreLabels, Histogram>::new_with_constructor(
+            latency_buckets as fn() -> Histogram,
+        );
         registry.register(
             "nmstate_apiserver_storage_operation_duration_seconds",
             "Store operation latency by operation and result",
@@ -211,14 +213,23 @@ impl Store for MeteredStore {
         result
     }
 
-    async fn update(&self, key: &str, value: Vec<u8>, expected_revision: Revision) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_revision: Revision,
+    ) -> Result<KeyValue> {
         let started = Instant::now();
         let result = self.inner.update(key, value, expected_revision).await;
         self.observe("update", started, &result);
         result
     }
 
-    async fn delete(&self, key: &str, expected_revision: Option<Revision>) -> Result<(KeyValue, Revision)> {
+    async fn delete(
+        &self,
+        key: &str,
+        expected_revision: Option<Revision>,
+    ) -> Result<(KeyValue, Revision)> {
         let started = Instant::now();
         let result = self.inner.delete(key, expected_revision).await;
         self.observe("delete", started, &result);
@@ -273,12 +284,14 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"nmstate_apiserver_watches{resource="nodenetworkconfigurationenactments"} 1"#),
+            text.contains(
+                r#"nmstate_apiserver_watches{resource="nodenetworkconfigurationenactments"} 1"#
+            ),
             "{text}"
         );
         drop(guard);
-        assert!(metrics
-            .encode()
-            .contains(r#"nmstate_apiserver_watches{resource="nodenetworkconfigurationenactments"} 0"#));
+        assert!(metrics.encode().contains(
+            r#"nmstate_apiserver_watches{resource="nodenetworkconfigurationenactments"} 0"#
+        ));
     }
 }

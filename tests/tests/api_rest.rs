@@ -25,9 +25,20 @@ fn policy(name: &str) -> Value {
     })
 }
 
-async fn send(client: &HttpsClient, method: &str, path: &str, content_type: &str, body: Value) -> TestResponse {
+async fn send(
+    client: &HttpsClient,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Value,
+) -> TestResponse {
     client
-        .request_with(method, path, &[("content-type", content_type)], Some(body.to_string().into_bytes()))
+        .request_with(
+            method,
+            path,
+            &[("content-type", content_type)],
+            Some(body.to_string().into_bytes()),
+        )
         .await
         .unwrap()
 }
@@ -48,33 +59,71 @@ async fn verbs_follow_kubernetes_semantics() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let created = json_of(&created);
     assert_eq!(created["metadata"]["generation"], 1);
-    assert!(created["metadata"]["uid"].as_str().is_some_and(|uid| uid.len() == 36));
-    assert!(created.get("status").is_none(), "status is written through /status only");
-    let rv: u64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(
+        created["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|uid| uid.len() == 36)
+    );
+    assert!(
+        created.get("status").is_none(),
+        "status is written through /status only"
+    );
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     // Status write through /status keeps the spec and generation.
     let mut with_status = created.clone();
     with_status["status"] = json!({"conditions": [{"type": "Available", "status": "True", "reason": "SuccessfullyConfigured"}]});
     with_status["spec"]["maxUnavailable"] = 9.into();
-    let written = send(&client, "PUT", &format!("{POLICIES}/br1/status"), "application/json", with_status).await;
+    let written = send(
+        &client,
+        "PUT",
+        &format!("{POLICIES}/br1/status"),
+        "application/json",
+        with_status,
+    )
+    .await;
     assert_eq!(written.status, StatusCode::OK, "{}", written.body);
     let written = json_of(&written);
-    assert_eq!(written["status"]["conditions"][0]["reason"], "SuccessfullyConfigured");
-    assert_eq!(written["spec"]["maxUnavailable"], 3, "/status must not change the spec");
+    assert_eq!(
+        written["status"]["conditions"][0]["reason"],
+        "SuccessfullyConfigured"
+    );
+    assert_eq!(
+        written["spec"]["maxUnavailable"], 3,
+        "/status must not change the spec"
+    );
     assert_eq!(written["metadata"]["generation"], 1);
 
     // A stale resourceVersion loses.
     let mut stale = created.clone();
     stale["metadata"]["resourceVersion"] = rv.to_string().into();
     stale["spec"]["maxUnavailable"] = 5.into();
-    let conflict = send(&client, "PUT", &format!("{POLICIES}/br1"), "application/json", stale).await;
+    let conflict = send(
+        &client,
+        "PUT",
+        &format!("{POLICIES}/br1"),
+        "application/json",
+        stale,
+    )
+    .await;
     assert_eq!(conflict.status, StatusCode::CONFLICT);
     assert_eq!(json_of(&conflict)["reason"], "Conflict");
 
     // A spec change through the main resource bumps generation, keeps status.
     let mut update = written.clone();
     update["spec"]["maxUnavailable"] = "25%".into();
-    let updated = send(&client, "PUT", &format!("{POLICIES}/br1"), "application/json", update).await;
+    let updated = send(
+        &client,
+        "PUT",
+        &format!("{POLICIES}/br1"),
+        "application/json",
+        update,
+    )
+    .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     let updated = json_of(&updated);
     assert_eq!(updated["metadata"]["generation"], 2);
@@ -103,21 +152,47 @@ async fn verbs_follow_kubernetes_semantics() {
         json!([{"op": "test", "path": "/spec/maxUnavailable", "value": 1}]),
     )
     .await;
-    assert_eq!(failed.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", failed.body);
+    assert_eq!(
+        failed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        failed.body
+    );
 
     // Dry run writes nothing.
-    let dry = send(&client, "POST", &format!("{POLICIES}?dryRun=All"), "application/json", policy("dry")).await;
+    let dry = send(
+        &client,
+        "POST",
+        &format!("{POLICIES}?dryRun=All"),
+        "application/json",
+        policy("dry"),
+    )
+    .await;
     assert_eq!(dry.status, StatusCode::CREATED, "{}", dry.body);
-    assert_eq!(client.get(&format!("{POLICIES}/dry")).await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.get(&format!("{POLICIES}/dry")).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
 
     // Finalizers hold a delete until they are removed.
     let mut held = policy("held");
     held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    assert_eq!(send(&client, "POST", POLICIES, "application/json", held).await.status, StatusCode::CREATED);
-    let deleting = client.request("DELETE", &format!("{POLICIES}/held"), None).await.unwrap();
+    assert_eq!(
+        send(&client, "POST", POLICIES, "application/json", held)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let deleting = client
+        .request("DELETE", &format!("{POLICIES}/held"), None)
+        .await
+        .unwrap();
     assert_eq!(deleting.status, StatusCode::OK);
     let deleting = json_of(&deleting);
-    assert!(deleting["metadata"]["deletionTimestamp"].is_string(), "{deleting}");
+    assert!(
+        deleting["metadata"]["deletionTimestamp"].is_string(),
+        "{deleting}"
+    );
     let released = send(
         &client,
         "PATCH",
@@ -127,10 +202,20 @@ async fn verbs_follow_kubernetes_semantics() {
     )
     .await;
     assert_eq!(released.status, StatusCode::OK, "{}", released.body);
-    assert_eq!(client.get(&format!("{POLICIES}/held")).await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client
+            .get(&format!("{POLICIES}/held"))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // Delete without finalizers: Status Success.
-    let deleted = client.request("DELETE", &format!("{POLICIES}/br1"), None).await.unwrap();
+    let deleted = client
+        .request("DELETE", &format!("{POLICIES}/br1"), None)
+        .await
+        .unwrap();
     assert_eq!(deleted.status, StatusCode::OK);
     let deleted = json_of(&deleted);
     assert_eq!(deleted["status"], "Success");
@@ -155,7 +240,13 @@ async fn lists_paginate_and_select() {
     loop {
         let page = json_of(&client.get(&path).await.unwrap());
         pages += 1;
-        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         match page["metadata"]["continue"].as_str() {
             Some(token) => {
                 if pages == 1 {
@@ -167,14 +258,32 @@ async fn lists_paginate_and_select() {
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(names, (0..7).map(|i| format!("node-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("node-{i}")).collect::<Vec<_>>()
+    );
 
-    let zone_a = json_of(&client.get(&format!("{STATES}?labelSelector=zone%3Da")).await.unwrap());
+    let zone_a = json_of(
+        &client
+            .get(&format!("{STATES}?labelSelector=zone%3Da"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(zone_a["items"].as_array().unwrap().len(), 4);
-    let by_name = json_of(&client.get(&format!("{STATES}?fieldSelector=metadata.name%3Dnode-3")).await.unwrap());
+    let by_name = json_of(
+        &client
+            .get(&format!("{STATES}?fieldSelector=metadata.name%3Dnode-3"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(by_name["items"][0]["metadata"]["name"], "node-3");
     assert_eq!(by_name["items"].as_array().unwrap().len(), 1);
-    let not_in = json_of(&client.get(&format!("{STATES}?labelSelector=zone%20notin%20(a)")).await.unwrap());
+    let not_in = json_of(
+        &client
+            .get(&format!("{STATES}?labelSelector=zone%20notin%20(a)"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(not_in["items"].as_array().unwrap().len(), 3);
 }
 
@@ -190,7 +299,14 @@ struct Case {
     message: &'static str,
 }
 
-fn case(name: &'static str, method: &'static str, path: impl Into<String>, code: StatusCode, reason: &'static str, message: &'static str) -> Case {
+fn case(
+    name: &'static str,
+    method: &'static str,
+    path: impl Into<String>,
+    code: StatusCode,
+    reason: &'static str,
+    message: &'static str,
+) -> Case {
     Case {
         name,
         method,
@@ -220,7 +336,14 @@ impl Case {
 async fn bad_requests_get_the_documented_status() {
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let client = server.client().unwrap();
-    let created = send(&client, "POST", POLICIES, "application/json", policy("existing")).await;
+    let created = send(
+        &client,
+        "POST",
+        POLICIES,
+        "application/json",
+        policy("existing"),
+    )
+    .await;
     assert_eq!(created.status, StatusCode::CREATED);
 
     let mut invalid_name = policy("Bad_Name");
@@ -274,18 +397,34 @@ async fn bad_requests_get_the_documented_status() {
             .request_with(case.method, &case.path, &case.headers, case.body.clone())
             .await
             .unwrap();
-        assert_eq!(response.status, case.code, "case {:?}: {}", case.name, response.body);
+        assert_eq!(
+            response.status, case.code,
+            "case {:?}: {}",
+            case.name, response.body
+        );
         let status = json_of(&response);
         assert_eq!(status["kind"], "Status", "case {:?}", case.name);
-        assert_eq!(status["reason"], case.reason, "case {:?}: {status}", case.name);
+        assert_eq!(
+            status["reason"], case.reason,
+            "case {:?}: {status}",
+            case.name
+        );
         assert_eq!(status["code"], case.code.as_u16(), "case {:?}", case.name);
         if !case.message.is_empty() {
             assert_eq!(status["message"], case.message, "case {:?}", case.name);
         }
         if case.reason == "Invalid" {
             let causes = status["details"]["causes"].as_array().unwrap();
-            assert!(!causes.is_empty(), "case {:?}: Invalid needs causes", case.name);
-            assert!(causes.iter().all(|c| c["field"].is_string()), "case {:?}", case.name);
+            assert!(
+                !causes.is_empty(),
+                "case {:?}: Invalid needs causes",
+                case.name
+            );
+            assert!(
+                causes.iter().all(|c| c["field"].is_string()),
+                "case {:?}",
+                case.name
+            );
         }
     }
 }

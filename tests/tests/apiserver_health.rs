@@ -24,7 +24,7 @@ async fn embedded_server_is_ready_and_stops_on_sigterm() {
     let verbose = client.get("/readyz?verbose").await.unwrap();
     assert_eq!(
         verbose.body,
-        "[+]ping ok\n[+]storage ok\n[+]shutdown ok\nreadyz check passed\n"
+        "[+]ping ok\n[+]storage ok\n[+]watch-cache ok\n[+]shutdown ok\nreadyz check passed\n"
     );
     let one = client.get("/readyz/storage").await.unwrap();
     assert_eq!((one.status, one.body.as_str()), (StatusCode::OK, "ok"));
@@ -108,7 +108,7 @@ async fn readiness_follows_etcd_and_recovers_by_itself() {
     );
     assert_eq!(
         down.body,
-        "[+]ping ok\n[-]storage failed: reason withheld\n[+]shutdown ok\nreadyz check failed\n"
+        "[+]ping ok\n[-]storage failed: reason withheld\n[+]watch-cache ok\n[+]shutdown ok\nreadyz check failed\n"
     );
     let live = client.get("/livez").await.unwrap();
     assert_eq!(

@@ -44,13 +44,20 @@ impl RequestFormat {
         let value = value
             .to_str()
             .map_err(|_| ApiError::UnsupportedMediaType("invalid Content-Type header".into()))?;
-        let media = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         Ok(match media.as_str() {
             "application/json" | "" => RequestFormat::Json,
             "application/yaml" | "application/x-yaml" | "text/yaml" => RequestFormat::Yaml,
             "application/json-patch+json" => RequestFormat::JsonPatch,
             "application/merge-patch+json" => RequestFormat::MergePatch,
-            "application/apply-patch+yaml" | "application/apply-patch+json" => RequestFormat::ApplyPatch,
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                RequestFormat::ApplyPatch
+            }
             "application/strategic-merge-patch+json" => RequestFormat::StrategicMergePatch,
             other => {
                 return Err(ApiError::UnsupportedMediaType(format!(
@@ -69,10 +76,15 @@ where
 {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::TooLarge)
         }
-        Err(e) => Err(ApiError::BadRequest(format!("reading the request body: {e}"))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
     }
 }
 
@@ -201,19 +213,32 @@ pub fn respond(code: StatusCode, value: &Value, encoding: Encoding) -> Response<
         match serde_yaml::to_string(value) {
             Ok(yaml) => (yaml.into_bytes(), "application/yaml"),
             Err(e) => {
-                return ApiError::Internal(format!("encoding YAML: {e}")).into_status().into_response();
+                return ApiError::Internal(format!("encoding YAML: {e}"))
+                    .into_status()
+                    .into_response();
             }
         }
     } else if encoding.pretty {
-        (serde_json::to_vec_pretty(value).unwrap_or_default(), "application/json")
+        (
+            serde_json::to_vec_pretty(value).unwrap_or_default(),
+            "application/json",
+        )
     } else {
-        (serde_json::to_vec(value).unwrap_or_default(), "application/json")
+        (
+            serde_json::to_vec(value).unwrap_or_default(),
+            "application/json",
+        )
     };
     respond_bytes(code, bytes, content_type, encoding.gzip)
 }
 
 /// A response from ready bytes, gzipped when allowed and worth it.
-pub fn respond_bytes(code: StatusCode, bytes: Vec<u8>, content_type: &'static str, gzip: bool) -> Response<Body> {
+pub fn respond_bytes(
+    code: StatusCode,
+    bytes: Vec<u8>,
+    content_type: &'static str,
+    gzip: bool,
+) -> Response<Body> {
     let mut builder = Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -231,9 +256,11 @@ pub fn respond_bytes(code: StatusCode, bytes: Vec<u8>, content_type: &'static st
     } else {
         bytes
     };
-    builder
-        .body(full(body))
-        .unwrap_or_else(|_| ApiError::Internal("building a response".into()).into_status().into_response())
+    builder.body(full(body)).unwrap_or_else(|_| {
+        ApiError::Internal("building a response".into())
+            .into_status()
+            .into_response()
+    })
 }
 
 #[cfg(test)]
@@ -242,7 +269,10 @@ mod tests {
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("")));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("")),
+        );
         headers
     }
 
@@ -261,8 +291,14 @@ mod tests {
                 "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json;q=0.9",
                 Some(ResponseFormat::DiscoveryV2),
             ),
-            ("application/json;as=Table;v=v2;g=meta.k8s.io, application/json", Some(ResponseFormat::Json)),
-            ("application/json;q=0.5, application/yaml", Some(ResponseFormat::Yaml)),
+            (
+                "application/json;as=Table;v=v2;g=meta.k8s.io, application/json",
+                Some(ResponseFormat::Json),
+            ),
+            (
+                "application/json;q=0.5, application/yaml",
+                Some(ResponseFormat::Yaml),
+            ),
             ("application/vnd.kubernetes.protobuf", None),
         ];
         for (value, expected) in cases {
@@ -275,20 +311,41 @@ mod tests {
         let mut headers = HeaderMap::new();
         for (value, expected) in [
             ("application/json; charset=utf-8", Some(RequestFormat::Json)),
-            ("application/apply-patch+yaml", Some(RequestFormat::ApplyPatch)),
-            ("application/strategic-merge-patch+json", Some(RequestFormat::StrategicMergePatch)),
+            (
+                "application/apply-patch+yaml",
+                Some(RequestFormat::ApplyPatch),
+            ),
+            (
+                "application/strategic-merge-patch+json",
+                Some(RequestFormat::StrategicMergePatch),
+            ),
             ("text/plain", None),
         ] {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
-            assert_eq!(RequestFormat::from_headers(&headers).ok(), expected, "{value}");
+            assert_eq!(
+                RequestFormat::from_headers(&headers).ok(),
+                expected,
+                "{value}"
+            );
         }
     }
 
     #[test]
     fn malformed_documents_say_where() {
-        let err = parse_document(b"{\"a\": }", RequestFormat::Json).err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("error decoding JSON: expected value at line 1 column 7"));
-        let err = parse_document(b"a: [1,\nb", RequestFormat::Yaml).err().map(|e| e.to_string());
-        assert!(err.as_deref().is_some_and(|e| e.starts_with("error decoding YAML: ") && e.contains("line")), "{err:?}");
+        let err = parse_document(b"{\"a\": }", RequestFormat::Json)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("error decoding JSON: expected value at line 1 column 7")
+        );
+        let err = parse_document(b"a: [1,\nb", RequestFormat::Yaml)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("error decoding YAML: ") && e.contains("line")),
+            "{err:?}"
+        );
     }
 }

@@ -201,6 +201,10 @@ mod tests {
         let version = version();
         assert_eq!(version["major"], "1");
         assert_eq!(version["minor"], "32");
-        assert!(version["gitVersion"].as_str().is_some_and(|v| v.starts_with("v1.32.0+nmstate-apiserver-")));
+        assert!(
+            version["gitVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("v1.32.0+nmstate-apiserver-"))
+        );
     }
 }

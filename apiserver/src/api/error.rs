@@ -239,7 +239,10 @@ fn details(kind: ResourceKind, name: String, causes: Vec<Cause>) -> Details {
 impl From<storage::Error> for ApiError {
     fn from(error: storage::Error) -> Self {
         match error {
-            storage::Error::Compacted { requested, compacted } => ApiError::Expired(format!(
+            storage::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             storage::Error::FutureRevision { requested, current } => ApiError::Timeout(format!(

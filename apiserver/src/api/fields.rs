@@ -5,7 +5,13 @@ use serde_json::Value;
 
 /// Records in `new.metadata.managedFields` that `manager` now owns the
 /// fields it changed relative to `old` (an `Update` operation).
-pub fn track(old: Option<&Value>, new: &mut Value, manager: &str, subresource: Option<&str>, now: &str) {
+pub fn track(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
     super::managed_fields::update_managed_fields(old, new, manager, subresource, now);
 }
 

@@ -73,7 +73,9 @@ fn labels(request: &Request<Incoming>) -> (&'static str, String) {
             (verb, resource)
         }
         Some(Route::Metrics) => ("metrics", String::new()),
-        Some(Route::OpenApiV2 | Route::OpenApiV3(_) | Route::OpenApiV3Index) => ("openapi", String::new()),
+        Some(Route::OpenApiV2 | Route::OpenApiV3(_) | Route::OpenApiV3Index) => {
+            ("openapi", String::new())
+        }
         Some(_) => ("discovery", String::new()),
         None => ("unknown", String::new()),
     }
@@ -109,7 +111,11 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
             read_only(request.method())?;
             if format == ResponseFormat::DiscoveryV2 {
                 let api_version = discovery_version(request.headers());
-                let mut response = respond(StatusCode::OK, &discovery::aggregated(api_version), encoding);
+                let mut response = respond(
+                    StatusCode::OK,
+                    &discovery::aggregated(api_version),
+                    encoding,
+                );
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_str(&format!(
@@ -156,9 +162,11 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
             let verb = verb(request.method(), &path, &query)?;
             let (parts, body) = request.into_parts();
             let bytes = match verb {
-                Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection => {
-                    read_body(body).await?
-                }
+                Verb::Create
+                | Verb::Update
+                | Verb::Patch
+                | Verb::Delete
+                | Verb::DeleteCollection => read_body(body).await?,
                 _ => bytes::Bytes::new(),
             };
             let table = table::TableOptions::from_query(

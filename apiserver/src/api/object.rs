@@ -46,7 +46,10 @@ pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> R
         }
         Some(Value::String(given)) if given == expected => {}
         Some(given) => {
-            let given = given.as_str().map(str::to_string).unwrap_or_else(|| given.to_string());
+            let given = given
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| given.to_string());
             return Err(ApiError::BadRequest(format!(
                 "the API version in the data ({given}) does not match the expected API version ({expected})"
             )));
@@ -58,7 +61,10 @@ pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> R
         }
         Some(Value::String(given)) if given == kind.kind() => {}
         Some(given) => {
-            let given = given.as_str().map(str::to_string).unwrap_or_else(|| given.to_string());
+            let given = given
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| given.to_string());
             return Err(ApiError::BadRequest(format!(
                 "the kind in the data ({given}) does not match the expected kind ({})",
                 kind.kind()
@@ -106,7 +112,12 @@ pub fn decode_object(
                 )));
             }
             FieldValidation::Warn => {
-                warnings.extend(decoded.unknown.iter().map(|path| format!("unknown field \"{path}\"")));
+                warnings.extend(
+                    decoded
+                        .unknown
+                        .iter()
+                        .map(|path| format!("unknown field \"{path}\"")),
+                );
             }
             FieldValidation::Ignore => {}
         }
@@ -118,7 +129,12 @@ fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
     let typed: T = decode(value)?;
     let unknown = unknown_fields(value, &typed);
     let value = serde_json::to_value(&typed).map_err(|e| {
-        FieldError::new(nmstate_openapi::FieldErrorKind::Internal, "", None, e.to_string())
+        FieldError::new(
+            nmstate_openapi::FieldErrorKind::Internal,
+            "",
+            None,
+            e.to_string(),
+        )
     })?;
     Ok(Decoded { value, unknown })
 }
@@ -143,7 +159,9 @@ pub fn validate(kind: ResourceKind, value: &Value, status_only: bool) -> Vec<Fie
         (ResourceKind::NodeNetworkConfigurationPolicy, false) => {
             typed::<NodeNetworkConfigurationPolicy>(value).map(|p| p.validate())
         }
-        (ResourceKind::NodeNetworkState, _) => typed::<NodeNetworkState>(value).map(|s| s.validate()),
+        (ResourceKind::NodeNetworkState, _) => {
+            typed::<NodeNetworkState>(value).map(|s| s.validate())
+        }
         (ResourceKind::NodeNetworkConfigurationEnactment, _) => {
             typed::<NodeNetworkConfigurationEnactment>(value).map(|e| e.validate())
         }
@@ -198,7 +216,10 @@ pub fn creation_name(body: &mut Value, kind: ResourceKind) -> Result<String> {
         return Err(ApiError::Invalid {
             kind,
             name: String::new(),
-            errors: vec![FieldError::required("metadata.name", "name or generateName is required")],
+            errors: vec![FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
         });
     };
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -353,7 +374,9 @@ pub fn prepare_update(
                 name,
                 errors: vec![FieldError::forbidden(
                     "metadata.finalizers",
-                    format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                    format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
                 )],
             });
         }
@@ -386,7 +409,12 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .get("metadata")
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -409,7 +437,10 @@ pub fn mark_deleted(object: &mut Value, now: &str) {
 /// `resourceVersion` of the revision it was read at.
 pub fn for_response(mut object: Value, version: &str, revision: i64) -> Value {
     if let Some(map) = object.as_object_mut() {
-        map.insert("apiVersion".into(), api_version(version).unwrap_or_default().into());
+        map.insert(
+            "apiVersion".into(),
+            api_version(version).unwrap_or_default().into(),
+        );
     }
     metadata_mut(&mut object).insert("resourceVersion".into(), revision.to_string().into());
     object
@@ -450,7 +481,8 @@ mod tests {
         assert_eq!(body["apiVersion"], "nmstate.io/v1beta1");
         assert_eq!(body["kind"], "NodeNetworkConfigurationPolicy");
 
-        let mut body = json!({"apiVersion": "nmstate.io/v1beta1", "kind": "NodeNetworkConfigurationPolicy"});
+        let mut body =
+            json!({"apiVersion": "nmstate.io/v1beta1", "kind": "NodeNetworkConfigurationPolicy"});
         let err = check_type_meta(&mut body, POLICY, "v1").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -468,14 +500,19 @@ mod tests {
     fn create_sets_server_fields_and_drops_status() {
         let created = prepare_create(POLICY, stored(), "2026-02-02T00:00:00Z").unwrap();
         assert_eq!(created["metadata"]["generation"], 1);
-        assert_eq!(created["metadata"]["creationTimestamp"], "2026-02-02T00:00:00Z");
+        assert_eq!(
+            created["metadata"]["creationTimestamp"],
+            "2026-02-02T00:00:00Z"
+        );
         assert_ne!(created["metadata"]["uid"], "u-1");
         assert!(created.get("status").is_none());
 
         let mut with_rv = stored();
         with_rv["metadata"]["resourceVersion"] = "5".into();
         assert_eq!(
-            prepare_create(POLICY, with_rv, "t").unwrap_err().to_string(),
+            prepare_create(POLICY, with_rv, "t")
+                .unwrap_err()
+                .to_string(),
             "resourceVersion should not be set on objects to be created"
         );
     }
@@ -487,7 +524,11 @@ mod tests {
         new["metadata"]["labels"] = json!({"a": "b"});
         new["metadata"]["generation"] = 99.into();
         let merged = prepare_update(POLICY, &stored(), new.clone(), UpdateScope::Main).unwrap();
-        assert_eq!(merged["status"], stored()["status"], "status only through /status");
+        assert_eq!(
+            merged["status"],
+            stored()["status"],
+            "status only through /status"
+        );
         assert_eq!(merged["metadata"]["generation"], 3, "labels are not spec");
         assert_eq!(merged["metadata"]["labels"], json!({"a": "b"}));
 
@@ -527,7 +568,10 @@ mod tests {
             "metadata": {"name": "p"}, "spec": {"desiredState": {}, "nodeSelecter": {"a": "b"}}
         });
         let err = decode_object(POLICY, "p", &body, FieldValidation::Strict).unwrap_err();
-        assert_eq!(err.to_string(), "strict decoding error: unknown field \"spec.nodeSelecter\"");
+        assert_eq!(
+            err.to_string(),
+            "strict decoding error: unknown field \"spec.nodeSelecter\""
+        );
         let (decoded, warnings) = decode_object(POLICY, "p", &body, FieldValidation::Warn).unwrap();
         assert_eq!(warnings, ["unknown field \"spec.nodeSelecter\""]);
         assert!(decoded.value["spec"].get("nodeSelecter").is_none());

@@ -41,7 +41,9 @@ fn documents() -> &'static Documents {
     DOCUMENTS.get_or_init(|| {
         let v3 = VERSIONS
             .into_iter()
-            .filter_map(|version| Some((version, Document::new(&openapi_doc::openapi_v3(version)?))))
+            .filter_map(|version| {
+                Some((version, Document::new(&openapi_doc::openapi_v3(version)?)))
+            })
             .collect();
         Documents {
             v2: Document::new(&openapi_doc::openapi_v2()),
@@ -92,7 +94,12 @@ pub fn v2(headers: &HeaderMap) -> Result<Response<Body>> {
     if not_modified(headers, &document.hash) {
         return Ok(with_etag(empty(StatusCode::NOT_MODIFIED), &document.hash));
     }
-    let response = respond_bytes(StatusCode::OK, document.bytes.clone(), "application/json", false);
+    let response = respond_bytes(
+        StatusCode::OK,
+        document.bytes.clone(),
+        "application/json",
+        false,
+    );
     Ok(with_etag(response, &document.hash))
 }
 
@@ -128,7 +135,12 @@ pub fn v3(version: &str, hash: Option<&str>, headers: &HeaderMap) -> Result<Resp
         return Ok(with_etag(empty(StatusCode::NOT_MODIFIED), &document.hash));
     }
     let mut response = with_etag(
-        respond_bytes(StatusCode::OK, document.bytes.clone(), "application/json", false),
+        respond_bytes(
+            StatusCode::OK,
+            document.bytes.clone(),
+            "application/json",
+            false,
+        ),
         &document.hash,
     );
     if hash.is_some() {

@@ -8,27 +8,27 @@
 //! the watch cache. Every write is one compare-and-swap on the store, so two
 //! replicas of the server can never lose each other's writes.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use nmstate_openapi::{ResourceKind, STORAGE_VERSION};
+use nmstate_openapi::ResourceKind;
 use serde_json::{Value, json};
 
 use super::{
-    codec::{Encoding, RequestFormat, ResponseFormat, parse_document, respond},
+    codec::{self, Encoding, RequestFormat, ResponseFormat, parse_document, respond},
     error::{ApiError, MODIFIED, Result},
     fields,
     object::{
         self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object, for_response,
-        mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete,
-        validate,
+        mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete, validate,
     },
     patch::{self, PatchType},
-    route::{Query, ResourcePath, Subresource},
+    route::{Query, ResourcePath, ResourceVersionMatch, Subresource},
     selector::{FieldSelector, LabelSelector},
     table,
 };
 use crate::{
+    cache::{self, CachedObject, WatchFilter},
     server::{AppState, Body, status::Details},
     storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
 };
@@ -131,9 +131,8 @@ fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<
 /// Decodes a stored value; bytes that are not a JSON object of this kind
 /// are reported for that key, never a panic.
 pub fn decode_stored(kind: ResourceKind, kv: &KeyValue) -> Result<Value> {
-    let value: Value = serde_json::from_slice(&kv.value).map_err(|e| {
-        ApiError::Internal(format!("stored value at {} is not JSON: {e}", kv.key))
-    })?;
+    let value: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored value at {} is not JSON: {e}", kv.key)))?;
     if value.get("kind").and_then(Value::as_str) != Some(kind.kind()) {
         return Err(ApiError::Internal(format!(
             "stored value at {} is not a {}",
@@ -180,8 +179,9 @@ impl Selectors {
     /// Parses both selectors; 400 naming the problem.
     pub fn parse(kind: ResourceKind, query: &Query) -> Result<Self> {
         let labels = match &query.label_selector {
-            Some(selector) => LabelSelector::parse(selector)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            Some(selector) => {
+                LabelSelector::parse(selector).map_err(|e| ApiError::BadRequest(e.to_string()))?
+            }
             None => LabelSelector::default(),
         };
         let fields = match &query.field_selector {
@@ -200,6 +200,28 @@ impl Selectors {
     /// Whether both are empty.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    /// The watch-cache filter: indexed by node when the selectors pin the
+    /// enactment's node (so a node agent's watch costs nothing for the
+    /// others), with the full selectors as the predicate.
+    pub fn filter(&self, kind: ResourceKind) -> WatchFilter {
+        let node = (kind == ResourceKind::NodeNetworkConfigurationEnactment)
+            .then(|| {
+                self.labels
+                    .exact_value(nmstate_openapi::ENACTMENT_NODE_LABEL)
+                    .or_else(|| self.fields.exact_value("node"))
+            })
+            .flatten()
+            .map(str::to_string);
+        let selectors = self.clone();
+        let predicate = move |object: &CachedObject| selectors.matches(&object.value);
+        match node {
+            Some(node) => {
+                WatchFilter::indexed(nmstate_openapi::ENACTMENT_NODE_LABEL, node, predicate)
+            }
+            None => WatchFilter::predicate(predicate),
+        }
     }
 }
 
@@ -221,13 +243,14 @@ fn encode_continue(revision: Revision, last_name: &str) -> String {
         rv: revision,
         start: format!("{last_name}\u{0}"),
     };
-    base64::engine::general_purpose::URL_SAFE
-        .encode(serde_json::to_vec(&token).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&token).unwrap_or_default())
 }
 
 fn decode_continue(token: &str) -> Result<(Revision, String)> {
     use base64::Engine;
-    let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
+    let bad = || {
+        ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
@@ -243,8 +266,8 @@ fn decode_continue(token: &str) -> Result<(Revision, String)> {
 /// Objects of one list page, at one revision.
 #[derive(Debug)]
 pub struct Page {
-    /// The objects (stored form, with `resourceVersion` set).
-    pub items: Vec<Value>,
+    /// The objects, in name order, with `resourceVersion` set.
+    pub items: Vec<Arc<CachedObject>>,
     /// The revision the list was read at.
     pub revision: Revision,
     /// The continue token for the next page, if any.
@@ -253,37 +276,121 @@ pub struct Page {
     pub remaining: Option<u64>,
 }
 
-/// Reads one page of matching objects from the store.
+/// How long a consistent read waits for the watch cache to catch up with
+/// the store before reading the store itself.
+const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Reads one page of matching objects: from the watch cache when it can
+/// answer (consistent reads wait until it has caught up with the store),
+/// else from the store.
 pub async fn list_page(
     state: &AppState,
     kind: ResourceKind,
     query: &Query,
     selectors: &Selectors,
 ) -> Result<Page> {
-    let (mut revision, mut start_after) = match &query.continue_token {
-        Some(token) => {
-            let (revision, start) = decode_continue(token)?;
-            (Some(revision), Some(start))
-        }
-        None => (None, None),
-    };
-    if revision.is_none()
-        && let Some(rv) = &query.resource_version
-    {
-        let rv = object::parse_resource_version(rv)?;
-        match query.resource_version_match {
-            Some(super::route::ResourceVersionMatch::Exact) => revision = Some(rv),
-            _ if rv > 0 => {
-                let current = state.store.current_revision().await?;
-                if rv > current {
-                    return Err(ApiError::Timeout(format!(
-                        "Too large resource version: {rv}, current: {current}"
-                    )));
-                }
+    let cache = state.caches.get(kind);
+    let limit = query.limit;
+    // A continue token or an exact read names one revision: the cache's
+    // window may still hold it.
+    let exact = match &query.continue_token {
+        Some(token) => Some(decode_continue(token)?),
+        None => match (&query.resource_version, query.resource_version_match) {
+            (Some(rv), Some(ResourceVersionMatch::Exact)) => {
+                Some((object::parse_resource_version(rv)?, String::new()))
             }
-            _ => {}
+            _ => None,
+        },
+    };
+    if let Some((revision, start_after)) = exact {
+        return match cache.list_at(revision) {
+            Ok(objects) => {
+                let matching = objects
+                    .into_iter()
+                    .filter(|o| selectors.matches(&o.value))
+                    .collect();
+                Ok(paginate(matching, revision, &start_after, limit, selectors))
+            }
+            Err(_) => {
+                store_page(
+                    state,
+                    kind,
+                    query,
+                    selectors,
+                    Some(revision),
+                    Some(start_after),
+                )
+                .await
+            }
+        };
+    }
+    let wanted = match &query.resource_version {
+        // "Any" freshness: whatever the cache holds.
+        Some(rv) if rv == "0" => Some(0),
+        Some(rv) => Some(object::parse_resource_version(rv)?),
+        // Consistent: at least the store's current revision.
+        None => None,
+    };
+    let minimum = match wanted {
+        Some(rv) => rv,
+        None => state.store.current_revision().await?,
+    };
+    match cache.wait_until_fresh(minimum, FRESHNESS_TIMEOUT).await {
+        Ok(_) => {}
+        Err(cache::Error::TooLarge { requested, current }) if wanted.is_some() => {
+            return Err(ApiError::Timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, resource = kind.plural(), "watch cache cannot answer; listing from the store");
+            return store_page(state, kind, query, selectors, None, None).await;
         }
     }
+    let (revision, objects) = cache.snapshot_matching(&selectors.filter(kind));
+    Ok(paginate(objects, revision, "", limit, selectors))
+}
+
+/// The page of `objects` (sorted by name, already filtered) after
+/// `start_after`.
+fn paginate(
+    objects: Vec<Arc<CachedObject>>,
+    revision: Revision,
+    start_after: &str,
+    limit: Option<usize>,
+    selectors: &Selectors,
+) -> Page {
+    let from = if start_after.is_empty() {
+        0
+    } else {
+        objects.partition_point(|object| object.name.as_str() <= start_after)
+    };
+    let rest = objects.len() - from;
+    let take = limit.map_or(rest, |limit| limit.min(rest));
+    let items: Vec<Arc<CachedObject>> = objects[from..from + take].to_vec();
+    let left = (rest - take) as u64;
+    let continue_token = match items.last() {
+        Some(last) if left > 0 => Some(encode_continue(revision, &last.name)),
+        _ => None,
+    };
+    Page {
+        remaining: (left > 0 && selectors.is_empty()).then_some(left),
+        items,
+        revision,
+        continue_token,
+    }
+}
+
+/// Reads one page from the store, at `revision` if given.
+async fn store_page(
+    state: &AppState,
+    kind: ResourceKind,
+    query: &Query,
+    selectors: &Selectors,
+    mut revision: Option<Revision>,
+    mut start_after: Option<String>,
+) -> Result<Page> {
+    start_after = start_after.filter(|name| !name.is_empty());
     let prefix = resource_prefix(kind.plural());
     let limit = query.limit;
     let mut items = Vec::new();
@@ -308,14 +415,15 @@ pub async fn list_page(
         revision = Some(page.revision);
         let fetched = page.items.len();
         for (index, kv) in page.items.iter().enumerate() {
-            start_after = Some(kv.key.trim_start_matches(&prefix).to_string());
-            match decode_stored(kind, kv) {
-                Ok(object) if selectors.matches(&object) => {
-                    items.push(for_response(object, STORAGE_VERSION, kv.mod_revision));
-                }
+            let name = kv.key.trim_start_matches(&prefix).to_string();
+            match CachedObject::decode(&name, kv.mod_revision, &kv.value) {
+                Ok(object) if selectors.matches(&object.value) => items.push(Arc::new(object)),
                 Ok(_) => {}
-                Err(e) => tracing::error!(key = %kv.key, error = %e, "skipping undecodable object in list"),
+                Err(e) => {
+                    tracing::error!(key = %kv.key, error = %e, "skipping undecodable object in list")
+                }
             }
+            start_after = Some(name);
             if limit.is_some_and(|limit| items.len() >= limit) {
                 let left = (fetched - index - 1) as u64 + page.remaining;
                 break 'pages (left > 0, left);
@@ -354,18 +462,14 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
         list_meta["remainingItemCount"] = remaining.into();
     }
     let version = request.path.version;
-    let items: Vec<Value> = page
-        .items
-        .into_iter()
-        .map(|object| {
-            let revision = meta_str(&object, "resourceVersion")
-                .and_then(|rv| rv.parse().ok())
-                .unwrap_or(0);
-            for_response(object, version, revision)
-        })
-        .collect();
+    let api_version = nmstate_openapi::api_version(version).unwrap_or_default();
     let body = match request.format {
         ResponseFormat::Table => {
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|object| for_response(object.value.clone(), version, object.revision))
+                .collect();
             let refs: Vec<&Value> = items.iter().collect();
             table::table(
                 kind,
@@ -379,13 +483,35 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": list_meta,
-            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+            "items": page.items.iter().map(|o| partial_metadata(&o.value)).collect::<Vec<_>>(),
         }),
+        ResponseFormat::Json if !request.encoding.pretty => {
+            // The common case, and the one that must be fast for thousands
+            // of objects: splice each object's cached serialisation.
+            let head =
+                json!({"apiVersion": api_version, "kind": kind.list_kind(), "metadata": list_meta});
+            let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
+            bytes.pop();
+            bytes.extend_from_slice(b",\"items\":[");
+            for (index, object) in page.items.iter().enumerate() {
+                if index > 0 {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(&object.json(api_version));
+            }
+            bytes.extend_from_slice(b"]}");
+            return Ok(codec::respond_bytes(
+                StatusCode::OK,
+                bytes,
+                "application/json",
+                request.encoding.gzip,
+            ));
+        }
         _ => json!({
-            "apiVersion": nmstate_openapi::api_version(version).unwrap_or_default(),
+            "apiVersion": api_version,
             "kind": kind.list_kind(),
             "metadata": list_meta,
-            "items": items,
+            "items": page.items.iter().map(|o| for_response(o.value.clone(), version, o.revision)).collect::<Vec<_>>(),
         }),
     };
     Ok(respond(StatusCode::OK, &body, request.encoding))
@@ -494,18 +620,34 @@ async fn write_update(
     let name = request.name()?.to_string();
     let scope = request.scope();
     let mut merged = prepare_update(kind, old, new, scope)?;
-    ApiError::check(kind, &name, validate(kind, &merged, scope == UpdateScope::Status))?;
+    ApiError::check(
+        kind,
+        &name,
+        validate(kind, &merged, scope == UpdateScope::Status),
+    )?;
     let now = object::now();
     if !already_tracked {
         let subresource = (scope == UpdateScope::Status).then_some("status");
-        fields::track(Some(old), &mut merged, &request.field_manager(), subresource, &now);
+        fields::track(
+            Some(old),
+            &mut merged,
+            &request.field_manager(),
+            subresource,
+            &now,
+        );
     }
     let version = request.path.version;
     if fields::same_ignoring_timestamps(old, &merged) {
-        return Ok((StatusCode::OK, for_response(old.clone(), version, kv.mod_revision)));
+        return Ok((
+            StatusCode::OK,
+            for_response(old.clone(), version, kv.mod_revision),
+        ));
     }
     if request.query.dry_run {
-        return Ok((StatusCode::OK, for_response(merged, version, kv.mod_revision)));
+        return Ok((
+            StatusCode::OK,
+            for_response(merged, version, kv.mod_revision),
+        ));
     }
     let store = &request.state.store;
     let key = request.key()?;
@@ -520,7 +662,10 @@ async fn write_update(
         .update(&key, encode(&merged)?, kv.mod_revision)
         .await
         .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-    Ok((StatusCode::OK, for_response(merged, version, written.mod_revision)))
+    Ok((
+        StatusCode::OK,
+        for_response(merged, version, written.mod_revision),
+    ))
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or
@@ -560,8 +705,15 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             PatchType::Apply => {
                 let applied = patch::parse_apply_body(bytes)?;
                 let subresource = (request.scope() == UpdateScope::Status).then_some("status");
-                patch::server_side_apply(Some(&live), &applied, &manager, request.query.force, subresource, &now)
-                    .map_err(|conflict| conflict.into_api_error(kind, &name))?
+                patch::server_side_apply(
+                    Some(&live),
+                    &applied,
+                    &manager,
+                    request.query.force,
+                    subresource,
+                    &now,
+                )
+                .map_err(|conflict| conflict.into_api_error(kind, &name))?
             }
             other => patch::apply_patch(&live, other, bytes)?,
         };
@@ -577,7 +729,8 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             });
         }
         check_type_meta(&mut patched, kind, version)?;
-        let (decoded, warnings) = decode_object(kind, &name, &patched, request.query.field_validation)?;
+        let (decoded, warnings) =
+            decode_object(kind, &name, &patched, request.query.field_validation)?;
         let mut new = decoded.value;
         if patch_type != PatchType::Apply {
             let subresource = (request.scope() == UpdateScope::Status).then_some("status");
@@ -609,8 +762,9 @@ async fn apply_create(
         return Err(ApiError::NotFound { kind, name });
     }
     let applied = patch::parse_apply_body(bytes)?;
-    let mut object = patch::server_side_apply(None, &applied, manager, request.query.force, None, now)
-        .map_err(|conflict| conflict.into_api_error(kind, &name))?;
+    let mut object =
+        patch::server_side_apply(None, &applied, manager, request.query.force, None, now)
+            .map_err(|conflict| conflict.into_api_error(kind, &name))?;
     check_type_meta(&mut object, kind, request.path.version)?;
     object::metadata_mut(&mut object).insert("name".into(), name.clone().into());
     let (decoded, warnings) = decode_object(kind, &name, &object, request.query.field_validation)?;
@@ -664,7 +818,8 @@ pub async fn delete(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     let options = delete_options(bytes)?;
     let dry_run = request.query.dry_run || options.dry_run.iter().any(|d| d == "All");
     let (kv, old) = read(request).await?;
-    let (code, body) = delete_one(request, &kv, old, options.preconditions.as_ref(), dry_run).await?;
+    let (code, body) =
+        delete_one(request, &kv, old, options.preconditions.as_ref(), dry_run).await?;
     Ok(respond(code, &body, request.encoding))
 }
 
@@ -710,13 +865,19 @@ async fn delete_one(
         let mut marked = old.clone();
         mark_deleted(&mut marked, &object::now());
         if marked == old || dry_run {
-            return Ok((StatusCode::OK, for_response(marked, version, kv.mod_revision)));
+            return Ok((
+                StatusCode::OK,
+                for_response(marked, version, kv.mod_revision),
+            ));
         }
         let written = store
             .update(&key, encode(&marked)?, kv.mod_revision)
             .await
             .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-        return Ok((StatusCode::OK, for_response(marked, version, written.mod_revision)));
+        return Ok((
+            StatusCode::OK,
+            for_response(marked, version, written.mod_revision),
+        ));
     }
     if !dry_run {
         store
@@ -750,7 +911,7 @@ pub async fn delete_collection(request: &Request<'_>, bytes: &[u8]) -> Result<Re
     let page = list_page(request.state, kind, &query, &selectors).await?;
     let mut deleted = Vec::new();
     for object in page.items {
-        let name = name_of(&object).to_string();
+        let name = object.name.clone();
         let key = object_key(kind.plural(), &name);
         let Some(kv) = request.state.store.get(&key).await? else {
             continue;
@@ -760,7 +921,10 @@ pub async fn delete_collection(request: &Request<'_>, bytes: &[u8]) -> Result<Re
             name: Some(name),
             ..request.path.clone()
         };
-        let one = Request { path: &path, ..*request };
+        let one = Request {
+            path: &path,
+            ..*request
+        };
         match delete_one(&one, &kv, current.clone(), None, dry_run).await {
             Ok(_) => deleted.push(for_response(current, request.path.version, kv.mod_revision)),
             Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
@@ -783,7 +947,13 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let token = encode_continue(42, "node-7");
-        assert_eq!(decode_continue(&token).ok(), Some((42, "node-7".to_string())));
-        assert!(matches!(decode_continue("garbage"), Err(ApiError::BadRequest(_))));
+        assert_eq!(
+            decode_continue(&token).ok(),
+            Some((42, "node-7".to_string()))
+        );
+        assert!(matches!(
+            decode_continue("garbage"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

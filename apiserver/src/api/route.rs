@@ -295,9 +295,9 @@ pub fn parse_query(query: Option<&str>) -> Result<Query> {
                 parsed.send_initial_events = Some(parse_bool("sendInitialEvents", &value)?)
             }
             "timeoutSeconds" => {
-                let seconds: u64 = value
-                    .parse()
-                    .map_err(|_| bad_param("timeoutSeconds", &value, "must be a non-negative integer"))?;
+                let seconds: u64 = value.parse().map_err(|_| {
+                    bad_param("timeoutSeconds", &value, "must be a non-negative integer")
+                })?;
                 parsed.timeout_seconds = Some(seconds);
             }
             "dryRun" => match value.as_str() {
@@ -356,7 +356,12 @@ fn bad_param(name: &str, value: &str, why: &str) -> ApiError {
 mod tests {
     use super::*;
 
-    fn resource(version: &'static str, kind: ResourceKind, name: Option<&str>, sub: Option<Subresource>) -> Option<Route> {
+    fn resource(
+        version: &'static str,
+        kind: ResourceKind,
+        name: Option<&str>,
+        sub: Option<Subresource>,
+    ) -> Option<Route> {
         Some(Route::Resource(ResourcePath {
             version,
             kind,
@@ -373,26 +378,45 @@ mod tests {
             ("/api", Some(Route::CoreApi)),
             ("/apis/", Some(Route::Apis)),
             ("/apis/nmstate.io", Some(Route::Group)),
-            ("/apis/nmstate.io/v1beta1", Some(Route::GroupVersion("v1beta1"))),
+            (
+                "/apis/nmstate.io/v1beta1",
+                Some(Route::GroupVersion("v1beta1")),
+            ),
             ("/apis/nmstate.io/v2", None),
             ("/apis/example.com/v1", None),
-            ("/openapi/v3/apis/nmstate.io/v1", Some(Route::OpenApiV3("v1"))),
+            (
+                "/openapi/v3/apis/nmstate.io/v1",
+                Some(Route::OpenApiV3("v1")),
+            ),
             (
                 "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies",
                 resource("v1", NodeNetworkConfigurationPolicy, None, None),
             ),
             (
                 "/apis/nmstate.io/v1/nodenetworkstates/node-1/status",
-                resource("v1", NodeNetworkState, Some("node-1"), Some(Subresource::Status)),
+                resource(
+                    "v1",
+                    NodeNetworkState,
+                    Some("node-1"),
+                    Some(Subresource::Status),
+                ),
             ),
             (
                 "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies/p/dry-run",
-                resource("v1", NodeNetworkConfigurationPolicy, Some("p"), Some(Subresource::DryRun)),
+                resource(
+                    "v1",
+                    NodeNetworkConfigurationPolicy,
+                    Some("p"),
+                    Some(Subresource::DryRun),
+                ),
             ),
             ("/apis/nmstate.io/v1/nodenetworkstates/n/render", None),
             ("/apis/nmstate.io/v1/nodenetworkstates/n/status/x", None),
             ("/apis/nmstate.io/v1/pods", None),
-            ("/apis/nmstate.io/v1/nodenetworkstates/a%2Fb", resource("v1", NodeNetworkState, Some("a/b"), None)),
+            (
+                "/apis/nmstate.io/v1/nodenetworkstates/a%2Fb",
+                resource("v1", NodeNetworkState, Some("a/b"), None),
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(parse_path(path), expected, "{path}");
@@ -416,9 +440,18 @@ mod tests {
             ..Query::default()
         };
         let plain = Query::default();
-        assert_eq!(verb(&Method::GET, &collection, &watch).ok(), Some(Verb::Watch));
-        assert_eq!(verb(&Method::GET, &collection, &plain).ok(), Some(Verb::List));
-        assert_eq!(verb(&Method::DELETE, &collection, &plain).ok(), Some(Verb::DeleteCollection));
+        assert_eq!(
+            verb(&Method::GET, &collection, &watch).ok(),
+            Some(Verb::Watch)
+        );
+        assert_eq!(
+            verb(&Method::GET, &collection, &plain).ok(),
+            Some(Verb::List)
+        );
+        assert_eq!(
+            verb(&Method::DELETE, &collection, &plain).ok(),
+            Some(Verb::DeleteCollection)
+        );
         assert_eq!(verb(&Method::PATCH, &named, &plain).ok(), Some(Verb::Patch));
         assert!(matches!(
             verb(&Method::POST, &named, &plain),
@@ -446,8 +479,14 @@ mod tests {
 
         let errors = [
             ("limit=x", "limit: Invalid value: \"x\": must be an integer"),
-            ("watch=yes", "watch: Invalid value: \"yes\": must be a boolean"),
-            ("dryRun=Some", "dryRun: Unsupported value: \"Some\": supported values: \"All\""),
+            (
+                "watch=yes",
+                "watch: Invalid value: \"yes\": must be a boolean",
+            ),
+            (
+                "dryRun=Some",
+                "dryRun: Unsupported value: \"Some\": supported values: \"All\"",
+            ),
             (
                 "fieldValidation=Loud",
                 "fieldValidation: Unsupported value: \"Loud\": supported values: \"Ignore\", \"Strict\", \"Warn\"",

@@ -21,13 +21,14 @@ use super::{
     codec::ResponseFormat,
     error::{ApiError, Result},
     object::{for_response, meta_str, parse_resource_version},
-    rest::{Request, Selectors, decode_stored, list_page},
+    rest::{Request, Selectors},
     route::{Query, ResourceVersionMatch},
     table,
 };
 use crate::{
+    cache::{self, CacheEvent, CacheWatcher, CachedObject, WatchEnd},
     server::{AppState, Body},
-    storage::{Revision, WatchEvent, resource_prefix},
+    storage::Revision,
 };
 
 /// How often bookmarks are sent when the client allows them.
@@ -55,7 +56,12 @@ impl Encoder {
         let object = for_response(object, self.version, revision);
         let object = match self.format {
             ResponseFormat::Table => {
-                let table = table::object_table(self.kind, &object, self.table_options, jiff::Timestamp::now());
+                let table = table::object_table(
+                    self.kind,
+                    &object,
+                    self.table_options,
+                    jiff::Timestamp::now(),
+                );
                 // Column definitions go with the first event only, as
                 // Kubernetes sends them.
                 self.table_options.no_headers = true;
@@ -69,6 +75,24 @@ impl Encoder {
             _ => object,
         };
         line(&json!({"type": event_type, "object": object}))
+    }
+
+    /// An event for a cached object: for plain JSON, its cached
+    /// serialisation is spliced in, so a thousand watchers of one change
+    /// serialise it once.
+    fn cached_event(&mut self, event_type: &str, object: &CachedObject) -> Bytes {
+        if self.format == ResponseFormat::Json {
+            let api_version = api_version(self.version).unwrap_or_default();
+            let json = object.json(api_version);
+            let mut line = Vec::with_capacity(json.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(event_type.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(&json);
+            line.extend_from_slice(b"}\n");
+            return Bytes::from(line);
+        }
+        self.event(event_type, object.value.clone())
     }
 
     fn bookmark(&self, revision: Revision, initial_events_end: bool) -> Bytes {
@@ -117,7 +141,9 @@ fn start(query: &Query) -> Result<Start> {
         .map(parse_resource_version)
         .transpose()?;
     if let Some(send_initial) = query.send_initial_events {
-        if query.resource_version_match != Some(ResourceVersionMatch::NotOlderThan) || !query.allow_watch_bookmarks {
+        if query.resource_version_match != Some(ResourceVersionMatch::NotOlderThan)
+            || !query.allow_watch_bookmarks
+        {
             return Err(ApiError::Invalid {
                 kind: ResourceKind::NodeNetworkState,
                 name: String::new(),
@@ -135,11 +161,14 @@ fn start(query: &Query) -> Result<Start> {
     }
     if query.resource_version_match.is_some() {
         return Err(ApiError::BadRequest(
-            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".into(),
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+                .into(),
         ));
     }
     Ok(match rv {
-        None | Some(0) => Start::Current { bookmark_end: false },
+        None | Some(0) => Start::Current {
+            bookmark_end: false,
+        },
         Some(rv) => Start::After(rv),
     })
 }
@@ -167,7 +196,15 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
         let _open = open;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let produce = run(&state, kind, selectors, start, allow_bookmarks, &mut encoder, &sender);
+        let produce = run(
+            &state,
+            kind,
+            selectors,
+            start,
+            allow_bookmarks,
+            &mut encoder,
+            &sender,
+        );
         tokio::select! {
             () = produce => {}
             () = &mut deadline => {}
@@ -179,17 +216,23 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
         .map(|bytes| Ok::<_, std::convert::Infallible>(Frame::data(bytes)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     *response.status_mut() = StatusCode::OK;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(response)
 }
 
-/// Produces the events of one watch until the client goes away or the
-/// store's history no longer covers it.
+/// How long a watch from a revision the cache has not reached yet waits
+/// for it.
+const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Produces the events of one watch, from the watch cache, until the client
+/// goes away, the cache can no longer continue it, or the server stops.
 async fn run(
     state: &Arc<AppState>,
     kind: ResourceKind,
@@ -199,103 +242,96 @@ async fn run(
     encoder: &mut Encoder,
     sender: &mpsc::Sender<Bytes>,
 ) {
-    let after = match start {
-        Start::Current { bookmark_end } => {
-            let query = Query::default();
-            let page = match list_page(state, kind, &query, &selectors).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = sender.send(encoder.error(e)).await;
-                    return;
-                }
-            };
-            for object in page.items {
-                if sender.send(encoder.event("ADDED", object)).await.is_err() {
+    match watch_from_cache(state, kind, &selectors, start, encoder, sender).await {
+        Ok(Some(mut watcher)) => {
+            if allow_bookmarks {
+                watcher = watcher.with_bookmarks(BOOKMARK_INTERVAL);
+            }
+            loop {
+                let line = match watcher.next().await {
+                    Ok(CacheEvent::Bookmark(revision)) => encoder.bookmark(revision, false),
+                    Ok(event) => match event.object() {
+                        Some(object) => encoder.cached_event(event.type_name(), object),
+                        None => continue,
+                    },
+                    Err(WatchEnd::TooOld) => {
+                        let error = ApiError::Expired(format!(
+                            "too old resource version: {} (the watch cache re-listed)",
+                            watcher.position()
+                        ));
+                        let _ = sender.send(encoder.error(error)).await;
+                        return;
+                    }
+                    // The client re-watches from the last revision it saw.
+                    Err(_) => return,
+                };
+                if sender.send(line).await.is_err() {
                     return;
                 }
             }
-            if bookmark_end && sender.send(encoder.bookmark(page.revision, true)).await.is_err() {
-                return;
-            }
-            page.revision
         }
-        Start::After(revision) => revision,
-    };
-    let watch = match state.store.watch(&resource_prefix(kind.plural()), after).await {
-        Ok(watch) => watch,
-        Err(e) => {
-            let _ = sender.send(encoder.error(e.into())).await;
-            return;
-        }
-    };
-    let mut events = watch.events;
-    let mut last_revision = after;
-    let mut bookmarks = tokio::time::interval_at(
-        tokio::time::Instant::now() + BOOKMARK_INTERVAL,
-        BOOKMARK_INTERVAL,
-    );
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            _ = bookmarks.tick(), if allow_bookmarks => {
-                if sender.send(encoder.bookmark(last_revision, false)).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let line = match event {
-            None => return,
-            Some(Err(e)) => {
-                let _ = sender.send(encoder.error(e.into())).await;
-                return;
-            }
-            Some(Ok(event)) => {
-                last_revision = last_revision.max(event.revision());
-                match to_line(kind, &selectors, encoder, event) {
-                    Some(line) => line,
-                    None => continue,
-                }
-            }
-        };
-        if sender.send(line).await.is_err() {
-            return;
+        Ok(None) => {}
+        Err(error) => {
+            let _ = sender.send(encoder.error(error)).await;
         }
     }
 }
 
-/// The line for one store event under the watch's selectors, if any.
-fn to_line(kind: ResourceKind, selectors: &Selectors, encoder: &mut Encoder, event: WatchEvent) -> Option<Bytes> {
-    let decode = |kv: &crate::storage::KeyValue| match decode_stored(kind, kv) {
-        Ok(object) => Some(for_response(object, nmstate_openapi::STORAGE_VERSION, kv.mod_revision)),
-        Err(e) => {
-            tracing::error!(key = %kv.key, error = %e, "skipping undecodable object in watch");
-            None
-        }
-    };
-    match event {
-        WatchEvent::Put { kv, prev } => {
-            let new = decode(&kv)?;
-            let old_matches = prev
-                .as_ref()
-                .and_then(decode)
-                .is_some_and(|old| selectors.matches(&old));
-            let new_matches = selectors.matches(&new);
-            match (old_matches, new_matches) {
-                (false, true) => Some(encoder.event("ADDED", new)),
-                (true, true) => Some(encoder.event("MODIFIED", new)),
-                (true, false) => Some(encoder.event("DELETED", new)),
-                (false, false) => None,
+/// Sends the initial events (if any) and returns the watcher of the events
+/// after them; `None` when the client went away meanwhile.
+async fn watch_from_cache(
+    state: &Arc<AppState>,
+    kind: ResourceKind,
+    selectors: &Selectors,
+    start: Start,
+    encoder: &mut Encoder,
+    sender: &mpsc::Sender<Bytes>,
+) -> Result<Option<CacheWatcher>> {
+    let cache = state.caches.get(kind);
+    let filter = selectors.filter(kind);
+    match start {
+        Start::Current { bookmark_end } => {
+            // Like a consistent list: the initial state is at least as new
+            // as the store.
+            let current = state.store.current_revision().await?;
+            cache
+                .wait_until_fresh(current, FRESHNESS_TIMEOUT)
+                .await
+                .map_err(cache_error)?;
+            let (revision, objects, watcher) =
+                cache.snapshot_and_watch(filter).map_err(cache_error)?;
+            for object in &objects {
+                if sender
+                    .send(encoder.cached_event("ADDED", object))
+                    .await
+                    .is_err()
+                {
+                    return Ok(None);
+                }
             }
-        }
-        WatchEvent::Delete { revision, prev, .. } => {
-            let old = prev.as_ref().and_then(decode)?;
-            if !selectors.matches(&old) {
-                return None;
+            if bookmark_end && sender.send(encoder.bookmark(revision, true)).await.is_err() {
+                return Ok(None);
             }
-            let old = for_response(old, nmstate_openapi::STORAGE_VERSION, revision);
-            Some(encoder.event("DELETED", old))
+            Ok(Some(watcher))
         }
-        WatchEvent::Progress { .. } => None,
+        Start::After(revision) => match cache.watch(revision, filter.clone()) {
+            Err(cache::Error::TooLarge { .. }) => {
+                cache
+                    .wait_until_fresh(revision, FRESHNESS_TIMEOUT)
+                    .await
+                    .map_err(cache_error)?;
+                Ok(Some(cache.watch(revision, filter).map_err(cache_error)?))
+            }
+            other => Ok(Some(other.map_err(cache_error)?)),
+        },
+    }
+}
+
+/// A watch-cache error as clients see it.
+fn cache_error(error: cache::Error) -> ApiError {
+    match error {
+        cache::Error::TooOld { .. } => ApiError::Expired(error.to_string()),
+        cache::Error::TooLarge { .. } => ApiError::Timeout(error.to_string()),
+        other => ApiError::Unavailable(other.to_string()),
     }
 }

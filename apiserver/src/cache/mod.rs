@@ -486,3 +486,40 @@ fn matching(state: &CacheState, filter: &WatchFilter) -> Vec<Arc<CachedObject>> 
         .filter(|object| filter.matches(object))
         .collect()
 }
+
+/// One cache per kind, started together over one store.
+#[derive(Debug)]
+pub struct Caches {
+    states: WatchCache,
+    policies: WatchCache,
+    enactments: WatchCache,
+}
+
+impl Caches {
+    /// Starts the three caches (each lists, then watches, in the
+    /// background).
+    pub fn start(store: SharedStore) -> Self {
+        let start = |kind| WatchCache::start(store.clone(), CacheConfig::for_kind(kind));
+        Self {
+            states: start(ResourceKind::NodeNetworkState),
+            policies: start(ResourceKind::NodeNetworkConfigurationPolicy),
+            enactments: start(ResourceKind::NodeNetworkConfigurationEnactment),
+        }
+    }
+
+    /// The cache of `kind`.
+    pub fn get(&self, kind: ResourceKind) -> &WatchCache {
+        match kind {
+            ResourceKind::NodeNetworkState => &self.states,
+            ResourceKind::NodeNetworkConfigurationPolicy => &self.policies,
+            ResourceKind::NodeNetworkConfigurationEnactment => &self.enactments,
+        }
+    }
+
+    /// Whether every cache has finished its first list.
+    pub fn all_ready(&self) -> bool {
+        ResourceKind::ALL
+            .iter()
+            .all(|kind| self.get(*kind).is_ready())
+    }
+}

@@ -53,7 +53,9 @@ impl Endpoint {
     fn checks(self) -> &'static [Check] {
         match self {
             Endpoint::Livez => &[Check::Ping],
-            Endpoint::Healthz | Endpoint::Readyz => &[Check::Ping, Check::Storage, Check::ShutDown],
+            Endpoint::Healthz | Endpoint::Readyz => {
+                &[Check::Ping, Check::Storage, Check::Cache, Check::ShutDown]
+            }
         }
     }
 }
@@ -62,6 +64,9 @@ impl Endpoint {
 enum Check {
     Ping,
     Storage,
+    /// The watch caches have finished their first list (lists and watches
+    /// are served from them).
+    Cache,
     ShutDown,
 }
 
@@ -70,6 +75,7 @@ impl Check {
         match self {
             Check::Ping => "ping",
             Check::Storage => "storage",
+            Check::Cache => "watch-cache",
             Check::ShutDown => "shutdown",
         }
     }
@@ -86,6 +92,13 @@ impl Check {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
+                }
+            }
+            Check::Cache => {
+                if state.caches.all_ready() {
+                    Ok(())
+                } else {
+                    Err("a watch cache has not finished its first list".to_string())
                 }
             }
             Check::ShutDown => {

@@ -7,8 +7,8 @@
 
 use std::{
     convert::Infallible,
-    panic::AssertUnwindSafe,
     net::SocketAddr,
+    panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -29,6 +29,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    cache::Caches,
     metrics::{MeteredStore, Metrics},
     storage::SharedStore,
 };
@@ -56,6 +57,8 @@ pub struct AppState {
     pub store: SharedStore,
     /// Metrics registry and instruments.
     pub metrics: Metrics,
+    /// One watch cache per kind, serving lists and watches.
+    pub caches: Caches,
     shutting_down: AtomicBool,
     /// Flipped to `true` when shutdown begins, so long-running responses
     /// (watches) end and connections can drain.
@@ -68,6 +71,7 @@ impl AppState {
     pub fn new(store: SharedStore, metrics: Metrics) -> Self {
         let store: SharedStore = Arc::new(MeteredStore::new(store, metrics.clone()));
         Self {
+            caches: Caches::start(store.clone()),
             store,
             metrics,
             shutting_down: AtomicBool::new(false),
@@ -201,7 +205,9 @@ async fn accept_loop(
                     let response = AssertUnwindSafe(handle(&state, user.as_ref(), request))
                         .catch_unwind()
                         .await
-                        .unwrap_or_else(|_| status::internal("request handler panicked").into_response());
+                        .unwrap_or_else(|_| {
+                            status::internal("request handler panicked").into_response()
+                        });
                     Ok::<_, Infallible>(response)
                 }
             });
