@@ -9,7 +9,14 @@ declare -A PACKAGES=(
   [protoc]=protobuf-compiler # etcd-client generates its gRPC code with it
   [etcd]=etcd-server         # the storage conformance and e2e tests start a real etcd
   [ip]=iproute2              # network-namespace test nodes
+  [python3]=python3          # tests/python/client_test.py (the Python client test)
 )
+
+# The kubectl the end-to-end suite drives when the machine has none: the
+# Kubernetes level the server reports (1.32), the official release binary.
+KUBECTL_VERSION=v1.32.4
+# The official Python client the Python client test uses.
+KUBERNETES_PY_VERSION=32.0.1
 
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -23,9 +30,21 @@ if [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
   missing+=(libprotobuf-dev)
 fi
 
+if ! command -v kubectl >/dev/null 2>&1 && ! command -v curl >/dev/null 2>&1; then
+  missing+=(curl ca-certificates)
+fi
+python_client_missing() {
+  ! python3 -c 'import kubernetes' >/dev/null 2>&1
+}
+if command -v python3 >/dev/null 2>&1 && python_client_missing &&
+  ! python3 -m pip --version >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
 if ((${#missing[@]})); then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   echo "setup-deps: installing ${missing[*]}"
   # Try without refreshing the index first (fast, works offline when the
@@ -33,6 +52,27 @@ if ((${#missing[@]})); then
   if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; then
     $sudo apt-get update -q
     $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  arch="$(dpkg --print-architecture)" # amd64, arm64, ...
+  url="https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${arch}/kubectl"
+  echo "setup-deps: installing kubectl ${KUBECTL_VERSION} to /usr/local/bin"
+  tmp="$(mktemp -d)"
+  curl -fsSL --retry 3 -o "$tmp/kubectl" "$url"
+  curl -fsSL --retry 3 -o "$tmp/kubectl.sha256" "$url.sha256"
+  echo "$(cat "$tmp/kubectl.sha256")  $tmp/kubectl" | sha256sum --check --quiet
+  $sudo install -m 0755 "$tmp/kubectl" /usr/local/bin/kubectl
+  rm -rf "$tmp"
+fi
+
+if python_client_missing; then
+  echo "setup-deps: installing the Python package kubernetes==${KUBERNETES_PY_VERSION}"
+  # Debian's own Python refuses pip installs outside a virtual environment
+  # (PEP 668) unless told otherwise; a pyenv or venv Python does not.
+  if ! python3 -m pip install -q "kubernetes==${KUBERNETES_PY_VERSION}"; then
+    python3 -m pip install -q --break-system-packages "kubernetes==${KUBERNETES_PY_VERSION}"
   fi
 fi
 

@@ -3,4 +3,5 @@
 pub mod apiserver;
 pub mod etcd;
 pub mod https;
+pub mod kubectl;
 pub mod storage_conformance;
