@@ -4,10 +4,12 @@
 //! build a `Config` directly and do the same. Everything that decides
 //! something lives in a module below, each owning one concern:
 //! [`storage`] (bytes at rest, revisions, watches), [`tls`] (certificates),
-//! [`server`] (connections, routing, health).
+//! [`server`] (connections, routing, health), [`api`] (what a request does
+//! to an object: patches, managed fields, server-side apply).
 
 use std::sync::Arc;
 
+pub mod api;
 pub mod config;
 pub mod server;
 pub mod storage;
