@@ -15,7 +15,7 @@
 //! Ownership is tracked per scope: a write to the main resource never owns or
 //! disowns `status`, and a write to `/status` owns nothing but `status`. The
 //! field-level model (which paths an object sets, how lists and free-form
-//! nmstate documents count) is described in [`fieldset`](self::fields_of).
+//! nmstate documents count) is described at [`fields_of`].
 //!
 //! This module does not validate objects, reset fields a strategy owns
 //! (copying `status` from the live object on a main-resource write, say), or
@@ -512,23 +512,25 @@ pub fn server_side_apply(
     let scoped = applied_in_scope(applied, manager.subresource);
     let mut applied_fields = fields_of(&scoped);
     applied_fields.retain(|path| in_scope(path, manager.subresource));
-    let previous = owners.iter().position(|owner| {
-        owner.is(
-            manager.name,
-            Operation::Apply,
-            manager.api_version,
-            subresource,
-        )
-    });
-    let last_applied = previous
-        .map(|index| owners[index].fields.clone())
-        .unwrap_or_default();
-    let owned_by_others = owners
+    // From here on `owners` holds the other entries only.
+    let previous = owners
         .iter()
-        .enumerate()
-        .filter(|(index, _)| Some(*index) != previous)
-        .fold(FieldSet::new(), |set, (_, owner)| set.union(&owner.fields));
-    let keep = applied_fields.union(&owned_by_others);
+        .position(|owner| {
+            owner.is(
+                manager.name,
+                Operation::Apply,
+                manager.api_version,
+                subresource,
+            )
+        })
+        .map(|index| owners.remove(index));
+    let last_applied = previous
+        .as_ref()
+        .map(|owner| owner.fields.clone())
+        .unwrap_or_default();
+    let keep = owners.iter().fold(applied_fields.clone(), |set, owner| {
+        set.union(&owner.fields)
+    });
 
     let mut merged = merge(&live_object, &scoped);
     prune(&mut merged, &last_applied.difference(&keep), &keep);
@@ -536,62 +538,36 @@ pub fn server_side_apply(
     let mut comparison = compare(&live_object, &merged);
     comparison.retain(|path| !is_stripped(path) && in_scope(path, manager.subresource));
     let changed = comparison.changed();
-    let conflicts: Vec<Conflict> = owners
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| Some(*index) != previous)
-        .flat_map(|(_, owner)| {
-            let manager = ConflictingManager::of(owner);
-            owner
-                .fields
-                .intersection(&changed)
-                .iter()
-                .map(move |path| Conflict {
-                    manager: manager.clone(),
-                    path: path.clone(),
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    if !conflicts.is_empty() && !force {
-        let allowed = if manager.name == KUBECTL {
-            allowed_by_last_applied(&live_object, manager.api_version)
+    if !force {
+        let conflicts = conflicts(&owners, &changed);
+        let conflicts = if manager.name == KUBECTL {
+            forgiven_by_last_applied(conflicts, &live_object, manager.api_version)
         } else {
-            None
+            conflicts
         };
-        let remaining: Vec<Conflict> = match allowed {
-            Some(allowed) => conflicts
-                .into_iter()
-                .filter(|conflict| !allowed.contains(&conflict.path))
-                .collect(),
-            None => conflicts,
-        };
-        if !remaining.is_empty() {
-            return Err(ApplyConflict::new(remaining).into());
+        if !conflicts.is_empty() {
+            return Err(ApplyConflict::new(conflicts).into());
         }
     }
 
-    let object_changed = !fieldset::same_value(&live_object, &merged);
-    let previous_time = previous.and_then(|index| owners[index].time.clone());
-    if let Some(index) = previous {
-        owners.remove(index);
-    }
     for owner in &mut owners {
         owner.fields = owner
             .fields
             .difference(&changed)
             .difference(&comparison.removed);
     }
+    // kube stamps the time only when the apply changed the object.
+    let time = if fieldset::same_value(&live_object, &merged) {
+        previous.and_then(|owner| owner.time)
+    } else {
+        Some(now.to_owned())
+    };
     owners.push(Owner {
         manager: manager.name.to_owned(),
         operation: Operation::Apply,
         api_version: manager.api_version.to_owned(),
         subresource: subresource.to_owned(),
-        time: if object_changed {
-            Some(now.to_owned())
-        } else {
-            previous_time
-        },
+        time,
         fields: applied_fields,
     });
     owners.retain(|owner| !owner.fields.is_empty());
@@ -671,7 +647,7 @@ fn managed_fields_of(object: &Value) -> Option<&Value> {
 
 fn remove_managed_fields(object: &mut Value) {
     if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
-        metadata.remove("managedFields");
+        metadata.shift_remove("managedFields");
     }
 }
 
@@ -809,7 +785,7 @@ fn applied_in_scope(applied: &Value, subresource: Option<&str>) -> Value {
                     .retain(|key, _| matches!(key.as_str(), "name" | "uid" | "resourceVersion"));
             }
         } else {
-            object.remove("status");
+            object.shift_remove("status");
         }
     }
     scoped
@@ -991,14 +967,50 @@ fn remove_path(object: &mut Value, path: &Path) -> bool {
     }
     current
         .as_object_mut()
-        .is_some_and(|map| map.remove(*last).is_some())
+        .is_some_and(|map| map.shift_remove(*last).is_some())
 }
 
-/// The fields `kubectl` may take over from client-side apply without a
-/// conflict: those of the live object's last-applied configuration whose
-/// value there is the live value (kube's lastAppliedManager). `None` when
-/// there is no usable annotation.
-fn allowed_by_last_applied(live: &Value, api_version: &str) -> Option<FieldSet> {
+/// The fields of other managers that an apply changes.
+fn conflicts(others: &[Owner], changed: &FieldSet) -> Vec<Conflict> {
+    others
+        .iter()
+        .flat_map(|owner| {
+            let manager = ConflictingManager::of(owner);
+            owner
+                .fields
+                .intersection(changed)
+                .iter()
+                .map(|path| Conflict {
+                    manager: manager.clone(),
+                    path: path.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The conflicts left once `kubectl` may take over from client-side apply
+/// (kube's lastAppliedManager): a field is no conflict if the live object's
+/// last-applied configuration sets it to its live value. Without a usable
+/// annotation (missing, unreadable, or of another API version) every
+/// conflict stays. When some remain, kube reports only those.
+fn forgiven_by_last_applied(
+    conflicts: Vec<Conflict>,
+    live: &Value,
+    api_version: &str,
+) -> Vec<Conflict> {
+    match unchanged_since_last_applied(live, api_version) {
+        Some(allowed) => conflicts
+            .into_iter()
+            .filter(|conflict| !allowed.contains(&conflict.path))
+            .collect(),
+        None => conflicts,
+    }
+}
+
+/// The fields the live object's last-applied configuration sets to their
+/// live values; `None` without a usable annotation.
+fn unchanged_since_last_applied(live: &Value, api_version: &str) -> Option<FieldSet> {
     let text = live
         .get("metadata")?
         .get("annotations")?
@@ -1042,7 +1054,7 @@ fn sync_last_applied(object: &mut Value, applied: &Value) {
         .get_mut("metadata")
         .and_then(|metadata| metadata.get_mut("annotations"))
     {
-        applied_annotations.remove(LAST_APPLIED_ANNOTATION);
+        applied_annotations.shift_remove(LAST_APPLIED_ANNOTATION);
     }
     // kubectl's encoder ends the document with a newline; so does kube's.
     let text = format!("{applied}\n");
@@ -1052,6 +1064,6 @@ fn sync_last_applied(object: &mut Value, applied: &Value) {
         .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
         .sum();
     if size > TOTAL_ANNOTATION_SIZE_LIMIT {
-        annotations.remove(LAST_APPLIED_ANNOTATION);
+        annotations.shift_remove(LAST_APPLIED_ANNOTATION);
     }
 }

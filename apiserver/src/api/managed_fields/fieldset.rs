@@ -251,13 +251,13 @@ impl FieldSet {
             children: BTreeMap<&'a str, Node<'a>>,
         }
         fn render(node: &Node<'_>) -> Value {
-            let mut object: Map<String, Value> = node
-                .children
-                .iter()
-                .map(|(key, child)| ((*key).to_owned(), render(child)))
-                .collect();
-            if node.member && !object.is_empty() {
+            let mut object = Map::new();
+            // kube writes "." first; the order only matters to readers.
+            if node.member && !node.children.is_empty() {
                 object.insert(".".to_owned(), Value::Object(Map::new()));
+            }
+            for (key, child) in &node.children {
+                object.insert((*key).to_owned(), render(child));
             }
             Value::Object(object)
         }

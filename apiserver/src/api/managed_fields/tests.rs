@@ -131,6 +131,8 @@ enum Step {
     },
     /// `PATCH` with this merge patch.
     Patch { manager: &'static str, patch: Value },
+    /// `PATCH` with this JSON patch.
+    JsonPatch { manager: &'static str, patch: Value },
     /// `PATCH` with this applied configuration; `conflict` is the message
     /// the apply must fail with, leaving the object as it was.
     Apply {
@@ -230,10 +232,14 @@ fn check(name: &str, steps: Vec<Step>, expected: Value) {
                 );
                 object = Some(new);
             }
-            Step::Patch { manager, patch } => {
+            Step::Patch { manager, patch } | Step::JsonPatch { manager, patch } => {
                 let live = object.as_ref().unwrap();
-                let mut new =
-                    apply_patch(live, PatchType::Merge, patch.to_string().as_bytes()).unwrap();
+                let patch_type = if patch.is_array() {
+                    PatchType::Json
+                } else {
+                    PatchType::Merge
+                };
+                let mut new = apply_patch(live, patch_type, patch.to_string().as_bytes()).unwrap();
                 update_managed_fields(Some(live), &mut new, &writer(manager, None), &now);
                 object = Some(new);
             }
@@ -782,7 +788,13 @@ f:spec:
             // The annotation now holds what kubectl applied.
             annotated(&second),
             vec![
-                entry("kubectl", "Apply", Some(time(2)), "", kubectl_fields),
+                entry(
+                    "kubectl",
+                    "Apply",
+                    Some(time(2)),
+                    "",
+                    kubectl_fields.clone(),
+                ),
                 entry(
                     CSA,
                     "Update",
@@ -833,6 +845,63 @@ f:spec:
                     Some(time(2)),
                     "",
                     yaml("f:spec: {f:maxUnavailable: {}}"),
+                ),
+            ],
+        ),
+    );
+
+    // What kubectl 1.32 sends for `kubectl apply --server-side` on an
+    // object it applied client-side before: the apply, the annotation
+    // re-applied by its own manager so that it survives, a JSON patch that
+    // folds the client-side entry into kubectl's (with the resource version
+    // as a precondition), and the apply once more.
+    let annotation_only = |config: &Value| {
+        json!({
+            "apiVersion": V1,
+            "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "br1", "annotations": {LAST_APPLIED_ANNOTATION: last_applied(config)}},
+        })
+    };
+    let annotation_fields =
+        json!({"f:metadata": {"f:annotations": {format!("f:{LAST_APPLIED_ANNOTATION}"): {}}}});
+    let migrated = vec![
+        entry("kubectl", "Apply", Some(time(2)), "", {
+            let mut fields = created_fields.clone();
+            json_patch::merge(&mut fields, &kubectl_fields);
+            fields
+        }),
+        entry(
+            "kubectl-last-applied",
+            "Apply",
+            None,
+            "",
+            annotation_fields.clone(),
+        ),
+    ];
+    check(
+        "kubectl's whole upgrade sequence",
+        vec![
+            create(CSA, annotated(&first)),
+            apply("kubectl", second.clone()),
+            apply("kubectl-last-applied", annotation_only(&second)),
+            Step::JsonPatch {
+                manager: "kubectl",
+                patch: json!([
+                    {"op": "replace", "path": "/metadata/managedFields", "value": migrated},
+                ]),
+            },
+            apply("kubectl", second.clone()),
+        ],
+        with_managed_fields(
+            annotated(&second),
+            vec![
+                entry("kubectl-last-applied", "Apply", None, "", annotation_fields),
+                entry(
+                    "kubectl",
+                    "Apply",
+                    Some(time(2)),
+                    "",
+                    kubectl_fields.clone(),
                 ),
             ],
         ),
