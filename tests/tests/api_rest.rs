@@ -435,7 +435,10 @@ fn events(response: &TestResponse) -> Vec<(String, Value)> {
         .lines()
         .map(|line| {
             let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            (event["type"].as_str().unwrap_or_default().to_string(), event["object"].clone())
+            (
+                event["type"].as_str().unwrap_or_default().to_string(),
+                event["object"].clone(),
+            )
         })
         .collect()
 }
@@ -448,36 +451,116 @@ async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
     assert_eq!(created.status, StatusCode::CREATED);
 
     // Without a resource version: the current objects as ADDED.
-    let initial = client.get(&format!("{POLICIES}?watch=1&timeoutSeconds=1")).await.unwrap();
+    let initial = client
+        .get(&format!("{POLICIES}?watch=1&timeoutSeconds=1"))
+        .await
+        .unwrap();
     let initial = events(&initial);
     assert_eq!(initial.len(), 1);
     assert_eq!(initial[0].0, "ADDED");
     assert_eq!(initial[0].1["metadata"]["name"], "w1");
 
     let list = json_of(&client.get(POLICIES).await.unwrap());
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let relabel = |team: &str| json!({"metadata": {"labels": {"team": team}}});
-    assert_eq!(send(&client, "PATCH", &format!("{POLICIES}/w1"), "application/merge-patch+json", relabel("ops")).await.status, StatusCode::OK);
-    assert_eq!(send(&client, "PATCH", &format!("{POLICIES}/w1"), "application/merge-patch+json", relabel("net")).await.status, StatusCode::OK);
-    assert_eq!(send(&client, "POST", POLICIES, "application/json", policy("w2")).await.status, StatusCode::CREATED);
-    assert_eq!(client.request("DELETE", &format!("{POLICIES}/w1"), None).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        send(
+            &client,
+            "PATCH",
+            &format!("{POLICIES}/w1"),
+            "application/merge-patch+json",
+            relabel("ops")
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(
+            &client,
+            "PATCH",
+            &format!("{POLICIES}/w1"),
+            "application/merge-patch+json",
+            relabel("net")
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&client, "POST", POLICIES, "application/json", policy("w2"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        client
+            .request("DELETE", &format!("{POLICIES}/w1"), None)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
 
     // Everything after rv, in order.
-    let all = events(&client.get(&format!("{POLICIES}?watch=1&resourceVersion={rv}&timeoutSeconds=1")).await.unwrap());
-    let kinds: Vec<(&str, &str)> = all.iter().map(|(t, o)| (t.as_str(), o["metadata"]["name"].as_str().unwrap())).collect();
-    assert_eq!(kinds, [("MODIFIED", "w1"), ("MODIFIED", "w1"), ("ADDED", "w2"), ("DELETED", "w1")]);
-    let revisions: Vec<u64> = all.iter().map(|(_, o)| o["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()).collect();
+    let all = events(
+        &client
+            .get(&format!(
+                "{POLICIES}?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+            ))
+            .await
+            .unwrap(),
+    );
+    let kinds: Vec<(&str, &str)> = all
+        .iter()
+        .map(|(t, o)| (t.as_str(), o["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("MODIFIED", "w1"),
+            ("MODIFIED", "w1"),
+            ("ADDED", "w2"),
+            ("DELETED", "w1")
+        ]
+    );
+    let revisions: Vec<u64> = all
+        .iter()
+        .map(|(_, o)| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
     assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
 
     // Under a selector, leaving it is DELETED and entering it ADDED.
     let selected = events(
         &client
-            .get(&format!("{POLICIES}?watch=1&resourceVersion={rv}&timeoutSeconds=1&labelSelector=team%3Dnet"))
+            .get(&format!(
+                "{POLICIES}?watch=1&resourceVersion={rv}&timeoutSeconds=1&labelSelector=team%3Dnet"
+            ))
             .await
             .unwrap(),
     );
-    let kinds: Vec<(&str, &str)> = selected.iter().map(|(t, o)| (t.as_str(), o["metadata"]["name"].as_str().unwrap())).collect();
-    assert_eq!(kinds, [("DELETED", "w1"), ("ADDED", "w1"), ("ADDED", "w2"), ("DELETED", "w1")]);
+    let kinds: Vec<(&str, &str)> = selected
+        .iter()
+        .map(|(t, o)| (t.as_str(), o["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("DELETED", "w1"),
+            ("ADDED", "w1"),
+            ("ADDED", "w2"),
+            ("DELETED", "w1")
+        ]
+    );
 
     // In v1beta1, objects carry that apiVersion.
     let beta = events(
@@ -486,7 +569,10 @@ async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
             .await
             .unwrap(),
     );
-    assert!(beta.iter().all(|(_, o)| o["apiVersion"] == "nmstate.io/v1beta1"));
+    assert!(
+        beta.iter()
+            .all(|(_, o)| o["apiVersion"] == "nmstate.io/v1beta1")
+    );
 
     // sendInitialEvents ends the initial state with a marked bookmark.
     let initial = events(
@@ -498,5 +584,8 @@ async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
     assert_eq!(initial[0].0, "ADDED");
     let last = initial.last().unwrap();
     assert_eq!(last.0, "BOOKMARK");
-    assert_eq!(last.1["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(
+        last.1["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
 }
