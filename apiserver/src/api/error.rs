@@ -51,18 +51,6 @@ pub enum ApiError {
         /// What conflicted.
         message: String,
     },
-    /// Server-side apply found fields owned by other managers.
-    #[error("{message}")]
-    ApplyConflict {
-        /// Its kind.
-        kind: ResourceKind,
-        /// Its name.
-        name: String,
-        /// Kubernetes' summary line.
-        message: String,
-        /// One cause per conflicting field.
-        causes: Vec<Cause>,
-    },
     /// The object fails validation; one error per bad field.
     #[error("{}", invalid_message(*.kind, .name, .errors))]
     Invalid {
@@ -106,6 +94,19 @@ pub enum ApiError {
     /// A bug or a corrupt store; the message is for the log only.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error whose module already knows its code, reason and causes
+    /// (patches, server-side apply, write options).
+    #[error("{message}")]
+    Other {
+        /// HTTP status code.
+        code: StatusCode,
+        /// `Status.reason`.
+        reason: &'static str,
+        /// `Status.message`.
+        message: String,
+        /// `Status.details.causes`.
+        causes: Vec<Cause>,
+    },
 }
 
 /// API result.
@@ -149,9 +150,7 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::NoSuchPath => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. }
-            | ApiError::Conflict { .. }
-            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -164,6 +163,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Other { code, .. } => *code,
         }
     }
 
@@ -173,7 +173,7 @@ impl ApiError {
         let reason = match &self {
             ApiError::NotFound { .. } | ApiError::NoSuchPath => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Conflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -186,6 +186,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::Internal(_) => "InternalError",
+            ApiError::Other { reason, .. } => reason,
         };
         let message = match &self {
             ApiError::Internal(detail) => {
@@ -199,9 +200,6 @@ impl ApiError {
             ApiError::NotFound { kind, name }
             | ApiError::AlreadyExists { kind, name }
             | ApiError::Conflict { kind, name, .. } => Some(details(kind, name, Vec::new())),
-            ApiError::ApplyConflict {
-                kind, name, causes, ..
-            } => Some(details(kind, name, causes)),
             ApiError::Invalid { kind, name, errors } => {
                 let causes = errors
                     .iter()
@@ -216,6 +214,10 @@ impl ApiError {
                 details.kind = Some(kind.kind().to_string());
                 Some(details)
             }
+            ApiError::Other { causes, .. } if !causes.is_empty() => Some(Details {
+                causes,
+                ..Details::default()
+            }),
             _ => None,
         };
         status
@@ -233,6 +235,39 @@ fn details(kind: ResourceKind, name: String, causes: Vec<Cause>) -> Details {
         kind: Some(kind.plural().to_string()),
         uid: None,
         causes,
+    }
+}
+
+impl From<super::patch::PatchError> for ApiError {
+    fn from(error: super::patch::PatchError) -> Self {
+        ApiError::Other {
+            code: error.code(),
+            reason: error.reason(),
+            message: error.to_string(),
+            causes: Vec::new(),
+        }
+    }
+}
+
+impl From<super::managed_fields::ApplyError> for ApiError {
+    fn from(error: super::managed_fields::ApplyError) -> Self {
+        ApiError::Other {
+            code: error.code(),
+            reason: error.reason(),
+            causes: error.causes(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<super::managed_fields::InvalidOptions> for ApiError {
+    fn from(error: super::managed_fields::InvalidOptions) -> Self {
+        ApiError::Other {
+            code: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: "Invalid",
+            causes: error.causes(),
+            message: error.to_string(),
+        }
     }
 }
 

@@ -9,7 +9,6 @@
 pub mod codec;
 pub mod discovery;
 pub mod error;
-pub mod fields;
 pub mod managed_fields;
 pub mod object;
 pub mod openapi;

@@ -403,6 +403,30 @@ fn spec_of(object: &Value) -> Map<String, Value> {
     rest
 }
 
+/// Whether two objects differ only in managed-field timestamps: such a
+/// write changes nothing a client can observe and is skipped, as
+/// Kubernetes skips no-op updates.
+pub fn unchanged(old: &Value, new: &Value) -> bool {
+    fn strip(object: &Value) -> Value {
+        let mut object = object.clone();
+        if let Some(entries) = object
+            .get("metadata")
+            .is_some()
+            .then(|| metadata_mut(&mut object))
+            .and_then(|metadata| metadata.get_mut("managedFields"))
+            .and_then(Value::as_array_mut)
+        {
+            for entry in entries {
+                if let Some(entry) = entry.as_object_mut() {
+                    entry.remove("time");
+                }
+            }
+        }
+        object
+    }
+    strip(old) == strip(new)
+}
+
 /// `metadata.finalizers`.
 pub fn finalizers(object: &Value) -> Vec<String> {
     object

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{
     codec::{self, Encoding, RequestFormat, ResponseFormat, parse_document, respond},
     error::{ApiError, MODIFIED, Result},
-    fields,
+    managed_fields::{self, Manager, Options},
     object::{
         self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object, for_response,
         mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete, validate,
@@ -79,16 +79,23 @@ impl Request<'_> {
     /// User-Agent as Kubernetes does (`kubectl/v1.32.4 (linux/amd64)` →
     /// `kubectl`).
     fn field_manager(&self) -> String {
-        if let Some(manager) = &self.query.field_manager {
-            return manager.clone();
-        }
         let agent = self
             .headers
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown");
-        let manager = agent.split('/').next().unwrap_or("unknown");
-        manager.chars().take(128).collect()
+            .and_then(|v| v.to_str().ok());
+        managed_fields::field_manager(self.query.field_manager.as_deref(), agent)
+    }
+
+    /// Records the write's field ownership in `new.metadata.managedFields`
+    /// (an `Update` operation; server-side apply records its own).
+    fn track_fields(&self, old: Option<&Value>, new: &mut Value, now: &str) {
+        let name = self.field_manager();
+        let manager = Manager {
+            name: &name,
+            api_version: nmstate_openapi::api_version(self.path.version).unwrap_or_default(),
+            subresource: (self.scope() == UpdateScope::Status).then_some("status"),
+        };
+        managed_fields::update_managed_fields(old, new, &manager, now);
     }
 
     /// One object in the response format asked for.
@@ -538,6 +545,11 @@ fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decod
 /// POST a new object.
 pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
     let kind = request.kind();
+    managed_fields::validate_options(
+        Options::Create,
+        request.query.field_manager.as_deref(),
+        request.query.force.then_some(true),
+    )?;
     let format = request.read_format()?;
     if !matches!(format, RequestFormat::Json | RequestFormat::Yaml) {
         return Err(ApiError::UnsupportedMediaType(
@@ -551,7 +563,7 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     let now = object::now();
     let mut created = prepare_create(kind, decoded.value, &now)?;
     ApiError::check(kind, &name, validate(kind, &created, false))?;
-    fields::track(None, &mut created, &request.field_manager(), None, &now);
+    request.track_fields(None, &mut created, &now);
     if request.query.dry_run {
         let object = for_response(created, request.path.version, 0);
         return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), &warnings));
@@ -578,6 +590,11 @@ fn encode(object: &Value) -> Result<Vec<u8>> {
 /// PUT an object (or its status).
 pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
     let kind = request.kind();
+    managed_fields::validate_options(
+        Options::Update,
+        request.query.field_manager.as_deref(),
+        request.query.force.then_some(true),
+    )?;
     let name = request.name()?.to_string();
     let (decoded, warnings) = decode_body(request, bytes, &name)?;
     let Some(given_rv) = meta_str(&decoded.value, "resourceVersion")
@@ -627,17 +644,10 @@ async fn write_update(
     )?;
     let now = object::now();
     if !already_tracked {
-        let subresource = (scope == UpdateScope::Status).then_some("status");
-        fields::track(
-            Some(old),
-            &mut merged,
-            &request.field_manager(),
-            subresource,
-            &now,
-        );
+        request.track_fields(Some(old), &mut merged, &now);
     }
     let version = request.path.version;
-    if fields::same_ignoring_timestamps(old, &merged) {
+    if object::unchanged(old, &merged) {
         return Ok((
             StatusCode::OK,
             for_response(old.clone(), version, kv.mod_revision),
@@ -669,7 +679,8 @@ async fn write_update(
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or
-/// server-side apply.
+/// server-side apply. A lost race is retried on the new object, unless the
+/// patch itself names a `resourceVersion`.
 pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
     let kind = request.kind();
     let name = request.name()?.to_string();
@@ -683,45 +694,47 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             ));
         }
     };
+    managed_fields::validate_options(
+        Options::Patch(patch_type),
+        request.query.field_manager.as_deref(),
+        request.query.force.then_some(true),
+    )?;
     let version = request.path.version;
-    let manager = request.field_manager();
-    if patch_type == PatchType::Apply && request.query.field_manager.is_none() {
-        return Err(ApiError::BadRequest(
-            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
-        ));
-    }
+    let manager_name = request.field_manager();
+    let manager = Manager {
+        name: &manager_name,
+        api_version: nmstate_openapi::api_version(version).unwrap_or_default(),
+        subresource: (request.scope() == UpdateScope::Status).then_some("status"),
+    };
     for attempt in 0..PATCH_ATTEMPTS {
-        let current = match read(request).await {
-            Ok(current) => Some(current),
-            Err(ApiError::NotFound { .. }) if patch_type == PatchType::Apply => None,
+        let now = object::now();
+        let (kv, old) = match read(request).await {
+            Ok(current) => current,
+            Err(ApiError::NotFound { .. }) if patch_type == PatchType::Apply => {
+                return apply_create(request, bytes, &manager, &now).await;
+            }
             Err(e) => return Err(e),
         };
-        let now = object::now();
-        let Some((kv, old)) = current else {
-            return apply_create(request, bytes, &manager, &now).await;
-        };
         let live = for_response(old.clone(), version, kv.mod_revision);
-        let patched = match patch_type {
+        let mut patched = match patch_type {
             PatchType::Apply => {
                 let applied = patch::parse_apply_body(bytes)?;
-                let subresource = (request.scope() == UpdateScope::Status).then_some("status");
-                patch::server_side_apply(
+                managed_fields::server_side_apply(
                     Some(&live),
                     &applied,
                     &manager,
                     request.query.force,
-                    subresource,
                     &now,
-                )
-                .map_err(|conflict| conflict.into_api_error(kind, &name))?
+                )?
             }
             other => patch::apply_patch(&live, other, bytes)?,
         };
-        let mut patched = patched;
-        let explicit_rv = meta_str(&patched, "resourceVersion")
-            .filter(|rv| *rv != kv.mod_revision.to_string())
-            .map(str::to_string);
-        if explicit_rv.is_some() {
+        // A resourceVersion the patch sets is a precondition.
+        let precondition = meta_str(&patched, "resourceVersion").map(str::to_string);
+        if precondition
+            .as_deref()
+            .is_some_and(|rv| rv != kv.mod_revision.to_string())
+        {
             return Err(ApiError::Conflict {
                 kind,
                 name,
@@ -733,12 +746,15 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             decode_object(kind, &name, &patched, request.query.field_validation)?;
         let mut new = decoded.value;
         if patch_type != PatchType::Apply {
-            let subresource = (request.scope() == UpdateScope::Status).then_some("status");
-            fields::track(Some(&old), &mut new, &manager, subresource, &now);
+            managed_fields::update_managed_fields(Some(&live), &mut new, &manager, &now);
         }
         match write_update(request, &kv, &old, new, true).await {
             Ok((code, object)) => return Ok(request.reply_object(code, object, &warnings)),
-            Err(ApiError::Conflict { .. }) if attempt + 1 < PATCH_ATTEMPTS => continue,
+            Err(ApiError::Conflict { .. })
+                if precondition.is_none() && attempt + 1 < PATCH_ATTEMPTS =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -753,7 +769,7 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
 async fn apply_create(
     request: &Request<'_>,
     bytes: &[u8],
-    manager: &str,
+    manager: &Manager<'_>,
     now: &str,
 ) -> Result<Response<Body>> {
     let kind = request.kind();
@@ -763,15 +779,11 @@ async fn apply_create(
     }
     let applied = patch::parse_apply_body(bytes)?;
     let mut object =
-        patch::server_side_apply(None, &applied, manager, request.query.force, None, now)
-            .map_err(|conflict| conflict.into_api_error(kind, &name))?;
+        managed_fields::server_side_apply(None, &applied, manager, request.query.force, now)?;
     check_type_meta(&mut object, kind, request.path.version)?;
     object::metadata_mut(&mut object).insert("name".into(), name.clone().into());
     let (decoded, warnings) = decode_object(kind, &name, &object, request.query.field_validation)?;
-    let mut created = prepare_create(kind, decoded.value, now)?;
-    if let Some(managed) = object.get("metadata").and_then(|m| m.get("managedFields")) {
-        object::metadata_mut(&mut created).insert("managedFields".into(), managed.clone());
-    }
+    let created = prepare_create(kind, decoded.value, now)?;
     ApiError::check(kind, &name, validate(kind, &created, false))?;
     if request.query.dry_run {
         let object = for_response(created, request.path.version, 0);
