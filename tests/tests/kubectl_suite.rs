@@ -140,6 +140,16 @@ async fn get_json(kubectl: &Kubectl, kind: &str, name: &str) -> Value {
         .json()
 }
 
+/// `get -o json` with `metadata.managedFields`, which kubectl hides unless
+/// asked.
+async fn get_json_with_managed_fields(kubectl: &Kubectl, kind: &str, name: &str) -> Value {
+    kubectl
+        .run(&["get", kind, name, "-o", "json", "--show-managed-fields"])
+        .await
+        .ok()
+        .json()
+}
+
 async fn jsonpath(kubectl: &Kubectl, kind: &str, name: &str, path: &str) -> String {
     let template = format!("jsonpath={path}");
     kubectl
@@ -833,24 +843,36 @@ async fn dry_run(kubectl: &Kubectl) {
     kubectl.run(&["get", "nncp", "dry-existing"]).await.ok();
 }
 
-/// `kubectl edit` with an editor script that changes a field.
+/// `kubectl edit` with `KUBE_EDITOR` set to a script that runs `sed` on
+/// the file and keeps a copy of every file it was shown.
 async fn edit(kubectl: &Kubectl) {
     apply(kubectl, &policy("edit-me", json!(3))).await.ok();
     let dir = tempfile::tempdir().unwrap();
-    let editor = dir.path().join("editor.sh");
-    std::fs::write(
-        &editor,
-        "#!/bin/sh\nexec sed -i 's/^  maxUnavailable: 3$/  maxUnavailable: 7/' \"$1\"\n",
-    )
-    .unwrap();
-    let edited = kubectl
-        .run_with(
-            &["edit", "nncp", "edit-me"],
-            RunOptions {
-                stdin: None,
-                env: vec![("KUBE_EDITOR", format!("sh {}", editor.display()))],
-            },
+    let edit_with = |name: &str, sed: &str| {
+        let script = dir.path().join(format!("{name}.sh"));
+        let seen = dir.path().join(format!("{name}.seen"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat \"$1\" >> '{}'\nexec sed -i '{sed}' \"$1\"\n",
+                seen.display()
+            ),
         )
+        .unwrap();
+        let options = RunOptions {
+            stdin: None,
+            env: vec![
+                ("KUBE_EDITOR", format!("sh {}", script.display())),
+                // kubectl keeps rejected edits in $TMPDIR.
+                ("TMPDIR", dir.path().display().to_string()),
+            ],
+        };
+        (options, seen)
+    };
+
+    let (options, seen) = edit_with("good", "s/^  maxUnavailable: 3$/  maxUnavailable: 7/");
+    let edited = kubectl
+        .run_with(&["edit", "nncp", "edit-me"], options)
         .await
         .ok();
     assert_eq!(
@@ -858,18 +880,18 @@ async fn edit(kubectl: &Kubectl) {
         format!("{NNCP}/edit-me edited"),
         "{edited}"
     );
+    let shown = std::fs::read_to_string(seen).unwrap();
+    assert!(
+        shown.contains("name: edit-me") && shown.contains("  maxUnavailable: 3\n"),
+        "the editor was shown:\n{shown}"
+    );
     let read = get_json(kubectl, "nncp", "edit-me").await;
     assert_eq!(read["spec"]["maxUnavailable"], 7);
     assert_eq!(read["metadata"]["generation"], 2);
 
+    let (options, _) = edit_with("noop", "s/nothing-matches-this//");
     let unchanged = kubectl
-        .run_with(
-            &["edit", "nncp", "edit-me"],
-            RunOptions {
-                stdin: None,
-                env: vec![("KUBE_EDITOR", "true".into())],
-            },
-        )
+        .run_with(&["edit", "nncp", "edit-me"], options)
         .await
         .ok();
     assert!(
@@ -879,26 +901,23 @@ async fn edit(kubectl: &Kubectl) {
         "{unchanged}"
     );
 
-    // An edit the server rejects: kubectl shows the message and keeps the file.
-    let bad_editor = dir.path().join("bad-editor.sh");
-    std::fs::write(
-        &bad_editor,
-        "#!/bin/sh\nexec sed -i 's/^  maxUnavailable: 7$/  maxUnavailable: most/' \"$1\"\n",
-    )
-    .unwrap();
+    // An edit the server rejects: kubectl says so and opens the editor again
+    // with the server's message on top of the file.
+    let (options, seen) = edit_with("bad", "s/^  maxUnavailable: 7$/  maxUnavailable: most/");
     let rejected = kubectl
-        .run_with(
-            &["edit", "nncp", "edit-me"],
-            RunOptions {
-                stdin: None,
-                env: vec![("KUBE_EDITOR", format!("sh {}", bad_editor.display()))],
-            },
-        )
+        .run_with(&["edit", "nncp", "edit-me"], options)
         .await
         .failed();
     assert!(
-        rejected.stderr.contains("spec.maxUnavailable"),
+        rejected
+            .stderr
+            .contains("nodenetworkconfigurationpolicies.nmstate.io \"edit-me\" is invalid"),
         "{rejected}"
+    );
+    let shown = std::fs::read_to_string(seen).unwrap();
+    assert!(
+        shown.contains("# * spec.maxUnavailable: Invalid value: \"most\""),
+        "the editor was shown:\n{shown}"
     );
     assert_eq!(
         jsonpath(kubectl, "nncp", "edit-me", "{.spec.maxUnavailable}").await,
@@ -989,7 +1008,9 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
         .await
         .failed();
     assert!(
-        failed_test.stderr.contains("Error from server"),
+        failed_test
+            .stderr
+            .contains("testing value /spec/maxUnavailable failed"),
         "{failed_test}"
     );
 
@@ -1088,7 +1109,7 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
         "{unlabeled}"
     );
     assert_eq!(
-        jsonpath(kubectl, "nncp", "patch-me", "{.metadata.labels}").await,
+        jsonpath(kubectl, "nncp", "patch-me", "{.metadata.labels.team}").await,
         ""
     );
 
@@ -1147,6 +1168,14 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
             .contains("nodenetworkstate.nmstate.io/node-a labeled"),
         "{all_labeled}"
     );
+
+    // With its last label gone the object has no labels at all, as
+    // Kubernetes writes it (metadata maps are omitted when empty).
+    assert_eq!(
+        jsonpath(kubectl, "nncp", "patch-me", "{.metadata.labels}").await,
+        "",
+        "an empty label map is dropped"
+    );
 }
 
 /// `kubectl apply --server-side`: create, update, a conflict with a second
@@ -1163,7 +1192,7 @@ async fn server_side_apply(kubectl: &Kubectl) {
         format!("{NNCP}/ssa serverside-applied"),
         "{created}"
     );
-    let read = get_json(kubectl, "nncp", "ssa").await;
+    let read = get_json_with_managed_fields(kubectl, "nncp", "ssa").await;
     assert_eq!(read["spec"], first["spec"]);
     assert_eq!(read["metadata"]["labels"], json!({"app": "one"}));
     let managers = &read["metadata"]["managedFields"];
@@ -1187,7 +1216,7 @@ async fn server_side_apply(kubectl: &Kubectl) {
         format!("{NNCP}/ssa serverside-applied"),
         "{updated}"
     );
-    let read = get_json(kubectl, "nncp", "ssa").await;
+    let read = get_json_with_managed_fields(kubectl, "nncp", "ssa").await;
     assert_eq!(read["spec"], second["spec"]);
     assert_eq!(read["metadata"]["labels"], json!({"app": "two"}));
     assert_eq!(read["metadata"]["generation"], 2);
@@ -1235,7 +1264,7 @@ async fn server_side_apply(kubectl: &Kubectl) {
         format!("{NNCP}/ssa serverside-applied"),
         "{forced}"
     );
-    let read = get_json(kubectl, "nncp", "ssa").await;
+    let read = get_json_with_managed_fields(kubectl, "nncp", "ssa").await;
     assert_eq!(read["spec"]["maxUnavailable"], 9);
     assert_eq!(
         read["spec"]["nodeSelector"],
