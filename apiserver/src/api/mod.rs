@@ -41,9 +41,17 @@ pub async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Respon
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let (verb, resource) = labels(&request);
-    let response = match dispatch(state, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_status().into_response(),
+    // The timeout covers the work up to the response headers; a watch's
+    // stream runs on after that under its own `timeoutSeconds`.
+    let response = match tokio::time::timeout(state.request_timeout, dispatch(state, request)).await
+    {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_status().into_response(),
+        Err(_) => ApiError::Timeout(
+            "request did not complete within requested timeout - context deadline exceeded".into(),
+        )
+        .into_status()
+        .into_response(),
     };
     let code = response.status().as_u16();
     let elapsed = started.elapsed();
