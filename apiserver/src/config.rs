@@ -80,6 +80,15 @@ pub struct Args {
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
 
+    /// How often to compact the store's history (as kube-apiserver's flag);
+    /// 0 turns compaction off.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: Duration,
+
+    /// How long a request other than a watch may take before it gets 504.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
     /// How long to let in-flight requests finish after SIGTERM.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -175,6 +184,10 @@ pub struct Config {
     pub tls: TlsSource,
     /// Which CA client certificates must chain to.
     pub client_ca: ClientCa,
+    /// Compaction interval (`None`: never).
+    pub compaction_interval: Option<Duration>,
+    /// Timeout of every request but watches.
+    pub request_timeout: Duration,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -293,6 +306,9 @@ impl Args {
             storage,
             tls,
             client_ca,
+            compaction_interval: (!self.etcd_compaction_interval.is_zero())
+                .then_some(self.etcd_compaction_interval),
+            request_timeout: self.request_timeout,
             shutdown_timeout: self.shutdown_timeout,
         })
     }

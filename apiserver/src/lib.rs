@@ -57,6 +57,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Running {
     listening: server::Listening,
+    compactor: Option<storage::compactor::Compactor>,
     /// The shared state (store and shutdown flag).
     pub state: Arc<server::AppState>,
 }
@@ -70,6 +71,9 @@ impl Running {
     /// Stops accepting and drains in-flight requests.
     pub async fn shutdown(self) {
         self.listening.shutdown().await;
+        if let Some(compactor) = self.compactor {
+            compactor.stop().await;
+        }
         tracing::info!("server stopped");
     }
 }
@@ -91,7 +95,14 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     let tls = tls::server_config(cert, &config.client_ca)?;
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
-    let state = Arc::new(server::AppState::new(store, metrics));
+    let state = Arc::new(server::AppState::new(
+        store,
+        metrics,
+        config.request_timeout,
+    ));
+    let compactor = config
+        .compaction_interval
+        .map(|interval| storage::compactor::Compactor::start(state.store.clone(), interval));
     let listening = server::serve(config.listen, tls, state.clone(), config.shutdown_timeout)
         .await
         .map_err(|source| StartError::Bind {
@@ -106,5 +117,9 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
             return Err(e.into());
         }
     }
-    Ok(Running { listening, state })
+    Ok(Running {
+        listening,
+        state,
+        compactor,
+    })
 }

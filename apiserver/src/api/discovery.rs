@@ -182,14 +182,14 @@ mod tests {
         assert_eq!(
             names,
             [
-                "nodenetworkstates",
-                "nodenetworkstates/status",
+                "nodenetworkconfigurationenactments",
+                "nodenetworkconfigurationenactments/status",
                 "nodenetworkconfigurationpolicies",
                 "nodenetworkconfigurationpolicies/status",
                 "nodenetworkconfigurationpolicies/render",
                 "nodenetworkconfigurationpolicies/dry-run",
-                "nodenetworkconfigurationenactments",
-                "nodenetworkconfigurationenactments/status",
+                "nodenetworkstates",
+                "nodenetworkstates/status",
             ]
         );
         assert_eq!(list["resources"][2]["shortNames"], json!(["nncp"]));

@@ -37,17 +37,45 @@ use crate::{
 /// Answers one API request. Never fails: errors become `Status` responses.
 /// Every request is counted and timed, and logged at debug level.
 pub async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    use tracing::Instrument;
+
     let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let (verb, resource) = labels(&request);
-    let response = match dispatch(state, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_status().into_response(),
+    let (verb, resource, name) = labels(&request);
+    let user = request
+        .extensions()
+        .get::<Arc<crate::auth::UserInfo>>()
+        .map(|user| user.name.clone())
+        .unwrap_or_default();
+    let span = tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        %user,
+        verb,
+        %resource,
+        %name,
+    );
+    // The timeout covers the work up to the response headers; a watch's
+    // stream runs on after that under its own `timeoutSeconds`.
+    let work = tokio::time::timeout(state.request_timeout, dispatch(state, request));
+    let response = match work.instrument(span.clone()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_status().into_response(),
+        Err(_) => ApiError::Timeout(
+            "request did not complete within requested timeout - context deadline exceeded".into(),
+        )
+        .into_status()
+        .into_response(),
     };
     let code = response.status().as_u16();
     let elapsed = started.elapsed();
-    tracing::debug!(%method, %path, verb, %resource, code, elapsed_ms = elapsed.as_millis() as u64, "request");
+    span.in_scope(|| {
+        tracing::debug!(
+            code,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "request done"
+        )
+    });
     state.metrics.observe_request(
         RequestLabels {
             verb: verb.to_string(),
@@ -59,8 +87,8 @@ pub async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Respon
     response
 }
 
-/// The verb and resource labels of a request, for metrics and logs.
-fn labels(request: &Request<Incoming>) -> (&'static str, String) {
+/// The verb, resource and object name of a request, for metrics and logs.
+fn labels(request: &Request<Incoming>) -> (&'static str, String, String) {
     match parse_path(request.uri().path()) {
         Some(Route::Resource(path)) => {
             let query = parse_query(request.uri().query()).unwrap_or_default();
@@ -69,14 +97,14 @@ fn labels(request: &Request<Incoming>) -> (&'static str, String) {
                 Some(sub) => format!("{}/{}", path.kind.plural(), sub.as_str()),
                 None => path.kind.plural().to_string(),
             };
-            (verb, resource)
+            (verb, resource, path.name.unwrap_or_default())
         }
-        Some(Route::Metrics) => ("metrics", String::new()),
+        Some(Route::Metrics) => ("metrics", String::new(), String::new()),
         Some(Route::OpenApiV2 | Route::OpenApiV3(_) | Route::OpenApiV3Index) => {
-            ("openapi", String::new())
+            ("openapi", String::new(), String::new())
         }
-        Some(_) => ("discovery", String::new()),
-        None => ("unknown", String::new()),
+        Some(_) => ("discovery", String::new(), String::new()),
+        None => ("unknown", String::new(), String::new()),
     }
 }
 

@@ -564,18 +564,29 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     let mut created = prepare_create(kind, decoded.value, &now)?;
     ApiError::check(kind, &name, validate(kind, &created, false))?;
     request.track_fields(None, &mut created, &now);
+    store_new(request, &name, created, &warnings).await
+}
+
+/// Writes a prepared new object (unless dry run) and answers 201.
+async fn store_new(
+    request: &Request<'_>,
+    name: &str,
+    created: Value,
+    warnings: &[String],
+) -> Result<Response<Body>> {
+    let kind = request.kind();
     if request.query.dry_run {
         let object = for_response(created, request.path.version, 0);
-        return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), &warnings));
+        return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), warnings));
     }
     let kv = request
         .state
         .store
-        .create(&object_key(kind.plural(), &name), encode(&created)?)
+        .create(&object_key(kind.plural(), name), encode(&created)?)
         .await
-        .map_err(|e| ApiError::from_storage(kind, &name, e))?;
+        .map_err(|e| ApiError::from_storage(kind, name, e))?;
     let object = for_response(created, request.path.version, kv.mod_revision);
-    Ok(request.reply_object(StatusCode::CREATED, object, &warnings))
+    Ok(request.reply_object(StatusCode::CREATED, object, warnings))
 }
 
 fn without_rv(mut object: Value) -> Value {
@@ -785,18 +796,7 @@ async fn apply_create(
     let (decoded, warnings) = decode_object(kind, &name, &object, request.query.field_validation)?;
     let created = prepare_create(kind, decoded.value, now)?;
     ApiError::check(kind, &name, validate(kind, &created, false))?;
-    if request.query.dry_run {
-        let object = for_response(created, request.path.version, 0);
-        return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), &warnings));
-    }
-    let kv = request
-        .state
-        .store
-        .create(&object_key(kind.plural(), &name), encode(&created)?)
-        .await
-        .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-    let object = for_response(created, request.path.version, kv.mod_revision);
-    Ok(request.reply_object(StatusCode::CREATED, object, &warnings))
+    store_new(request, &name, created, &warnings).await
 }
 
 /// `DeleteOptions` fields this server honours.

@@ -59,6 +59,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// One watch cache per kind, serving lists and watches.
     pub caches: Caches,
+    /// How long a request (up to its response headers) may take.
+    pub request_timeout: Duration,
     shutting_down: AtomicBool,
     /// Flipped to `true` when shutdown begins, so long-running responses
     /// (watches) end and connections can drain.
@@ -68,9 +70,10 @@ pub struct AppState {
 impl AppState {
     /// State over a store. The store is wrapped so that its operations are
     /// timed into `metrics`.
-    pub fn new(store: SharedStore, metrics: Metrics) -> Self {
+    pub fn new(store: SharedStore, metrics: Metrics, request_timeout: Duration) -> Self {
         let store: SharedStore = Arc::new(MeteredStore::new(store, metrics.clone()));
         Self {
+            request_timeout,
             caches: Caches::start(store.clone()),
             store,
             metrics,

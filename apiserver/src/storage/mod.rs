@@ -26,6 +26,7 @@ use std::{fmt, pin::Pin, sync::Arc};
 use async_trait::async_trait;
 use futures::Stream;
 
+pub mod compactor;
 pub mod embedded;
 pub mod etcd;
 
