@@ -376,7 +376,7 @@ async fn bad_requests_get_the_documented_status() {
             .body("application/json", invalid_name.to_string()),
         case("invalid desired state", "POST", POLICIES, StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "")
             .body("application/json", bad_mtu.to_string()),
-        case("unknown field, strict", "POST", format!("{POLICIES}?fieldValidation=Strict"), StatusCode::BAD_REQUEST, "BadRequest", "strict decoding error: unknown field \"spec.nodeSelecter\"")
+        case("unknown field, strict", "POST", format!("{POLICIES}?fieldValidation=Strict"), StatusCode::BAD_REQUEST, "BadRequest", "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: unknown field \"spec.nodeSelecter\"")
             .body("application/json", unknown_field.to_string()),
         case("version mismatch", "POST", POLICIES, StatusCode::BAD_REQUEST, "BadRequest", "the API version in the data (nmstate.io/v1beta1) does not match the expected API version (nmstate.io/v1)")
             .body("application/json", wrong_version.to_string()),

@@ -106,8 +106,13 @@ pub fn decode_object(
                     .iter()
                     .map(|path| format!("unknown field \"{path}\""))
                     .collect();
+                let version = value
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .and_then(nmstate_openapi::version_of)
+                    .unwrap_or(STORAGE_VERSION);
                 return Err(ApiError::BadRequest(format!(
-                    "strict decoding error: {}",
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
                     fields.join(", ")
                 )));
             }
@@ -128,7 +133,7 @@ pub fn decode_object(
 fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
     let typed: T = decode(value)?;
     let unknown = unknown_fields(value, &typed);
-    let value = serde_json::to_value(&typed).map_err(|e| {
+    let mut value = serde_json::to_value(&typed).map_err(|e| {
         FieldError::new(
             nmstate_openapi::FieldErrorKind::Internal,
             "",
@@ -136,7 +141,21 @@ fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
             e.to_string(),
         )
     })?;
+    drop_empty_metadata(&mut value);
     Ok(Decoded { value, unknown })
+}
+
+/// Drops empty maps and lists from `metadata`, as Kubernetes' `omitempty`
+/// does: removing the last label leaves no `labels: {}` behind.
+fn drop_empty_metadata(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.retain(|_, field| match field {
+            Value::Object(map) => !map.is_empty(),
+            Value::Array(list) => !list.is_empty(),
+            Value::Null => false,
+            _ => true,
+        });
+    }
 }
 
 /// Every validation problem of a decoded object. On a status write only the
@@ -594,7 +613,7 @@ mod tests {
         let err = decode_object(POLICY, "p", &body, FieldValidation::Strict).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "strict decoding error: unknown field \"spec.nodeSelecter\""
+            "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: unknown field \"spec.nodeSelecter\""
         );
         let (decoded, warnings) = decode_object(POLICY, "p", &body, FieldValidation::Warn).unwrap();
         assert_eq!(warnings, ["unknown field \"spec.nodeSelecter\""]);
