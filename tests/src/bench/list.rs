@@ -43,8 +43,10 @@ pub(super) async fn run(cluster: &Cluster, counts: &Counts, report: &mut Report)
 
     // Check once, untimed, that each way sees every object.
     let (first_json, json) = list(&mut connection, &[]).await?;
+    let rss_first_json = cluster.apiserver_rss_bytes()?;
     check_count("the JSON list", &json, "items", count)?;
     let (first_table, table) = list(&mut connection, &[("accept", TABLE)]).await?;
+    let rss_first_table = cluster.apiserver_rss_bytes()?;
     check_count("the Table", &table, "rows", count)?;
     let etcd_count = kv
         .get(
@@ -122,12 +124,17 @@ pub(super) async fn run(cluster: &Cluster, counts: &Counts, report: &mut Report)
     ));
     let mib = |bytes: u64| stats::round(bytes as f64 / f64::from(1 << 20), 1);
     report.line(format!(
-        "  server RSS: {:.1} MiB with the objects written, {:.1} MiB after the lists",
+        "  server RSS: {:.1} MiB with the objects written, {:.1} MiB after the first JSON list, \
+         {:.1} MiB after the first Table, {:.1} MiB after all lists",
         mib(rss_written),
+        mib(rss_first_json),
+        mib(rss_first_table),
         mib(rss_listed)
     ));
     report_server_latencies(cluster, report).await?;
     report.figure("rss_written_mib", mib(rss_written));
+    report.figure("rss_first_json_mib", mib(rss_first_json));
+    report.figure("rss_first_table_mib", mib(rss_first_table));
     report.figure("rss_listed_mib", mib(rss_listed));
     report.figure("objects", count);
     report.figure("runs", counts.list_runs);
