@@ -45,6 +45,17 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How to start the server, beyond what tests need.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// The binary to run; by default the one next to the test executable
+    /// (see [`workspace_binary`]).
+    pub binary: Option<PathBuf>,
+    /// A file for the server's log (stderr and stdout); by default the log
+    /// goes where the caller's goes.
+    pub log_file: Option<PathBuf>,
+}
+
 /// A running `nmstate-apiserver`.
 #[derive(Debug)]
 pub struct ApiserverProcess {
@@ -61,18 +72,38 @@ impl ApiserverProcess {
     /// Starts the server with a fresh data directory and `extra` flags, and
     /// waits until it answers `/livez`.
     pub async fn start(extra: &[&str]) -> Result<Self> {
+        Self::start_with(extra, &StartOptions::default()).await
+    }
+
+    /// Starts the server with a fresh data directory, `extra` flags and
+    /// `options`, and waits until it answers `/livez`.
+    pub async fn start_with(extra: &[&str], options: &StartOptions) -> Result<Self> {
         let temp = tempfile::tempdir()?;
         let data_dir = temp.path().to_path_buf();
-        let mut server = Self::start_in(&data_dir, extra).await?;
+        let mut server = Self::spawn(&data_dir, extra, options).await?;
         server._temp = Some(temp);
         Ok(server)
     }
 
     /// Starts the server on an existing data directory (for restarts).
     pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(data_dir, extra, &StartOptions::default()).await
+    }
+
+    async fn spawn(data_dir: &Path, extra: &[&str], options: &StartOptions) -> Result<Self> {
         let port = free_port()?;
         let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let child = Command::new(workspace_binary("nmstate-apiserver")?)
+        let binary = match &options.binary {
+            Some(binary) => binary.clone(),
+            None => workspace_binary("nmstate-apiserver")?,
+        };
+        let mut command = Command::new(&binary);
+        if let Some(log_file) = &options.log_file {
+            let log = std::fs::File::create(log_file)
+                .with_context(|| format!("creating {}", log_file.display()))?;
+            command.stdout(log.try_clone()?).stderr(log);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args([
@@ -85,7 +116,7 @@ impl ApiserverProcess {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .spawn()
-            .context("spawning nmstate-apiserver")?;
+            .with_context(|| format!("spawning {}", binary.display()))?;
         let standalone = !extra
             .iter()
             .any(|arg| arg.starts_with("--tls-cert-file") || arg.starts_with("--client-ca-file"));
@@ -118,6 +149,11 @@ impl ApiserverProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The HTTPS address.

@@ -1,17 +1,23 @@
 //! A minimal HTTPS client for tests: one request per connection, trusting
 //! exactly the CA the test names, so a test also proves the server's
 //! certificate chain is right; optionally presenting a client certificate.
+//!
+//! [`HttpsClient::connect`] opens one kept-alive HTTP/1.1 connection for
+//! many requests in turn, as benchmarks need: a TLS handshake per request
+//! would measure the handshake.
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, client::conn::http1::SendRequest};
 use hyper_util::rt::TokioIo;
 use nmstate_apiserver::kubeconfig::Kubeconfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 /// An HTTPS client for one server.
@@ -147,23 +153,72 @@ impl HttpsClient {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<TestResponse> {
+        let mut connection = self.connect().await?;
+        let response = connection
+            .request(method, path, headers, Bytes::from(body.unwrap_or_default()))
+            .await?;
+        connection.close().await;
+        Ok(TestResponse {
+            status: response.status,
+            content_type: response.content_type,
+            body: String::from_utf8_lossy(&response.body).into_owned(),
+        })
+    }
+
+    /// Opens one HTTP/1.1 connection (TCP and TLS handshake done) for any
+    /// number of requests, one after another.
+    pub async fn connect(&self) -> Result<Connection> {
         let tcp = TcpStream::connect(self.address).await?;
+        tcp.set_nodelay(true)?;
         let tls = TlsConnector::from(self.tls.clone())
             .connect(self.server_name.clone(), tcp)
             .await
             .context("TLS handshake")?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        let connection = tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, self.address.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let response = sender.send_request(request).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        Ok(Connection {
+            sender,
+            host: self.address.to_string(),
+            task: tokio::spawn(connection),
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<TestResponse> {
+        self.request("GET", path, None).await
+    }
+}
+
+/// One kept-alive HTTP/1.1 connection to the server (see
+/// [`HttpsClient::connect`]). Dropping it, and any body still being read,
+/// ends the connection.
+#[derive(Debug)]
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+    task: JoinHandle<hyper::Result<()>>,
+}
+
+/// A response with its body read, as bytes.
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Connection {
+    /// Sends a request and reads the whole answer.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<RawResponse> {
+        let response = self.open(method, path, headers, body).await?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -171,17 +226,40 @@ impl HttpsClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = response.into_body().collect().await?.to_bytes();
-        drop(sender);
-        let _ = connection.await;
-        Ok(TestResponse {
+        Ok(RawResponse {
             status,
             content_type,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body,
         })
     }
 
-    /// `GET path`.
-    pub async fn get(&self, path: &str) -> Result<TestResponse> {
-        self.request("GET", path, None).await
+    /// Sends a request and returns as soon as the response head is in, with
+    /// the body still to be read (for watches). The connection serves the
+    /// next request only once that body has been read to its end.
+    pub async fn open(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Response<Incoming>> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, &self.host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.sender.ready().await?;
+        Ok(self
+            .sender
+            .send_request(request.body(Full::new(body))?)
+            .await?)
+    }
+
+    /// Closes the connection after the requests sent so far.
+    pub async fn close(self) {
+        drop(self.sender);
+        let _ = self.task.await;
     }
 }

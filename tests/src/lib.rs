@@ -1,6 +1,7 @@
-//! Harnesses for end-to-end tests.
+//! Harnesses for end-to-end tests, and the `nmstate-bench` benchmarks.
 
 pub mod apiserver;
+pub mod bench;
 pub mod etcd;
 pub mod https;
 pub mod kubectl;

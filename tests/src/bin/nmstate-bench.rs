@@ -1,0 +1,35 @@
+//! `nmstate-bench SCENARIO [--quick] [--json]`: measures nmstate-apiserver
+//! against a baseline taken in the same run; see `docs/benchmarks.md`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use nmstate_e2e::bench::{self, Args};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if cfg!(debug_assertions) && !args.quick {
+        eprintln!(
+            "nmstate-bench: this is a debug build; its figures mean little \
+             (cargo build --release -p nmstate-apiserver -p nmstate-e2e)"
+        );
+    }
+    let result = match bench::apiserver_binary() {
+        Ok(apiserver) => bench::run(args.scenario, args.quick, &apiserver).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            if args.json {
+                println!("{}", report.json());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nmstate-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `nmstate-bench --quick --json` runs every scenario to the end against
+//! the debug binaries and reports its figures as one JSON line. Only the
+//! shape is checked: figures are wall-clock measurements, never asserted.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs one scenario and returns its JSON figures.
+fn run(scenario: &str) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_nmstate-bench"))
+        .args([scenario, "--quick", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "nmstate-bench {scenario} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: the last line is {last:?}"))
+}
+
+/// Checks that `figures` has every key, and that the counts among them
+/// are positive numbers.
+fn check(figures: &Value, scenario: &str, keys: &[&str], counts: &[&str]) {
+    assert_eq!(figures["scenario"], scenario);
+    assert_eq!(figures["quick"], true);
+    for key in keys.iter().chain(counts).chain(&["ratio", "goal_met"]) {
+        assert!(
+            figures.get(key).is_some(),
+            "{scenario}: no {key} in {figures}"
+        );
+    }
+    for key in counts {
+        assert!(
+            figures[key].as_f64().is_some_and(|count| count > 0.0),
+            "{scenario}: {key} is not a positive number in {figures}"
+        );
+    }
+    assert!(figures["ratio"].is_number(), "{figures}");
+    assert!(figures["goal_met"].is_boolean(), "{figures}");
+}
+
+#[test]
+fn every_scenario_runs_quick_and_reports_json() {
+    check(
+        &run("write"),
+        "write",
+        &["api_seconds", "etcd_seconds"],
+        &[
+            "objects",
+            "object_bytes",
+            "concurrency",
+            "api_objects_per_s",
+            "etcd_objects_per_s",
+        ],
+    );
+    check(
+        &run("list"),
+        "list",
+        &["api_json_ms", "api_table_ms", "etcd_ms", "table_ratio"],
+        &[
+            "objects",
+            "runs",
+            "api_json_bytes",
+            "api_table_bytes",
+            "etcd_bytes",
+        ],
+    );
+    check(
+        &run("watch"),
+        "watch",
+        &[
+            "p50_ms",
+            "p99_ms",
+            "etcd_p50_ms",
+            "etcd_p99_ms",
+            "single_watcher_p99_ms",
+            "rss_before_mib",
+            "rss_after_mib",
+            "rss_growth_mib",
+        ],
+        &["watches", "events", "writers"],
+    );
+}
