@@ -11,7 +11,7 @@
 use nmstate_openapi::{
     FieldError, NodeNetworkConfigurationEnactment, NodeNetworkConfigurationPolicy,
     NodeNetworkState, Resource, ResourceKind, STORAGE_VERSION, api_version,
-    validation::{decode, unknown_fields, validate_object_meta, validate_policy_status},
+    validation::{decode, unknown_fields_between, validate_object_meta, validate_policy_status},
 };
 use serde_json::{Map, Value};
 
@@ -132,8 +132,9 @@ pub fn decode_object(
 
 fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
     let typed: T = decode(value)?;
-    let unknown = unknown_fields(value, &typed);
-    let mut value = serde_json::to_value(&typed).map_err(|e| {
+    // One serialisation serves both the unknown-field check and the result:
+    // node states are tens of kilobytes.
+    let mut output = serde_json::to_value(&typed).map_err(|e| {
         FieldError::new(
             nmstate_openapi::FieldErrorKind::Internal,
             "",
@@ -141,8 +142,12 @@ fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
             e.to_string(),
         )
     })?;
-    drop_empty_metadata(&mut value);
-    Ok(Decoded { value, unknown })
+    let unknown = unknown_fields_between(value, &output);
+    drop_empty_metadata(&mut output);
+    Ok(Decoded {
+        value: output,
+        unknown,
+    })
 }
 
 /// Drops empty maps and lists from `metadata`, as Kubernetes' `omitempty`
@@ -424,26 +429,57 @@ fn spec_of(object: &Value) -> Map<String, Value> {
 
 /// Whether two objects differ only in managed-field timestamps: such a
 /// write changes nothing a client can observe and is skipped, as
-/// Kubernetes skips no-op updates.
+/// Kubernetes skips no-op updates. Compares in place: objects can be large.
 pub fn unchanged(old: &Value, new: &Value) -> bool {
-    fn strip(object: &Value) -> Value {
-        let mut object = object.clone();
-        if let Some(entries) = object
-            .get("metadata")
-            .is_some()
-            .then(|| metadata_mut(&mut object))
-            .and_then(|metadata| metadata.get_mut("managedFields"))
-            .and_then(Value::as_array_mut)
-        {
-            for entry in entries {
-                if let Some(entry) = entry.as_object_mut() {
-                    entry.remove("time");
-                }
-            }
-        }
-        object
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return old == new;
+    };
+    if old.len() != new.len() {
+        return false;
     }
-    strip(old) == strip(new)
+    old.iter()
+        .all(|(key, value)| match (key.as_str(), new.get(key)) {
+            ("metadata", Some(other)) => same_metadata(value, other),
+            (_, Some(other)) => value == other,
+            (_, None) => false,
+        })
+}
+
+fn same_metadata(old: &Value, new: &Value) -> bool {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return old == new;
+    };
+    if old.len() != new.len() {
+        return false;
+    }
+    old.iter()
+        .all(|(key, value)| match (key.as_str(), new.get(key)) {
+            ("managedFields", Some(other)) => same_managed_fields(value, other),
+            (_, Some(other)) => value == other,
+            (_, None) => false,
+        })
+}
+
+/// Managed-field entries equal but for their `time`.
+fn same_managed_fields(old: &Value, new: &Value) -> bool {
+    let (Some(old), Some(new)) = (old.as_array(), new.as_array()) else {
+        return old == new;
+    };
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(a, b)| match (a.as_object(), b.as_object()) {
+                (Some(a), Some(b)) => {
+                    let significant =
+                        |entry: &Map<String, Value>| entry.keys().filter(|k| *k != "time").count();
+                    significant(a) == significant(b)
+                        && a.iter()
+                            .filter(|(key, _)| *key != "time")
+                            .all(|(key, value)| b.get(key) == Some(value))
+                }
+                _ => a == b,
+            })
 }
 
 /// `metadata.finalizers`.
@@ -631,5 +667,19 @@ mod tests {
             err.to_string(),
             "NodeNetworkConfigurationPolicy.nmstate.io \"\" is invalid: metadata.name: Required value: name or generateName is required"
         );
+    }
+
+    #[test]
+    fn unchanged_ignores_only_managed_field_times() {
+        let entry = |time: &str| json!({"manager": "m", "operation": "Update", "time": time, "fieldsV1": {"f:spec": {}}});
+        let object = |time: &str, team: &str| json!({"metadata": {"name": "p", "labels": {"team": team}, "managedFields": [entry(time)]}, "spec": {"a": 1}});
+        assert!(unchanged(&object("t1", "net"), &object("t2", "net")));
+        assert!(!unchanged(&object("t1", "net"), &object("t1", "ops")));
+        let mut other_manager = object("t1", "net");
+        other_manager["metadata"]["managedFields"][0]["manager"] = "n".into();
+        assert!(!unchanged(&object("t1", "net"), &other_manager));
+        let mut more = object("t1", "net");
+        more["status"] = json!({});
+        assert!(!unchanged(&object("t1", "net"), &more));
     }
 }

@@ -472,12 +472,24 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
     let api_version = nmstate_openapi::api_version(version).unwrap_or_default();
     let body = match request.format {
         ResponseFormat::Table => {
-            let items: Vec<Value> = page
-                .items
-                .iter()
-                .map(|object| for_response(object.value.clone(), version, object.revision))
-                .collect();
-            let refs: Vec<&Value> = items.iter().collect();
+            // Rows read the cached objects in place; only whole objects
+            // embedded in another version need a copy with that apiVersion.
+            let converted: Vec<Value> = if request.table.include_object
+                == table::IncludeObject::Object
+                && version != nmstate_openapi::STORAGE_VERSION
+            {
+                page.items
+                    .iter()
+                    .map(|object| for_response(object.value.clone(), version, object.revision))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let refs: Vec<&Value> = if converted.is_empty() {
+                page.items.iter().map(|object| &object.value).collect()
+            } else {
+                converted.iter().collect()
+            };
             table::table(
                 kind,
                 &refs,

@@ -56,8 +56,15 @@ pub fn unknown_fields<T: Serialize>(input: &Value, decoded: &T) -> Vec<String> {
     let Ok(output) = serde_json::to_value(decoded) else {
         return Vec::new();
     };
+    unknown_fields_between(input, &output)
+}
+
+/// Like [`unknown_fields`], for a caller that already holds the decoded
+/// object's serialisation (`output`), saving a second serialisation of
+/// large objects.
+pub fn unknown_fields_between(input: &Value, output: &Value) -> Vec<String> {
     let mut unknown = Vec::new();
-    compare(input, &output, &FieldPath::default(), &mut unknown);
+    compare(input, output, &FieldPath::default(), &mut unknown);
     unknown
 }
 

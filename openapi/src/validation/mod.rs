@@ -18,7 +18,7 @@ mod nmpolicy;
 use std::collections::BTreeMap;
 
 pub use self::{
-    decode::{decode, unknown_fields},
+    decode::{decode, unknown_fields, unknown_fields_between},
     network::validate_network_state,
     nmpolicy::{capture_references, desired_state_has_templates},
 };
