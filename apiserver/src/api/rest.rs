@@ -635,7 +635,23 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
         });
     };
     let given_rv = object::parse_resource_version(&given_rv)?;
-    let (kv, old) = read(request).await?;
+    // The watch cache usually holds the object at the client's revision:
+    // then the store need not be read first (the compare-and-swap still
+    // refuses a stale copy), as Kubernetes does.
+    let (kv, old) = match request.state.caches.get(kind).get(&name) {
+        Some(cached) if cached.revision == given_rv => {
+            let mut old = cached.value.clone();
+            object::metadata_mut(&mut old).remove("resourceVersion");
+            let kv = KeyValue {
+                key: request.key()?,
+                value: Vec::new(),
+                create_revision: 0,
+                mod_revision: cached.revision,
+            };
+            (kv, old)
+        }
+        _ => read(request).await?,
+    };
     if given_rv != kv.mod_revision {
         return Err(ApiError::Conflict {
             kind,
