@@ -34,6 +34,7 @@ pub mod enactment;
 pub mod intorstr;
 pub mod openapi_doc;
 pub mod policy;
+pub mod render;
 pub mod resources;
 pub mod state;
 pub mod validation;
