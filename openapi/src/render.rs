@@ -11,7 +11,7 @@
 //! strings are replaced and the VLAN defaults added, so key order, spelling
 //! and fields nmstate would normalise away are kept. Each templated string
 //! is resolved on its own by nmstate's template engine (see
-//! [`resolve_string`]), so what a template means and how it fails (message
+//! `resolve_string`), so what a template means and how it fails (message
 //! and caret) is exactly nmstate's. The filled document is then typed with
 //! nmstate's model, as nmstate's own `fill_with_captured_data` does.
 //!
@@ -332,7 +332,7 @@ fn fill(value: &mut Value, captures: &HashMap<String, NetworkState>) -> Result<(
     Ok(())
 }
 
-/// The name of the holder interface in [`resolve_string`].
+/// The name of the holder interface in `resolve_string`.
 const HOLDER_NAME: &str = "nmstate-openapi-render-holder";
 /// The key of the holder interface that carries the value.
 const HOLDER_KEY: &str = "value";
