@@ -2,4 +2,6 @@
 //!
 //! It will report the node's network state as a NodeNetworkState and apply
 //! the enactments released to its node (DESIGN.md section 7). For now it
-//! only holds the command-line shape shared by its binaries.
+//! holds the core of `nmpolicyctl gen` ([`nmpolicyctl`]).
+
+pub mod nmpolicyctl;

@@ -5,7 +5,8 @@
 //! `NodeNetworkConfigurationPolicy`, `NodeNetworkConfigurationEnactment`) with
 //! their upstream kubernetes-nmstate JSON names, the condition vocabulary and
 //! its update rules, the validation of every user-supplied field with
-//! Kubernetes-style field errors, the constants that name the API group, and
+//! Kubernetes-style field errors, the rendering of a policy for one node
+//! ([`render`]), the constants that name the API group, and
 //! the OpenAPI documents generated from the types ([`openapi_doc`]).
 //!
 //! It is pure: no IO, no async, no HTTP. Functions take values (including the
@@ -34,6 +35,7 @@ pub mod enactment;
 pub mod intorstr;
 pub mod openapi_doc;
 pub mod policy;
+pub mod render;
 pub mod resources;
 pub mod state;
 pub mod validation;

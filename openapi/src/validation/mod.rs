@@ -13,7 +13,7 @@
 mod decode;
 pub mod names;
 mod network;
-mod nmpolicy;
+pub(crate) mod nmpolicy;
 
 use std::collections::BTreeMap;
 
