@@ -71,13 +71,16 @@ class Problems:
 
 def render(root, target):
     """The objects `kubectl kustomize` renders for a kustomization."""
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(root / target)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        result = subprocess.run(
+            ["kubectl", "kustomize", str(root / target)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except FileNotFoundError:
+        sys.exit("validate_manifests: kubectl is missing: run hack/setup-deps.sh")
     if result.returncode != 0:
         sys.exit(f"validate_manifests: kubectl kustomize {target} failed:\n{result.stderr}")
     return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
