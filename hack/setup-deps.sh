@@ -17,6 +17,9 @@ declare -A PACKAGES=(
 KUBECTL_VERSION=v1.32.4
 # The official Python client the Python client test uses.
 KUBERNETES_PY_VERSION=32.0.1
+# Offline schema validation of the deploy/ manifests (tests/python/
+# validate_manifests.py); the package ships the Kubernetes JSON schemas.
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -36,7 +39,11 @@ fi
 python_client_missing() {
   ! python3 -c 'import kubernetes' >/dev/null 2>&1
 }
-if command -v python3 >/dev/null 2>&1 && python_client_missing &&
+manifest_validator_missing() {
+  ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1
+}
+if command -v python3 >/dev/null 2>&1 &&
+  { python_client_missing || manifest_validator_missing; } &&
   ! python3 -m pip --version >/dev/null 2>&1; then
   missing+=(python3-pip)
 fi
@@ -73,6 +80,13 @@ if python_client_missing; then
   # (PEP 668) unless told otherwise; a pyenv or venv Python does not.
   if ! python3 -m pip install -q "kubernetes==${KUBERNETES_PY_VERSION}"; then
     python3 -m pip install -q --break-system-packages "kubernetes==${KUBERNETES_PY_VERSION}"
+  fi
+fi
+
+if manifest_validator_missing; then
+  echo "setup-deps: installing the Python package kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+  if ! python3 -m pip install -q "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"; then
+    python3 -m pip install -q --break-system-packages "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
   fi
 fi
 
