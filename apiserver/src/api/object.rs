@@ -28,6 +28,8 @@ pub struct Decoded {
     pub value: Value,
     /// Paths of fields the types do not know.
     pub unknown: Vec<String>,
+    /// Every validation problem of the decoded object (see [`validate`]).
+    pub errors: Vec<FieldError>,
 }
 
 /// Checks `apiVersion` and `kind` of a request body against the URL, filling
@@ -82,14 +84,19 @@ pub fn decode_object(
     name: &str,
     value: &Value,
     field_validation: FieldValidation,
+    status_only: bool,
 ) -> Result<(Decoded, Vec<String>)> {
     let decoded = match kind {
-        ResourceKind::NodeNetworkState => decode_as::<NodeNetworkState>(value),
+        ResourceKind::NodeNetworkState => {
+            decode_as::<NodeNetworkState>(value, |state| state.validate())
+        }
         ResourceKind::NodeNetworkConfigurationPolicy => {
-            decode_as::<NodeNetworkConfigurationPolicy>(value)
+            decode_as::<NodeNetworkConfigurationPolicy>(value, |policy| {
+                validate_policy(policy, status_only)
+            })
         }
         ResourceKind::NodeNetworkConfigurationEnactment => {
-            decode_as::<NodeNetworkConfigurationEnactment>(value)
+            decode_as::<NodeNetworkConfigurationEnactment>(value, |enactment| enactment.validate())
         }
     }
     .map_err(|error| ApiError::Invalid {
@@ -130,10 +137,15 @@ pub fn decode_object(
     Ok((decoded, warnings))
 }
 
-fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
+/// Decodes once into the typed object, validates that object, and
+/// serialises it once: node states are tens of kilobytes, so every pass
+/// over them counts.
+fn decode_as<T: Resource>(
+    value: &Value,
+    validate: impl FnOnce(&T) -> Vec<FieldError>,
+) -> Result<Decoded, FieldError> {
     let typed: T = decode(value)?;
-    // One serialisation serves both the unknown-field check and the result:
-    // node states are tens of kilobytes.
+    let errors = validate(&typed);
     let mut output = serde_json::to_value(&typed).map_err(|e| {
         FieldError::new(
             nmstate_openapi::FieldErrorKind::Internal,
@@ -147,6 +159,7 @@ fn decode_as<T: Resource>(value: &Value) -> Result<Decoded, FieldError> {
     Ok(Decoded {
         value: output,
         unknown,
+        errors,
     })
 }
 
@@ -163,34 +176,21 @@ fn drop_empty_metadata(object: &mut Value) {
     }
 }
 
-/// Every validation problem of a decoded object. On a status write only the
-/// metadata and the status are checked, so an object stored under older
-/// rules can still have its status updated.
-pub fn validate(kind: ResourceKind, value: &Value, status_only: bool) -> Vec<FieldError> {
-    fn typed<T: Resource>(value: &Value) -> std::result::Result<T, FieldError> {
-        decode(value)
+/// A policy's problems. On a status write only the metadata and the status
+/// are checked, so a policy stored under older rules can still have its
+/// status updated.
+fn validate_policy(policy: &NodeNetworkConfigurationPolicy, status_only: bool) -> Vec<FieldError> {
+    if !status_only {
+        return policy.validate();
     }
-    let result = match (kind, status_only) {
-        (ResourceKind::NodeNetworkConfigurationPolicy, true) => {
-            typed::<NodeNetworkConfigurationPolicy>(value).map(|policy| {
-                let mut errors = validate_object_meta(kind, &policy.metadata);
-                if let Some(status) = &policy.status {
-                    errors.extend(validate_policy_status(status));
-                }
-                errors
-            })
-        }
-        (ResourceKind::NodeNetworkConfigurationPolicy, false) => {
-            typed::<NodeNetworkConfigurationPolicy>(value).map(|p| p.validate())
-        }
-        (ResourceKind::NodeNetworkState, _) => {
-            typed::<NodeNetworkState>(value).map(|s| s.validate())
-        }
-        (ResourceKind::NodeNetworkConfigurationEnactment, _) => {
-            typed::<NodeNetworkConfigurationEnactment>(value).map(|e| e.validate())
-        }
-    };
-    result.unwrap_or_else(|error| vec![error])
+    let mut errors = validate_object_meta(
+        ResourceKind::NodeNetworkConfigurationPolicy,
+        &policy.metadata,
+    );
+    if let Some(status) = &policy.status {
+        errors.extend(validate_policy_status(status));
+    }
+    errors
 }
 
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
@@ -646,12 +646,13 @@ mod tests {
             "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
             "metadata": {"name": "p"}, "spec": {"desiredState": {}, "nodeSelecter": {"a": "b"}}
         });
-        let err = decode_object(POLICY, "p", &body, FieldValidation::Strict).unwrap_err();
+        let err = decode_object(POLICY, "p", &body, FieldValidation::Strict, false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: unknown field \"spec.nodeSelecter\""
         );
-        let (decoded, warnings) = decode_object(POLICY, "p", &body, FieldValidation::Warn).unwrap();
+        let (decoded, warnings) =
+            decode_object(POLICY, "p", &body, FieldValidation::Warn, false).unwrap();
         assert_eq!(warnings, ["unknown field \"spec.nodeSelecter\""]);
         assert!(decoded.value["spec"].get("nodeSelecter").is_none());
     }

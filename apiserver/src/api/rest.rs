@@ -20,7 +20,7 @@ use super::{
     managed_fields::{self, Manager, Options},
     object::{
         self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object, for_response,
-        mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete, validate,
+        mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete,
     },
     patch::{self, PatchType},
     route::{Query, ResourcePath, ResourceVersionMatch, Subresource},
@@ -551,7 +551,13 @@ fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decod
             .entry("name")
             .or_insert_with(|| name.into());
     }
-    decode_object(request.kind(), name, &body, request.query.field_validation)
+    decode_object(
+        request.kind(),
+        name,
+        &body,
+        request.query.field_validation,
+        request.scope() == UpdateScope::Status,
+    )
 }
 
 /// POST a new object.
@@ -571,10 +577,11 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     let mut body = parse_document(bytes, format)?;
     check_type_meta(&mut body, kind, request.path.version)?;
     let name = creation_name(&mut body, kind)?;
-    let (decoded, warnings) = decode_object(kind, &name, &body, request.query.field_validation)?;
+    let (decoded, warnings) =
+        decode_object(kind, &name, &body, request.query.field_validation, false)?;
+    ApiError::check(kind, &name, decoded.errors)?;
     let now = object::now();
     let mut created = prepare_create(kind, decoded.value, &now)?;
-    ApiError::check(kind, &name, validate(kind, &created, false))?;
     request.track_fields(None, &mut created, &now);
     store_new(request, &name, created, &warnings).await
 }
@@ -620,6 +627,7 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     )?;
     let name = request.name()?.to_string();
     let (decoded, warnings) = decode_body(request, bytes, &name)?;
+    ApiError::check(kind, &name, decoded.errors.clone())?;
     let Some(given_rv) = meta_str(&decoded.value, "resourceVersion")
         .filter(|rv| !rv.is_empty())
         .map(str::to_string)
@@ -676,11 +684,6 @@ async fn write_update(
     let name = request.name()?.to_string();
     let scope = request.scope();
     let mut merged = prepare_update(kind, old, new, scope)?;
-    ApiError::check(
-        kind,
-        &name,
-        validate(kind, &merged, scope == UpdateScope::Status),
-    )?;
     let now = object::now();
     if !already_tracked {
         request.track_fields(Some(old), &mut merged, &now);
@@ -781,8 +784,14 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             });
         }
         check_type_meta(&mut patched, kind, version)?;
-        let (decoded, warnings) =
-            decode_object(kind, &name, &patched, request.query.field_validation)?;
+        let (decoded, warnings) = decode_object(
+            kind,
+            &name,
+            &patched,
+            request.query.field_validation,
+            request.scope() == UpdateScope::Status,
+        )?;
+        ApiError::check(kind, &name, decoded.errors.clone())?;
         let mut new = decoded.value;
         if patch_type != PatchType::Apply {
             managed_fields::update_managed_fields(Some(&live), &mut new, &manager, &now);
@@ -821,9 +830,10 @@ async fn apply_create(
         managed_fields::server_side_apply(None, &applied, manager, request.query.force, now)?;
     check_type_meta(&mut object, kind, request.path.version)?;
     object::metadata_mut(&mut object).insert("name".into(), name.clone().into());
-    let (decoded, warnings) = decode_object(kind, &name, &object, request.query.field_validation)?;
+    let (decoded, warnings) =
+        decode_object(kind, &name, &object, request.query.field_validation, false)?;
+    ApiError::check(kind, &name, decoded.errors)?;
     let created = prepare_create(kind, decoded.value, now)?;
-    ApiError::check(kind, &name, validate(kind, &created, false))?;
     store_new(request, &name, created, &warnings).await
 }
 
