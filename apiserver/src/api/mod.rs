@@ -30,6 +30,10 @@ use self::{
     route::{Route, Verb, parse_path, parse_query, verb},
 };
 use crate::{
+    auth::{
+        UserInfo,
+        authorize::{self, Condition, Decision, Obligation, RequestAttributes, ResourceAttributes},
+    },
     metrics::RequestLabels,
     server::{AppState, Body},
 };
@@ -111,6 +115,10 @@ fn labels(request: &Request<Incoming>) -> (&'static str, String, String) {
 async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Response<Body>> {
     let route = parse_path(request.uri().path()).ok_or(ApiError::NoSuchPath)?;
     let query = parse_query(request.uri().query())?;
+    // Authorization runs once the request's meaning is known and before
+    // any verb reads or writes; what depends on the object itself is left
+    // to the verb as an obligation.
+    let obligation = authorize(&request, &route, &query)?;
     let format = negotiate(request.headers())?;
     let encoding = Encoding {
         yaml: format == ResponseFormat::Yaml,
@@ -209,6 +217,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
                 format,
                 encoding,
                 table,
+                obligation: obligation.as_ref(),
             };
             match (verb, path.subresource) {
                 (_, Some(route::Subresource::Render | route::Subresource::DryRun)) => {
@@ -226,6 +235,52 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
             }
         }
     }
+}
+
+/// Asks the standalone policy whether the request's user may do what it
+/// asks: 403 when not, an obligation when the answer depends on the object.
+fn authorize(
+    request: &Request<Incoming>,
+    route: &Route,
+    query: &route::Query,
+) -> Result<Option<Obligation>> {
+    let user = request
+        .extensions()
+        .get::<Arc<UserInfo>>()
+        .ok_or(ApiError::Unauthorized)?;
+    let method = request.method().as_str().to_ascii_lowercase();
+    let decide = |attributes: &RequestAttributes<'_>| -> Result<Option<Condition>> {
+        match authorize::authorize(user, attributes) {
+            Decision::Allow => Ok(None),
+            Decision::AllowIf(condition) => Ok(Some(condition)),
+            Decision::Deny(reason) => Err(ApiError::Forbidden(authorize::forbidden_message(
+                &user.name, attributes, &reason,
+            ))),
+        }
+    };
+    let Route::Resource(path) = route else {
+        let verb = if method == "head" { "get" } else { &method };
+        let attributes = RequestAttributes::NonResource {
+            path: request.uri().path(),
+            verb,
+        };
+        return decide(&attributes).map(|_| None);
+    };
+    let verb = verb(request.method(), path, query)?;
+    let selectors = rest::Selectors::parse(path.kind, query)?;
+    let resource = ResourceAttributes {
+        verb,
+        kind: path.kind,
+        subresource: path.subresource,
+        name: path.name.as_deref(),
+        node_selector: selectors
+            .labels
+            .exact_value(nmstate_openapi::ENACTMENT_NODE_LABEL)
+            .or_else(|| selectors.fields.exact_value("node")),
+        name_selector: selectors.fields.exact_value("metadata.name"),
+    };
+    let condition = decide(&RequestAttributes::Resource(resource.clone()))?;
+    Ok(condition.map(|condition| Obligation::new(condition, user, &resource)))
 }
 
 /// The aggregated discovery version the client asked for (v2 preferred).

@@ -28,6 +28,7 @@ use super::{
     table,
 };
 use crate::{
+    auth::authorize::Obligation,
     cache::{self, CachedObject, WatchFilter},
     server::{AppState, Body, status::Details},
     storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
@@ -53,6 +54,8 @@ pub struct Request<'a> {
     pub encoding: Encoding,
     /// Table options, when the response is a Table.
     pub table: table::TableOptions,
+    /// What authorization left for the verb to check on the object itself.
+    pub obligation: Option<&'a Obligation>,
 }
 
 impl Request<'_> {
@@ -163,6 +166,11 @@ async fn read(request: &Request<'_>) -> Result<(KeyValue, Value)> {
             name: name.to_string(),
         })?;
     let object = decode_stored(kind, &kv)?;
+    if let Some(obligation) = request.obligation {
+        obligation
+            .check_object(name, &object)
+            .map_err(ApiError::Forbidden)?;
+    }
     Ok((kv, object))
 }
 
@@ -559,6 +567,9 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     let mut body = parse_document(bytes, format)?;
     check_type_meta(&mut body, kind, request.path.version)?;
     let name = creation_name(&mut body, kind)?;
+    if let Some(obligation) = request.obligation {
+        obligation.check_name(&name).map_err(ApiError::Forbidden)?;
+    }
     let (decoded, warnings) = decode_object(kind, &name, &body, request.query.field_validation)?;
     let now = object::now();
     let mut created = prepare_create(kind, decoded.value, &now)?;

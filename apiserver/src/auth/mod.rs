@@ -14,6 +14,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::server::status::Status;
 
+pub mod authorize;
 mod x509;
 
 /// The group every authenticated user is in, as in Kubernetes.
