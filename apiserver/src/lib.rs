@@ -89,10 +89,22 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         // Before serving, so that the CA exists when the verifier loads it.
         tls::LocalCa::load_or_create(data_dir)?;
     }
-    if config.client_ca == tls::ClientCa::None {
+    if config.client_ca == tls::ClientCa::None && config.request_header.is_none() {
         tracing::warn!("no client CA: every request but the health checks will get 401");
     }
-    let tls = tls::server_config(cert, &config.client_ca)?;
+    // rustls accepts a certificate from either CA; the authenticator then
+    // tells them apart.
+    let client_ca_file = config.client_ca.file();
+    let ca_files: Vec<_> = client_ca_file
+        .iter()
+        .chain(config.request_header.iter().map(|rh| &rh.client_ca_file))
+        .cloned()
+        .collect();
+    let tls = tls::server_config(cert, &ca_files)?;
+    let authenticator = Arc::new(auth::Authenticator::new(
+        client_ca_file.as_deref(),
+        config.request_header.clone(),
+    )?);
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
     let state = Arc::new(server::AppState::new(
@@ -103,12 +115,18 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     let compactor = config
         .compaction_interval
         .map(|interval| storage::compactor::Compactor::start(state.store.clone(), interval));
-    let listening = server::serve(config.listen, tls, state.clone(), config.shutdown_timeout)
-        .await
-        .map_err(|source| StartError::Bind {
-            address: config.listen,
-            source,
-        })?;
+    let listening = server::serve(
+        config.listen,
+        tls,
+        state.clone(),
+        authenticator,
+        config.shutdown_timeout,
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        address: config.listen,
+        source,
+    })?;
     if let tls::ClientCa::Local { data_dir } = &config.client_ca {
         // After binding: the kubeconfig names the port actually bound.
         let server_url = kubeconfig::server_url(listening.local_addr());
