@@ -81,6 +81,11 @@ pub struct Args {
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
 
+    /// Kubeconfig of the kube-apiserver that reviews bearer tokens
+    /// (TokenReview); without it bearer tokens are not accepted.
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
     /// CA bundle of front proxies (kube-apiserver's aggregator): a client
     /// certificate signed by it, with a common name in
     /// --requestheader-allowed-names, makes the --requestheader-*-headers
@@ -212,6 +217,8 @@ pub struct Config {
     /// Front-proxy authentication, when `--requestheader-client-ca-file`
     /// is given.
     pub request_header: Option<RequestHeaderConfig>,
+    /// Where bearer tokens are reviewed (`--authentication-kubeconfig`).
+    pub authentication_kubeconfig: Option<PathBuf>,
     /// Compaction interval (`None`: never).
     pub compaction_interval: Option<Duration>,
     /// Timeout of every request but watches.
@@ -362,6 +369,7 @@ impl Args {
             tls,
             client_ca,
             request_header,
+            authentication_kubeconfig: self.authentication_kubeconfig,
             compaction_interval: (!self.etcd_compaction_interval.is_zero())
                 .then_some(self.etcd_compaction_interval),
             request_timeout: self.request_timeout,

@@ -27,6 +27,9 @@ pub enum StartError {
     /// The serving certificate could not be loaded or generated.
     #[error("TLS: {0}")]
     Tls(#[from] tls::Error),
+    /// The token reviewer's kubeconfig is unusable.
+    #[error("{0}")]
+    TokenReview(#[from] auth::token::Error),
     /// The store could not be opened (etcd unreachable, file locked...).
     #[error("opening storage: {0}")]
     Storage(#[from] storage::Error),
@@ -101,10 +104,13 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         .cloned()
         .collect();
     let tls = tls::server_config(cert, &ca_files)?;
-    let authenticator = Arc::new(auth::Authenticator::new(
-        client_ca_file.as_deref(),
-        config.request_header.clone(),
-    )?);
+    let mut authenticator =
+        auth::Authenticator::new(client_ca_file.as_deref(), config.request_header.clone())?;
+    if let Some(path) = &config.authentication_kubeconfig {
+        authenticator =
+            authenticator.with_tokens(auth::token::TokenReviewer::from_kubeconfig(path)?);
+    }
+    let authenticator = Arc::new(authenticator);
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
     let state = Arc::new(server::AppState::new(

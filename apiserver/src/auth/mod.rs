@@ -20,6 +20,7 @@ use crate::{server::status::Status, tls};
 
 pub mod authorize;
 pub mod front_proxy;
+pub mod token;
 mod x509;
 
 /// The group every authenticated user is in, as in Kubernetes.
@@ -106,6 +107,7 @@ pub struct Peer {
 pub struct Authenticator {
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
     front_proxy: Option<(Arc<dyn ClientCertVerifier>, RequestHeaderConfig)>,
+    tokens: Option<token::TokenReviewer>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -113,6 +115,7 @@ impl std::fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("client_ca", &self.client_ca.is_some())
             .field("front_proxy", &self.front_proxy.as_ref().map(|(_, c)| c))
+            .field("tokens", &self.tokens)
             .finish()
     }
 }
@@ -136,7 +139,14 @@ impl Authenticator {
         Ok(Self {
             client_ca,
             front_proxy,
+            tokens: None,
         })
+    }
+
+    /// Also accepts bearer tokens, reviewed by `reviewer`.
+    pub fn with_tokens(mut self, reviewer: token::TokenReviewer) -> Self {
+        self.tokens = Some(reviewer);
+        self
     }
 
     /// Who the verified certificate chain of a connection (leaf first)
@@ -188,6 +198,25 @@ impl Authenticator {
             return Some(user.with_authenticated_group());
         }
         peer.certificate_user.clone()
+    }
+
+    /// [`Self::authenticate`], then, when that finds nobody, the bearer
+    /// token in `Authorization`, if tokens are reviewed.
+    pub async fn authenticate_request(&self, peer: &Peer, headers: &HeaderMap) -> Option<UserInfo> {
+        if let Some(user) = self.authenticate(peer, headers) {
+            return Some(user);
+        }
+        let reviewer = self.tokens.as_ref()?;
+        let token = headers
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim();
+        if token.is_empty() {
+            return None;
+        }
+        reviewer.authenticate(token).await
     }
 }
 

@@ -271,7 +271,10 @@ async fn handle(
             .unwrap_or_else(|_| status::internal("building health response").into_response());
     }
     // Everything but the health checks needs an authenticated user.
-    let Some(user) = authenticator.authenticate(identity, request.headers()) else {
+    let Some(user) = authenticator
+        .authenticate_request(identity, request.headers())
+        .await
+    else {
         return crate::auth::unauthorized().into_response();
     };
     request.extensions_mut().insert(Arc::new(user));
