@@ -86,6 +86,11 @@ pub struct Args {
     #[arg(long)]
     pub authentication_kubeconfig: Option<PathBuf>,
 
+    /// Kubeconfig of the kube-apiserver asked (SubjectAccessReview) about
+    /// users the standalone policy does not allow; without it they get 403.
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
     /// CA bundle of front proxies (kube-apiserver's aggregator): a client
     /// certificate signed by it, with a common name in
     /// --requestheader-allowed-names, makes the --requestheader-*-headers
@@ -219,6 +224,8 @@ pub struct Config {
     pub request_header: Option<RequestHeaderConfig>,
     /// Where bearer tokens are reviewed (`--authentication-kubeconfig`).
     pub authentication_kubeconfig: Option<PathBuf>,
+    /// Where access is reviewed (`--authorization-kubeconfig`).
+    pub authorization_kubeconfig: Option<PathBuf>,
     /// Compaction interval (`None`: never).
     pub compaction_interval: Option<Duration>,
     /// Timeout of every request but watches.
@@ -370,6 +377,7 @@ impl Args {
             client_ca,
             request_header,
             authentication_kubeconfig: self.authentication_kubeconfig,
+            authorization_kubeconfig: self.authorization_kubeconfig,
             compaction_interval: (!self.etcd_compaction_interval.is_zero())
                 .then_some(self.etcd_compaction_interval),
             request_timeout: self.request_timeout,

@@ -111,13 +111,18 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
             authenticator.with_tokens(auth::token::TokenReviewer::from_kubeconfig(path)?);
     }
     let authenticator = Arc::new(authenticator);
+    let subject_access = config
+        .authorization_kubeconfig
+        .as_deref()
+        .map(auth::subject_access::SubjectAccessReviewer::from_kubeconfig)
+        .transpose()?;
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
-    let state = Arc::new(server::AppState::new(
-        store,
-        metrics,
-        config.request_timeout,
-    ));
+    let mut state = server::AppState::new(store, metrics, config.request_timeout);
+    if let Some(reviewer) = subject_access {
+        state = state.with_subject_access(reviewer);
+    }
+    let state = Arc::new(state);
     let compactor = config
         .compaction_interval
         .map(|interval| storage::compactor::Compactor::start(state.store.clone(), interval));

@@ -32,7 +32,7 @@ use self::{
 use crate::{
     auth::{
         UserInfo,
-        authorize::{self, Condition, Decision, Obligation, RequestAttributes, ResourceAttributes},
+        authorize::{self, Decision, Obligation, RequestAttributes, ResourceAttributes},
     },
     metrics::RequestLabels,
     server::{AppState, Body},
@@ -118,7 +118,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
     // Authorization runs once the request's meaning is known and before
     // any verb reads or writes; what depends on the object itself is left
     // to the verb as an obligation.
-    let obligation = authorize(&request, &route, &query)?;
+    let obligation = authorize(state, &request, &route, &query).await?;
     let format = negotiate(request.headers())?;
     let encoding = Encoding {
         yaml: format == ResponseFormat::Yaml,
@@ -238,8 +238,11 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
 }
 
 /// Asks the standalone policy whether the request's user may do what it
-/// asks: 403 when not, an obligation when the answer depends on the object.
-fn authorize(
+/// asks, then, for a user it does not allow and who is no node identity,
+/// the cluster (SubjectAccessReview) when one is configured: 403 when not,
+/// an obligation when the answer depends on the object.
+async fn authorize(
+    state: &AppState,
     request: &Request<Incoming>,
     route: &Route,
     query: &route::Query,
@@ -249,38 +252,45 @@ fn authorize(
         .get::<Arc<UserInfo>>()
         .ok_or(ApiError::Unauthorized)?;
     let method = request.method().as_str().to_ascii_lowercase();
-    let decide = |attributes: &RequestAttributes<'_>| -> Result<Option<Condition>> {
-        match authorize::authorize(user, attributes) {
-            Decision::Allow => Ok(None),
-            Decision::AllowIf(condition) => Ok(Some(condition)),
-            Decision::Deny(reason) => Err(ApiError::Forbidden(authorize::forbidden_message(
-                &user.name, attributes, &reason,
-            ))),
+    let selectors;
+    let attributes = match route {
+        Route::Resource(path) => {
+            let verb = verb(request.method(), path, query)?;
+            selectors = rest::Selectors::parse(path.kind, query)?;
+            RequestAttributes::Resource(ResourceAttributes {
+                verb,
+                kind: path.kind,
+                subresource: path.subresource,
+                name: path.name.as_deref(),
+                node_selector: selectors
+                    .labels
+                    .exact_value(nmstate_openapi::ENACTMENT_NODE_LABEL)
+                    .or_else(|| selectors.fields.exact_value("node")),
+                name_selector: selectors.fields.exact_value("metadata.name"),
+            })
         }
-    };
-    let Route::Resource(path) = route else {
-        let verb = if method == "head" { "get" } else { &method };
-        let attributes = RequestAttributes::NonResource {
+        _ => RequestAttributes::NonResource {
             path: request.uri().path(),
-            verb,
-        };
-        return decide(&attributes).map(|_| None);
+            verb: if method == "head" { "get" } else { &method },
+        },
     };
-    let verb = verb(request.method(), path, query)?;
-    let selectors = rest::Selectors::parse(path.kind, query)?;
-    let resource = ResourceAttributes {
-        verb,
-        kind: path.kind,
-        subresource: path.subresource,
-        name: path.name.as_deref(),
-        node_selector: selectors
-            .labels
-            .exact_value(nmstate_openapi::ENACTMENT_NODE_LABEL)
-            .or_else(|| selectors.fields.exact_value("node")),
-        name_selector: selectors.fields.exact_value("metadata.name"),
-    };
-    let condition = decide(&RequestAttributes::Resource(resource.clone()))?;
-    Ok(condition.map(|condition| Obligation::new(condition, user, &resource)))
+    let mut decision = authorize::authorize(user, &attributes);
+    if let (Decision::Deny(_), Some(reviewer)) = (&decision, &state.subject_access)
+        && authorize::node_of(user).is_none()
+    {
+        decision = reviewer.authorize(user, &attributes).await;
+    }
+    match (decision, &attributes) {
+        (Decision::Allow, _) => Ok(None),
+        (Decision::AllowIf(condition), RequestAttributes::Resource(resource)) => {
+            Ok(Some(Obligation::new(condition, user, resource)))
+        }
+        // Conditions exist only for objects.
+        (Decision::AllowIf(_), RequestAttributes::NonResource { .. }) => Ok(None),
+        (Decision::Deny(reason), attributes) => Err(ApiError::Forbidden(
+            authorize::forbidden_message(&user.name, attributes, &reason),
+        )),
+    }
 }
 
 /// The aggregated discovery version the client asked for (v2 preferred).

@@ -20,6 +20,7 @@ use crate::{server::status::Status, tls};
 
 pub mod authorize;
 pub mod front_proxy;
+pub mod subject_access;
 pub mod token;
 mod x509;
 

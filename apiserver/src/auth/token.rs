@@ -35,7 +35,7 @@ const CACHE_CAPACITY: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kubeconfig could not be read or names no usable cluster.
-    #[error("authentication kubeconfig {path}: {message}")]
+    #[error("kubeconfig {path}: {message}")]
     Kubeconfig {
         /// The file.
         path: String,
@@ -43,7 +43,7 @@ pub enum Error {
         message: String,
     },
     /// The review request failed (connection, TLS, HTTP, timeout).
-    #[error("token review failed: {0}")]
+    #[error("review request failed: {0}")]
     Review(String),
 }
 
@@ -80,17 +80,24 @@ impl ReviewCache {
 }
 
 /// Reviews tokens with a kube-apiserver.
+#[derive(Debug)]
 pub struct TokenReviewer {
+    client: ReviewClient,
+    cache: Mutex<ReviewCache>,
+}
+
+/// An HTTPS client for kube-apiserver's review APIs (TokenReview,
+/// SubjectAccessReview), from a kubeconfig.
+pub struct ReviewClient {
     server: String,
     authority: String,
     server_name: ServerName<'static>,
     tls: Arc<rustls::ClientConfig>,
-    cache: Mutex<ReviewCache>,
 }
 
-impl std::fmt::Debug for TokenReviewer {
+impl std::fmt::Debug for ReviewClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenReviewer")
+        f.debug_struct("ReviewClient")
             .field("server", &self.server)
             .finish_non_exhaustive()
     }
@@ -98,6 +105,52 @@ impl std::fmt::Debug for TokenReviewer {
 
 impl TokenReviewer {
     /// A reviewer for the cluster and credentials of a kubeconfig.
+    pub fn from_kubeconfig(path: &Path) -> Result<Self> {
+        Ok(Self {
+            client: ReviewClient::from_kubeconfig(path)?,
+            cache: Mutex::new(ReviewCache::default()),
+        })
+    }
+
+    /// The user `token` belongs to; `None` when the reviewer says it is
+    /// not authenticated or cannot be asked (then nothing is remembered).
+    pub async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        let now = Instant::now();
+        if let Some(answer) = self.lock().get(token, now) {
+            return answer;
+        }
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        });
+        match self
+            .client
+            .post::<TokenReview>("/apis/authentication.k8s.io/v1/tokenreviews", &body)
+            .await
+        {
+            Ok(review) => {
+                let user = review.into_user();
+                self.lock().put(token, user.clone(), Instant::now());
+                user
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, server = self.client.server, "token review failed");
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReviewCache> {
+        // The cache holds no invariant a panic could break.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ReviewClient {
+    /// A client for the cluster and credentials of a kubeconfig.
     pub fn from_kubeconfig(path: &Path) -> Result<Self> {
         let error = |message: String| Error::Kubeconfig {
             path: path.display().to_string(),
@@ -153,47 +206,32 @@ impl TokenReviewer {
             authority,
             server_name,
             tls: Arc::new(tls),
-            cache: Mutex::new(ReviewCache::default()),
         })
     }
 
-    /// The user `token` belongs to; `None` when the reviewer says it is
-    /// not authenticated or cannot be asked (then nothing is remembered).
-    pub async fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        let now = Instant::now();
-        if let Some(answer) = self.lock().get(token, now) {
-            return answer;
-        }
-        match tokio::time::timeout(REVIEW_TIMEOUT, self.review(token)).await {
-            Ok(Ok(user)) => {
-                self.lock().put(token, user.clone(), Instant::now());
-                user
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, server = self.server, "token review failed");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(server = self.server, "token review timed out");
-                None
-            }
-        }
+    /// The server's URL, for logs.
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ReviewCache> {
-        // The cache holds no invariant a panic could break.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// POSTs a review object to `path` and decodes the answer, within the
+    /// review timeout.
+    pub async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        tokio::time::timeout(REVIEW_TIMEOUT, self.send(path, body))
+            .await
+            .map_err(|_| Error::Review(format!("no answer within {REVIEW_TIMEOUT:?}")))?
     }
 
-    async fn review(&self, token: &str) -> Result<Option<UserInfo>> {
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
         let failed = |e: &dyn std::fmt::Display| Error::Review(e.to_string());
-        let body = serde_json::json!({
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token},
-        });
         let tcp = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| failed(&e))?;
@@ -205,7 +243,7 @@ impl TokenReviewer {
             .await
             .map_err(|e| failed(&e))?;
         let connection = tokio::spawn(connection);
-        let request = http::Request::post("/apis/authentication.k8s.io/v1/tokenreviews")
+        let request = http::Request::post(path)
             .header(http::header::HOST, &self.authority)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
@@ -227,8 +265,7 @@ impl TokenReviewer {
                 String::from_utf8_lossy(&bytes)
             )));
         }
-        let review: TokenReview = serde_json::from_slice(&bytes).map_err(|e| failed(&e))?;
-        Ok(review.into_user())
+        serde_json::from_slice(&bytes).map_err(|e| failed(&e))
     }
 }
 

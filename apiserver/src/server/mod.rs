@@ -62,6 +62,9 @@ pub struct AppState {
     pub caches: Caches,
     /// How long a request (up to its response headers) may take.
     pub request_timeout: Duration,
+    /// The cluster asked about users the standalone policy does not allow
+    /// (`--authorization-kubeconfig`).
+    pub subject_access: Option<crate::auth::subject_access::SubjectAccessReviewer>,
     shutting_down: AtomicBool,
     /// Flipped to `true` when shutdown begins, so long-running responses
     /// (watches) end and connections can drain.
@@ -75,12 +78,23 @@ impl AppState {
         let store: SharedStore = Arc::new(MeteredStore::new(store, metrics.clone()));
         Self {
             request_timeout,
+            subject_access: None,
             caches: Caches::start(store.clone()),
             store,
             metrics,
             shutting_down: AtomicBool::new(false),
             shutdown: watch::Sender::new(false),
         }
+    }
+
+    /// Also asks `reviewer` about users the standalone policy does not
+    /// allow.
+    pub fn with_subject_access(
+        mut self,
+        reviewer: crate::auth::subject_access::SubjectAccessReviewer,
+    ) -> Self {
+        self.subject_access = Some(reviewer);
+        self
     }
 
     /// Whether shutdown has begun (readiness then fails).
