@@ -92,7 +92,10 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         // Before serving, so that the CA exists when the verifier loads it.
         tls::LocalCa::load_or_create(data_dir)?;
     }
-    if config.client_ca == tls::ClientCa::None && config.request_header.is_none() {
+    if config.client_ca == tls::ClientCa::None
+        && config.request_header.is_none()
+        && config.authentication_kubeconfig.is_none()
+    {
         tracing::warn!("no client CA: every request but the health checks will get 401");
     }
     // rustls accepts a certificate from either CA; the authenticator then

@@ -4,7 +4,8 @@
 //! the front proxy first (a client certificate from
 //! `--requestheader-client-ca-file` with an allowed common name makes the
 //! `X-Remote-*` headers believed, see [`front_proxy`]), then the client
-//! certificate itself (from the client CA: CN is the user, O the groups).
+//! certificate itself (from the client CA: CN is the user, O the groups),
+//! then a bearer token reviewed by kube-apiserver ([`token`]).
 //! rustls verifies chains during the handshake against both CAs at once;
 //! [`Authenticator::peer`] then tells which CA a certificate chains to. It
 //! never decides what a user may do: that is [`authorize`]'s job.
