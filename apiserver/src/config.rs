@@ -15,6 +15,7 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
+    auth::front_proxy::RequestHeaderConfig,
     kubeconfig::IssueRequest,
     storage::{StorageConfig, etcd::EtcdConfig},
     tls::{ClientCa, TlsSource, default_hosts},
@@ -79,6 +80,40 @@ pub struct Args {
     /// writes <data-dir>/admin.kubeconfig).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
+
+    /// Kubeconfig of the kube-apiserver that reviews bearer tokens
+    /// (TokenReview); without it bearer tokens are not accepted.
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig of the kube-apiserver asked (SubjectAccessReview) about
+    /// users the standalone policy does not allow; without it they get 403.
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// CA bundle of front proxies (kube-apiserver's aggregator): a client
+    /// certificate signed by it, with a common name in
+    /// --requestheader-allowed-names, makes the --requestheader-*-headers
+    /// name the user. From any other client those headers are ignored.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+
+    /// Common names a front proxy's certificate may have (comma-separated);
+    /// empty: any certificate from --requestheader-client-ca-file.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// Headers a front proxy names the user in; the first one set wins.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-User")]
+    pub requestheader_username_headers: Vec<String>,
+
+    /// Headers a front proxy names the user's groups in.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Group")]
+    pub requestheader_group_headers: Vec<String>,
+
+    /// Prefixes of the headers a front proxy passes extra attributes in.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
+    pub requestheader_extra_headers_prefix: Vec<String>,
 
     /// How often to compact the store's history (as kube-apiserver's flag);
     /// 0 turns compaction off.
@@ -184,6 +219,13 @@ pub struct Config {
     pub tls: TlsSource,
     /// Which CA client certificates must chain to.
     pub client_ca: ClientCa,
+    /// Front-proxy authentication, when `--requestheader-client-ca-file`
+    /// is given.
+    pub request_header: Option<RequestHeaderConfig>,
+    /// Where bearer tokens are reviewed (`--authentication-kubeconfig`).
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Where access is reviewed (`--authorization-kubeconfig`).
+    pub authorization_kubeconfig: Option<PathBuf>,
     /// Compaction interval (`None`: never).
     pub compaction_interval: Option<Duration>,
     /// Timeout of every request but watches.
@@ -200,6 +242,16 @@ pub struct ConfigError {
     pub flag: &'static str,
     /// Why.
     pub message: String,
+}
+
+/// The values of a comma-separated list flag, without blanks (`--flag=`
+/// gives none).
+fn non_empty(values: Vec<String>) -> Vec<String> {
+    values
+        .into_iter()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+        .collect()
 }
 
 fn config_error(flag: &'static str, message: impl Into<String>) -> ConfigError {
@@ -300,12 +352,32 @@ impl Args {
             (None, TlsSource::Files { .. }) => ClientCa::None,
         };
 
+        let request_header = match self.requestheader_client_ca_file {
+            Some(path) if !path.is_file() => {
+                return Err(config_error(
+                    "--requestheader-client-ca-file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            Some(client_ca_file) => Some(RequestHeaderConfig {
+                client_ca_file,
+                allowed_names: non_empty(self.requestheader_allowed_names),
+                username_headers: non_empty(self.requestheader_username_headers),
+                group_headers: non_empty(self.requestheader_group_headers),
+                extra_headers_prefixes: non_empty(self.requestheader_extra_headers_prefix),
+            }),
+            None => None,
+        };
+
         Ok(Config {
             data_dir: self.data_dir,
             listen: SocketAddr::new(self.bind_address, self.secure_port),
             storage,
             tls,
             client_ca,
+            request_header,
+            authentication_kubeconfig: self.authentication_kubeconfig,
+            authorization_kubeconfig: self.authorization_kubeconfig,
             compaction_interval: (!self.etcd_compaction_interval.is_zero())
                 .then_some(self.etcd_compaction_interval),
             request_timeout: self.request_timeout,
@@ -395,6 +467,58 @@ mod tests {
             "standalone: the local CA authenticates clients"
         );
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn requestheader_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("front-proxy-ca.crt");
+        std::fs::write(&ca, "").unwrap();
+        let ca_arg = ca.to_str().unwrap();
+        assert_eq!(parse(&[]).unwrap().request_header, None);
+
+        let config = parse(&["--requestheader-client-ca-file", ca_arg]).unwrap();
+        assert_eq!(
+            config.request_header,
+            Some(RequestHeaderConfig::new(ca.clone()))
+        );
+
+        let config = parse(&[
+            "--requestheader-client-ca-file",
+            ca_arg,
+            "--requestheader-allowed-names=front-proxy-client, aggregator",
+            "--requestheader-username-headers=X-User,X-Remote-User",
+            "--requestheader-group-headers=X-Group",
+            "--requestheader-extra-headers-prefix=X-Extra-",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.request_header,
+            Some(RequestHeaderConfig {
+                client_ca_file: ca.clone(),
+                allowed_names: vec!["front-proxy-client".into(), "aggregator".into()],
+                username_headers: vec!["X-User".into(), "X-Remote-User".into()],
+                group_headers: vec!["X-Group".into()],
+                extra_headers_prefixes: vec!["X-Extra-".into()],
+            })
+        );
+        let config = parse(&[
+            "--requestheader-client-ca-file",
+            ca_arg,
+            "--requestheader-allowed-names=",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.request_header.unwrap().allowed_names,
+            Vec::<String>::new()
+        );
+
+        assert_eq!(
+            parse(&["--requestheader-client-ca-file", "/nonexistent/ca.crt"])
+                .unwrap_err()
+                .to_string(),
+            "invalid flag --requestheader-client-ca-file: /nonexistent/ca.crt is not a readable file"
+        );
     }
 
     #[test]

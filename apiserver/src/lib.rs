@@ -27,6 +27,9 @@ pub enum StartError {
     /// The serving certificate could not be loaded or generated.
     #[error("TLS: {0}")]
     Tls(#[from] tls::Error),
+    /// The token reviewer's kubeconfig is unusable.
+    #[error("{0}")]
+    TokenReview(#[from] auth::token::Error),
     /// The store could not be opened (etcd unreachable, file locked...).
     #[error("opening storage: {0}")]
     Storage(#[from] storage::Error),
@@ -89,26 +92,55 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         // Before serving, so that the CA exists when the verifier loads it.
         tls::LocalCa::load_or_create(data_dir)?;
     }
-    if config.client_ca == tls::ClientCa::None {
+    if config.client_ca == tls::ClientCa::None
+        && config.request_header.is_none()
+        && config.authentication_kubeconfig.is_none()
+    {
         tracing::warn!("no client CA: every request but the health checks will get 401");
     }
-    let tls = tls::server_config(cert, &config.client_ca)?;
+    // rustls accepts a certificate from either CA; the authenticator then
+    // tells them apart.
+    let client_ca_file = config.client_ca.file();
+    let ca_files: Vec<_> = client_ca_file
+        .iter()
+        .chain(config.request_header.iter().map(|rh| &rh.client_ca_file))
+        .cloned()
+        .collect();
+    let tls = tls::server_config(cert, &ca_files)?;
+    let mut authenticator =
+        auth::Authenticator::new(client_ca_file.as_deref(), config.request_header.clone())?;
+    if let Some(path) = &config.authentication_kubeconfig {
+        authenticator =
+            authenticator.with_tokens(auth::token::TokenReviewer::from_kubeconfig(path)?);
+    }
+    let authenticator = Arc::new(authenticator);
+    let subject_access = config
+        .authorization_kubeconfig
+        .as_deref()
+        .map(auth::subject_access::SubjectAccessReviewer::from_kubeconfig)
+        .transpose()?;
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
-    let state = Arc::new(server::AppState::new(
-        store,
-        metrics,
-        config.request_timeout,
-    ));
+    let mut state = server::AppState::new(store, metrics, config.request_timeout);
+    if let Some(reviewer) = subject_access {
+        state = state.with_subject_access(reviewer);
+    }
+    let state = Arc::new(state);
     let compactor = config
         .compaction_interval
         .map(|interval| storage::compactor::Compactor::start(state.store.clone(), interval));
-    let listening = server::serve(config.listen, tls, state.clone(), config.shutdown_timeout)
-        .await
-        .map_err(|source| StartError::Bind {
-            address: config.listen,
-            source,
-        })?;
+    let listening = server::serve(
+        config.listen,
+        tls,
+        state.clone(),
+        authenticator,
+        config.shutdown_timeout,
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        address: config.listen,
+        source,
+    })?;
     if let tls::ClientCa::Local { data_dir } = &config.client_ca {
         // After binding: the kubeconfig names the port actually bound.
         let server_url = kubeconfig::server_url(listening.local_addr());

@@ -239,42 +239,69 @@ pub fn load_or_generate(source: &TlsSource) -> Result<ServingCert> {
 }
 
 /// The rustls server configuration: HTTP/2 and HTTP/1.1 by ALPN, and a
-/// client certificate asked for (not required) when there is a client CA.
+/// client certificate asked for (not required) when there are client CA
+/// files (the client CA and the front-proxy CA; which one a certificate
+/// chains to is [`crate::auth::Authenticator::peer`]'s question).
 ///
-/// A certificate that does not chain to the client CA fails the handshake;
+/// A certificate that chains to none of them fails the handshake;
 /// a client without one gets through, because the health endpoints answer
 /// anyone (`curl -k .../readyz`) and other authenticators (bearer tokens,
 /// front proxy) come later in the chain. Requests without an identity are
 /// refused with 401 above TLS.
-pub fn server_config(cert: ServingCert, client_ca: &ClientCa) -> Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(
+    cert: ServingCert,
+    client_ca_files: &[PathBuf],
+) -> Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?;
-    let ca_file = match client_ca {
-        ClientCa::File(path) => Some(path.clone()),
-        ClientCa::Local { data_dir } => Some(PkiPaths::new(data_dir).ca_cert),
-        ClientCa::None => None,
-    };
-    let builder = match ca_file {
+    let builder = match client_verifier(client_ca_files)? {
         None => builder.with_no_client_auth(),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certificates(&path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| bad_pem(&path, format!("unusable CA certificate: {e}")))?;
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|source| Error::ClientVerifier { path, source })?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     let mut config = builder.with_single_cert(cert.chain, cert.key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+impl ClientCa {
+    /// The CA bundle client certificates are verified against, if any.
+    pub fn file(&self) -> Option<PathBuf> {
+        match self {
+            ClientCa::File(path) => Some(path.clone()),
+            ClientCa::Local { data_dir } => Some(PkiPaths::new(data_dir).ca_cert),
+            ClientCa::None => None,
+        }
+    }
+}
+
+/// A verifier of client certificates that chain to any CA in `ca_files`
+/// (`None` when there are none). Clients without a certificate pass: they
+/// are refused, or not, above TLS.
+pub fn client_verifier(
+    ca_files: &[PathBuf],
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
+    let Some(first) = ca_files.first() else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for path in ca_files {
+        for cert in read_certificates(path)? {
+            roots
+                .add(cert)
+                .map_err(|e| bad_pem(path, format!("unusable CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|source| Error::ClientVerifier {
+                path: first.clone(),
+                source,
+            })?;
+    Ok(Some(verifier))
 }
 
 /// The local CA kept under `<data_dir>/pki/`, able to issue client
@@ -697,7 +724,7 @@ mod tests {
         let paths = PkiPaths::new(dir.path());
         assert_eq!(mode(&paths.ca_key), 0o600);
         assert_eq!(mode(&paths.serving_key), 0o600);
-        server_config(first, &ClientCa::None).unwrap();
+        server_config(first, &[]).unwrap();
     }
 
     #[test]
@@ -824,15 +851,23 @@ mod tests {
         let local = ClientCa::Local {
             data_dir: dir.path().to_path_buf(),
         };
-        server_config(load_or_generate(&source).unwrap(), &local).unwrap();
+        server_config(
+            load_or_generate(&source).unwrap(),
+            &local.file().into_iter().collect::<Vec<_>>(),
+        )
+        .unwrap();
         let file = ClientCa::File(PkiPaths::new(dir.path()).ca_cert);
-        server_config(load_or_generate(&source).unwrap(), &file).unwrap();
+        server_config(
+            load_or_generate(&source).unwrap(),
+            &file.file().into_iter().collect::<Vec<_>>(),
+        )
+        .unwrap();
 
         let empty = dir.path().join("empty.crt");
         fs::write(&empty, "").unwrap();
         let err = server_config(
             load_or_generate(&source).unwrap(),
-            &ClientCa::File(empty.clone()),
+            std::slice::from_ref(&empty),
         )
         .unwrap_err();
         assert_eq!(

@@ -30,6 +30,10 @@ use self::{
     route::{Route, Verb, parse_path, parse_query, verb},
 };
 use crate::{
+    auth::{
+        UserInfo,
+        authorize::{self, Decision, Obligation, RequestAttributes, ResourceAttributes},
+    },
     metrics::RequestLabels,
     server::{AppState, Body},
 };
@@ -111,6 +115,10 @@ fn labels(request: &Request<Incoming>) -> (&'static str, String, String) {
 async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Response<Body>> {
     let route = parse_path(request.uri().path()).ok_or(ApiError::NoSuchPath)?;
     let query = parse_query(request.uri().query())?;
+    // Authorization runs once the request's meaning is known and before
+    // any verb reads or writes; what depends on the object itself is left
+    // to the verb as an obligation.
+    let obligation = authorize(state, &request, &route, &query).await?;
     let format = negotiate(request.headers())?;
     let encoding = Encoding {
         yaml: format == ResponseFormat::Yaml,
@@ -209,6 +217,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
                 format,
                 encoding,
                 table,
+                obligation: obligation.as_ref(),
             };
             match (verb, path.subresource) {
                 (_, Some(route::Subresource::Render | route::Subresource::DryRun)) => {
@@ -225,6 +234,62 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
                 (Verb::DeleteCollection, _) => rest::delete_collection(&rest, &bytes).await,
             }
         }
+    }
+}
+
+/// Asks the standalone policy whether the request's user may do what it
+/// asks, then, for a user it does not allow and who is no node identity,
+/// the cluster (SubjectAccessReview) when one is configured: 403 when not,
+/// an obligation when the answer depends on the object.
+async fn authorize(
+    state: &AppState,
+    request: &Request<Incoming>,
+    route: &Route,
+    query: &route::Query,
+) -> Result<Option<Obligation>> {
+    let user = request
+        .extensions()
+        .get::<Arc<UserInfo>>()
+        .ok_or(ApiError::Unauthorized)?;
+    let method = request.method().as_str().to_ascii_lowercase();
+    let selectors;
+    let attributes = match route {
+        Route::Resource(path) => {
+            let verb = verb(request.method(), path, query)?;
+            selectors = rest::Selectors::parse(path.kind, query)?;
+            RequestAttributes::Resource(ResourceAttributes {
+                verb,
+                kind: path.kind,
+                subresource: path.subresource,
+                name: path.name.as_deref(),
+                node_selector: selectors
+                    .labels
+                    .exact_value(nmstate_openapi::ENACTMENT_NODE_LABEL)
+                    .or_else(|| selectors.fields.exact_value("node")),
+                name_selector: selectors.fields.exact_value("metadata.name"),
+            })
+        }
+        _ => RequestAttributes::NonResource {
+            path: request.uri().path(),
+            verb: if method == "head" { "get" } else { &method },
+        },
+    };
+    let mut decision = authorize::authorize(user, &attributes);
+    if let (Decision::Deny(_), Some(reviewer)) = (&decision, &state.subject_access)
+        && authorize::node_of(user).is_none()
+    {
+        decision = reviewer.authorize(user, &attributes).await;
+    }
+    match (decision, &attributes) {
+        (Decision::Allow, _) => Ok(None),
+        (Decision::AllowIf(condition), RequestAttributes::Resource(resource)) => {
+            Ok(Some(Obligation::new(condition, user, resource)))
+        }
+        // Conditions exist only for objects.
+        (Decision::AllowIf(_), RequestAttributes::NonResource { .. }) => Ok(None),
+        (Decision::Deny(reason), attributes) => Err(ApiError::Forbidden(
+            authorize::forbidden_message(&user.name, attributes, &reason),
+        )),
     }
 }
 

@@ -28,6 +28,7 @@ use super::{
     table,
 };
 use crate::{
+    auth::authorize::Obligation,
     cache::{self, CachedObject, WatchFilter},
     server::{AppState, Body, status::Details},
     storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
@@ -53,6 +54,8 @@ pub struct Request<'a> {
     pub encoding: Encoding,
     /// Table options, when the response is a Table.
     pub table: table::TableOptions,
+    /// What authorization left for the verb to check on the object itself.
+    pub obligation: Option<&'a Obligation>,
 }
 
 impl Request<'_> {
@@ -163,7 +166,19 @@ async fn read(request: &Request<'_>) -> Result<(KeyValue, Value)> {
             name: name.to_string(),
         })?;
     let object = decode_stored(kind, &kv)?;
+    check_obligation(request, name, &object)?;
     Ok((kv, object))
+}
+
+/// The part of authorization that depends on the stored object (a node may
+/// only touch enactments labelled for it), checked on every read of it.
+fn check_obligation(request: &Request<'_>, name: &str, object: &Value) -> Result<()> {
+    match request.obligation {
+        Some(obligation) => obligation
+            .check_object(name, object)
+            .map_err(ApiError::Forbidden),
+        None => Ok(()),
+    }
 }
 
 /// GET one object (or its status).
@@ -577,6 +592,9 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     let mut body = parse_document(bytes, format)?;
     check_type_meta(&mut body, kind, request.path.version)?;
     let name = creation_name(&mut body, kind)?;
+    if let Some(obligation) = request.obligation {
+        obligation.check_name(&name).map_err(ApiError::Forbidden)?;
+    }
     let (decoded, warnings) =
         decode_object(kind, &name, &body, request.query.field_validation, false)?;
     ApiError::check(kind, &name, decoded.errors)?;
@@ -648,6 +666,7 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     // refuses a stale copy), as Kubernetes does.
     let (kv, old) = match request.state.caches.get(kind).get(&name) {
         Some(cached) if cached.revision == given_rv => {
+            check_obligation(request, &name, &cached.value)?;
             let mut old = cached.value.clone();
             object::metadata_mut(&mut old).remove("resourceVersion");
             let kv = KeyValue {

@@ -29,6 +29,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    auth::{Authenticator, Peer},
     cache::Caches,
     metrics::{MeteredStore, Metrics},
     storage::SharedStore,
@@ -61,6 +62,9 @@ pub struct AppState {
     pub caches: Caches,
     /// How long a request (up to its response headers) may take.
     pub request_timeout: Duration,
+    /// The cluster asked about users the standalone policy does not allow
+    /// (`--authorization-kubeconfig`).
+    pub subject_access: Option<crate::auth::subject_access::SubjectAccessReviewer>,
     shutting_down: AtomicBool,
     /// Flipped to `true` when shutdown begins, so long-running responses
     /// (watches) end and connections can drain.
@@ -74,12 +78,23 @@ impl AppState {
         let store: SharedStore = Arc::new(MeteredStore::new(store, metrics.clone()));
         Self {
             request_timeout,
+            subject_access: None,
             caches: Caches::start(store.clone()),
             store,
             metrics,
             shutting_down: AtomicBool::new(false),
             shutdown: watch::Sender::new(false),
         }
+    }
+
+    /// Also asks `reviewer` about users the standalone policy does not
+    /// allow.
+    pub fn with_subject_access(
+        mut self,
+        reviewer: crate::auth::subject_access::SubjectAccessReviewer,
+    ) -> Self {
+        self.subject_access = Some(reviewer);
+        self
     }
 
     /// Whether shutdown has begun (readiness then fails).
@@ -128,6 +143,7 @@ pub async fn serve(
     listen: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<AppState>,
+    authenticator: Arc<Authenticator>,
     drain_timeout: Duration,
 ) -> std::io::Result<Listening> {
     let listener = TcpListener::bind(listen).await?;
@@ -137,6 +153,7 @@ pub async fn serve(
         listener,
         TlsAcceptor::from(tls),
         state,
+        authenticator,
         stopped,
         drain_timeout,
     ));
@@ -152,6 +169,7 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     state: Arc<AppState>,
+    authenticator: Arc<Authenticator>,
     mut stopped: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
@@ -180,6 +198,7 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let authenticator = authenticator.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -195,22 +214,24 @@ async fn accept_loop(
                     return;
                 }
             };
-            // The client certificate was verified during the handshake; who
-            // it names holds for every request on this connection.
-            let user =
-                crate::auth::authenticate_peer(tls.get_ref().1.peer_certificates()).map(Arc::new);
+            // The client certificate was verified during the handshake; what
+            // it proves (a user, or a front proxy) holds for every request
+            // on this connection.
+            let identity = Arc::new(authenticator.peer(tls.get_ref().1.peer_certificates()));
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                let user = user.clone();
+                let authenticator = authenticator.clone();
+                let identity = identity.clone();
                 async move {
                     // A bug must cost one request a 500, not the connection:
                     // panics are caught here and logged.
-                    let response = AssertUnwindSafe(handle(&state, user.as_ref(), request))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            status::internal("request handler panicked").into_response()
-                        });
+                    let response =
+                        AssertUnwindSafe(handle(&state, &authenticator, &identity, request))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| {
+                                status::internal("request handler panicked").into_response()
+                            });
                     Ok::<_, Infallible>(response)
                 }
             });
@@ -241,7 +262,8 @@ async fn accept_loop(
 /// Routes one request. Never fails: every error becomes a response.
 async fn handle(
     state: &Arc<AppState>,
-    user: Option<&Arc<crate::auth::UserInfo>>,
+    authenticator: &Authenticator,
+    identity: &Peer,
     mut request: Request<Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path();
@@ -263,9 +285,12 @@ async fn handle(
             .unwrap_or_else(|_| status::internal("building health response").into_response());
     }
     // Everything but the health checks needs an authenticated user.
-    let Some(user) = user else {
+    let Some(user) = authenticator
+        .authenticate_request(identity, request.headers())
+        .await
+    else {
         return crate::auth::unauthorized().into_response();
     };
-    request.extensions_mut().insert(user.clone());
+    request.extensions_mut().insert(Arc::new(user));
     crate::api::handle(state, request).await
 }
