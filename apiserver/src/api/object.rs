@@ -431,32 +431,27 @@ fn spec_of(object: &Value) -> Map<String, Value> {
 /// write changes nothing a client can observe and is skipped, as
 /// Kubernetes skips no-op updates. Compares in place: objects can be large.
 pub fn unchanged(old: &Value, new: &Value) -> bool {
-    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
-        return old == new;
-    };
-    if old.len() != new.len() {
-        return false;
-    }
-    old.iter()
-        .all(|(key, value)| match (key.as_str(), new.get(key)) {
-            ("metadata", Some(other)) => same_metadata(value, other),
-            (_, Some(other)) => value == other,
-            (_, None) => false,
-        })
+    same_map_but(old, new, "metadata", &|old, new| {
+        same_map_but(old, new, "managedFields", &same_managed_fields)
+    })
 }
 
-fn same_metadata(old: &Value, new: &Value) -> bool {
+/// Whether two JSON objects are equal, comparing the member `special` with
+/// `compare` instead of `==`.
+fn same_map_but(
+    old: &Value,
+    new: &Value,
+    special: &str,
+    compare: &dyn Fn(&Value, &Value) -> bool,
+) -> bool {
     let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
         return old == new;
     };
-    if old.len() != new.len() {
-        return false;
-    }
-    old.iter()
-        .all(|(key, value)| match (key.as_str(), new.get(key)) {
-            ("managedFields", Some(other)) => same_managed_fields(value, other),
-            (_, Some(other)) => value == other,
-            (_, None) => false,
+    old.len() == new.len()
+        && old.iter().all(|(key, value)| match new.get(key) {
+            Some(other) if key == special => compare(value, other),
+            Some(other) => value == other,
+            None => false,
         })
 }
 
