@@ -225,3 +225,28 @@ async fn admin_kubeconfig_follows_the_port_across_restarts() {
     drop(second);
     drop(first);
 }
+
+#[tokio::test]
+async fn kubectl_without_credentials_is_told_it_is_unauthorized() {
+    let server = ApiserverProcess::start(&[]).await.unwrap();
+    // The admin kubeconfig with its client certificate replaced by a token
+    // the server cannot check (with no credentials at all kubectl would
+    // prompt for a password instead of asking the server).
+    let text = std::fs::read_to_string(server.admin_kubeconfig()).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for user in config["users"].as_sequence_mut().unwrap() {
+        let mut credentials = serde_yaml::Mapping::new();
+        credentials.insert("token".into(), "not-a-token-this-server-knows".into());
+        user["user"] = serde_yaml::Value::Mapping(credentials);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let anonymous = dir.path().join("anonymous.kubeconfig");
+    std::fs::write(&anonymous, serde_yaml::to_string(&config).unwrap()).unwrap();
+
+    let (ok, _, stderr) = kubectl(&anonymous, &["get", "nncp"]).await;
+    assert!(!ok, "kubectl must fail without credentials");
+    assert!(
+        stderr.contains("error: You must be logged in to the server (the server has asked for the client to provide credentials)"),
+        "kubectl should say the server refused the credentials: {stderr}"
+    );
+}
