@@ -181,6 +181,13 @@ mod tests {
             .collect()
     }
 
+    /// Name, ConfigMap data, the settings or the start of the error.
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Result<AuthenticationConfigMap, &'static str>,
+    );
+
     #[test]
     fn configmap_data_is_parsed_as_kubernetes_writes_it() {
         let full = AuthenticationConfigMap {
@@ -193,11 +200,7 @@ mod tests {
                 extra_headers_prefixes: vec!["X-Remote-Extra-".into()],
             }),
         };
-        let cases: Vec<(
-            &str,
-            Vec<(&str, &str)>,
-            Result<AuthenticationConfigMap, &str>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             ("empty", vec![], Ok(AuthenticationConfigMap::default())),
             (
                 "client CA only",
