@@ -30,6 +30,9 @@ pub enum StartError {
     /// The token reviewer's kubeconfig is unusable.
     #[error("{0}")]
     TokenReview(#[from] auth::token::Error),
+    /// The extension-apiserver-authentication ConfigMap could not be read.
+    #[error("authentication ConfigMap: {0}")]
+    AuthenticationConfigMap(#[from] auth::configmap::Error),
     /// The store could not be opened (etcd unreachable, file locked...).
     #[error("opening storage: {0}")]
     Storage(#[from] storage::Error),
@@ -88,27 +91,33 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         source,
     })?;
     let cert = tls::load_or_generate(&config.tls)?;
-    if let tls::ClientCa::Local { data_dir } = &config.client_ca {
+    let (client_ca, request_header) = auth::configmap::resolve(
+        config.authentication_kubeconfig.as_deref(),
+        &config.data_dir,
+        &config.client_ca,
+        config.request_header.as_ref(),
+    )
+    .await?;
+    if let tls::ClientCa::Local { data_dir } = &client_ca {
         // Before serving, so that the CA exists when the verifier loads it.
         tls::LocalCa::load_or_create(data_dir)?;
     }
-    if config.client_ca == tls::ClientCa::None
-        && config.request_header.is_none()
+    if client_ca == tls::ClientCa::None
+        && request_header.is_none()
         && config.authentication_kubeconfig.is_none()
     {
         tracing::warn!("no client CA: every request but the health checks will get 401");
     }
     // rustls accepts a certificate from either CA; the authenticator then
     // tells them apart.
-    let client_ca_file = config.client_ca.file();
+    let client_ca_file = client_ca.file();
     let ca_files: Vec<_> = client_ca_file
         .iter()
-        .chain(config.request_header.iter().map(|rh| &rh.client_ca_file))
+        .chain(request_header.iter().map(|rh| &rh.client_ca_file))
         .cloned()
         .collect();
     let tls = tls::server_config(cert, &ca_files)?;
-    let mut authenticator =
-        auth::Authenticator::new(client_ca_file.as_deref(), config.request_header.clone())?;
+    let mut authenticator = auth::Authenticator::new(client_ca_file.as_deref(), request_header)?;
     if let Some(path) = &config.authentication_kubeconfig {
         authenticator =
             authenticator.with_tokens(auth::token::TokenReviewer::from_kubeconfig(path)?);
@@ -141,7 +150,7 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         address: config.listen,
         source,
     })?;
-    if let tls::ClientCa::Local { data_dir } = &config.client_ca {
+    if let tls::ClientCa::Local { data_dir } = &client_ca {
         // After binding: the kubeconfig names the port actually bound.
         let server_url = kubeconfig::server_url(listening.local_addr());
         if let Err(e) = kubeconfig::write_admin(data_dir, &server_url) {

@@ -1,7 +1,9 @@
 //! Runs the real `nmstate-apiserver` binary as a child process on a free
 //! loopback port, with its own data directory, and stops it by its PID.
 //!
-//! Without `--tls-cert-file` or `--client-ca-file` the server runs
+//! Without `--tls-cert-file`, `--client-ca-file` or
+//! `--authentication-kubeconfig` (whose cluster may supply the client CA)
+//! the server runs
 //! standalone: it writes `<data-dir>/admin.kubeconfig`, and
 //! [`ApiserverProcess::client`] authenticates with it.
 
@@ -117,9 +119,15 @@ impl ApiserverProcess {
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
-        let standalone = !extra
+        let standalone = !extra.iter().any(|arg| {
+            [
+                "--tls-cert-file",
+                "--client-ca-file",
+                "--authentication-kubeconfig",
+            ]
             .iter()
-            .any(|arg| arg.starts_with("--tls-cert-file") || arg.starts_with("--client-ca-file"));
+            .any(|flag| arg.starts_with(flag))
+        });
         let mut server = Self {
             child,
             data_dir: data_dir.to_path_buf(),

@@ -20,6 +20,7 @@ use self::front_proxy::RequestHeaderConfig;
 use crate::{server::status::Status, tls};
 
 pub mod authorize;
+pub mod configmap;
 pub mod front_proxy;
 pub mod subject_access;
 pub mod token;

@@ -221,16 +221,37 @@ impl ReviewClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T> {
-        tokio::time::timeout(REVIEW_TIMEOUT, self.send(path, body))
+        let (status, bytes) = self.exchange(http::Method::POST, path, Some(body)).await?;
+        decode(status, &bytes)
+    }
+
+    /// GETs `path` and decodes the answer, within the review timeout;
+    /// `None` when the server answers 404 Not Found.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let (status, bytes) = self.exchange(http::Method::GET, path, None).await?;
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        decode(status, &bytes).map(Some)
+    }
+
+    async fn exchange(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(http::StatusCode, Bytes)> {
+        tokio::time::timeout(REVIEW_TIMEOUT, self.send(method, path, body))
             .await
             .map_err(|_| Error::Review(format!("no answer within {REVIEW_TIMEOUT:?}")))?
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(
+    async fn send(
         &self,
+        method: http::Method,
         path: &str,
-        body: &serde_json::Value,
-    ) -> Result<T> {
+        body: Option<&serde_json::Value>,
+    ) -> Result<(http::StatusCode, Bytes)> {
         let failed = |e: &dyn std::fmt::Display| Error::Review(e.to_string());
         let tcp = tokio::net::TcpStream::connect(&self.authority)
             .await
@@ -243,11 +264,18 @@ impl ReviewClient {
             .await
             .map_err(|e| failed(&e))?;
         let connection = tokio::spawn(connection);
-        let request = http::Request::post(path)
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
             .header(http::header::HOST, &self.authority)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .header(http::header::ACCEPT, "application/json");
+        if body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body.map_or_else(Bytes::new, |body| {
+                Bytes::from(body.to_string())
+            })))
             .map_err(|e| failed(&e))?;
         let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
         let status = response.status();
@@ -259,14 +287,19 @@ impl ReviewClient {
             .to_bytes();
         drop(sender);
         connection.abort();
-        if !status.is_success() {
-            return Err(Error::Review(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| failed(&e))
+        Ok((status, bytes))
     }
+}
+
+/// Decodes a successful answer; any other status is an error naming it.
+fn decode<T: serde::de::DeserializeOwned>(status: http::StatusCode, bytes: &[u8]) -> Result<T> {
+    if !status.is_success() {
+        return Err(Error::Review(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(bytes)
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| Error::Review(e.to_string()))
 }
 
 /// The parts of a TokenReview answer that matter here.
