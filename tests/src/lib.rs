@@ -5,4 +5,5 @@ pub mod bench;
 pub mod etcd;
 pub mod https;
 pub mod kubectl;
+pub mod pki;
 pub mod storage_conformance;

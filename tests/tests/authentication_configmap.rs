@@ -7,7 +7,7 @@
 //! authenticated; an unreachable cluster stops the start with exit 1.
 #![allow(clippy::unwrap_used)]
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, net::SocketAddr};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -17,53 +17,13 @@ use nmstate_apiserver::{kubeconfig::Kubeconfig, tls::ClientCert};
 use nmstate_e2e::{
     apiserver::{ApiserverProcess, free_port, workspace_binary},
     https::{ClientIdentity, HttpsClient},
+    pki::TestCa,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::json;
 
 const CONFIGMAP: &str =
     "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
-
-/// A CA of the test's own (the cluster's client CA or front-proxy CA).
-struct TestCa {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self { params, key, pem }
-    }
-
-    fn issue(&self, common_name: &str, organization: Option<&str>) -> ClientIdentity {
-        let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        if let Some(organization) = organization {
-            params
-                .distinguished_name
-                .push(rcgen::DnType::OrganizationName, organization);
-        }
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        ClientIdentity {
-            cert_pem: cert.pem().into_bytes(),
-            key_pem: key.serialize_pem().into_bytes(),
-        }
-    }
-}
 
 /// A stand-in for kube-apiserver that serves only the ConfigMap, with
 /// `data`, over HTTPS.
@@ -74,20 +34,7 @@ struct ConfigMapDouble {
 
 impl ConfigMapDouble {
     async fn start(data: serde_json::Value) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
-            )
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let (acceptor, ca_pem) = nmstate_e2e::pki::self_signed_acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let configmap = Bytes::from(

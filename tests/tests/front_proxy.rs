@@ -8,6 +8,7 @@ use http::StatusCode;
 use nmstate_e2e::{
     apiserver::ApiserverProcess,
     https::{ClientIdentity, HttpsClient, TestResponse},
+    pki::TestCa,
 };
 use serde_json::Value;
 
@@ -18,42 +19,6 @@ const AS_ADMIN: &[(&str, &str)] = &[
     ("X-Remote-Group", "system:masters"),
 ];
 
-/// A CA of the test's own, standing in for the cluster's front-proxy CA.
-struct FrontProxyCa {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pem: String,
-}
-
-impl FrontProxyCa {
-    fn new() -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "front-proxy-ca");
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self { params, key, pem }
-    }
-
-    /// A client certificate for a proxy named `common_name`.
-    fn issue(&self, common_name: &str) -> ClientIdentity {
-        let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        ClientIdentity {
-            cert_pem: cert.pem().into_bytes(),
-            key_pem: key.serialize_pem().into_bytes(),
-        }
-    }
-}
-
 fn message(response: &TestResponse) -> String {
     let status: Value = serde_json::from_str(&response.body).unwrap();
     status["message"].as_str().unwrap_or_default().to_string()
@@ -61,7 +26,7 @@ fn message(response: &TestResponse) -> String {
 
 #[tokio::test]
 async fn only_an_allowed_proxy_names_the_user() {
-    let ca = FrontProxyCa::new();
+    let ca = TestCa::new("front-proxy-ca");
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("front-proxy-ca.crt");
     std::fs::write(&ca_file, &ca.pem).unwrap();
@@ -106,7 +71,7 @@ async fn only_an_allowed_proxy_names_the_user() {
     );
 
     // A certificate from the front-proxy CA with a name not allowed: 401.
-    let stranger = client(Some(&ca.issue("someone-else")));
+    let stranger = client(Some(&ca.issue("someone-else", None)));
     let response = stranger
         .request_with("GET", POLICIES, AS_ADMIN, None)
         .await
@@ -119,7 +84,7 @@ async fn only_an_allowed_proxy_names_the_user() {
     );
 
     // The allowed proxy speaks for the user in the headers.
-    let proxy = client(Some(&ca.issue("front-proxy-client")));
+    let proxy = client(Some(&ca.issue("front-proxy-client", None)));
     let response = proxy
         .request_with("GET", "/metrics", AS_ADMIN, None)
         .await

@@ -22,7 +22,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use nmstate_apiserver::{kubeconfig::Kubeconfig, tls::ClientCert};
 use nmstate_e2e::apiserver::ApiserverProcess;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 
 const STATES: &str = "/apis/nmstate.io/v1/nodenetworkstates";
@@ -46,21 +45,7 @@ struct Counters {
 
 impl ReviewDouble {
     async fn start() -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let ca_pem = cert.pem();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
-            )
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let (acceptor, ca_pem) = nmstate_e2e::pki::self_signed_acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let reviews = Arc::new(Counters::default());
