@@ -4,4 +4,5 @@
 //! the enactments released to its node (DESIGN.md section 7). For now it
 //! holds the core of `nmpolicyctl gen` ([`nmpolicyctl`]).
 
+pub mod backend;
 pub mod nmpolicyctl;

@@ -135,6 +135,8 @@ string_enum! {
         ConfigurationAborted => "ConfigurationAborted",
         /// Enactment: an apply failed and will be tried again.
         Retrying => "Retrying",
+        /// Node state `Ready`: the node's agent is alive and reporting.
+        AgentReporting => "AgentReporting",
     }
 }
 
@@ -587,6 +589,33 @@ pub fn set_enactment_pending(conditions: &mut Vec<Condition>, message: &str, now
     )
 }
 
+/// Enactment phase "released to the node's agent" (written by the
+/// controller when the rollout gives this enactment its turn): `Progressing`
+/// with reason `ConfigurationProgressing` and [`ENACTMENT_RELEASED_MESSAGE`].
+/// The agent applies an enactment whose `Progressing` is true; when it
+/// starts it writes [`set_enactment_progressing`] with
+/// [`ENACTMENT_PROGRESSING_MESSAGE`], so the status shows whether the agent
+/// has picked the work up.
+pub fn set_enactment_released(conditions: &mut Vec<Condition>, now: &Time) -> bool {
+    set_enactment_progressing(conditions, ENACTMENT_RELEASED_MESSAGE, now)
+}
+
+/// Node state `Ready`: the agent is alive and reporting. The agent renews
+/// it (the heartbeat) at most once a minute; the controller treats a node
+/// whose `Ready` is not true, or whose heartbeat is too old, as NotReady.
+pub fn set_state_ready(conditions: &mut Vec<Condition>, now: &Time) -> bool {
+    set_condition(
+        conditions,
+        cond(T::Ready, True, Some(R::AgentReporting), STATE_READY_MESSAGE),
+        now,
+    )
+}
+
+/// Node state `Ready` message.
+pub const STATE_READY_MESSAGE: &str = "nmstate-agent is reporting";
+/// Enactment `Progressing` message once the controller released it to the
+/// node's agent and before the agent started applying.
+pub const ENACTMENT_RELEASED_MESSAGE: &str = "Released to the node agent for applying";
 /// Policy `Ignored` message when the selector matches no node.
 pub const POLICY_NO_MATCHING_NODE: &str = "Policy does not match any node";
 /// Enactment `Progressing` message while applying.

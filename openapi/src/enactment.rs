@@ -274,6 +274,55 @@ impl NodeNetworkConfigurationEnactmentStatus {
     }
 }
 
+/// Where an enactment stands, read from its conditions. The controller and
+/// the agent both decide from this, so the rules live in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnactmentPhase {
+    /// No decision yet (new, or conditions `Unknown`).
+    Unknown,
+    /// Held back by `maxUnavailable` (`Pending` true).
+    Pending,
+    /// Released to the node's agent, being applied, or being retried
+    /// (`Progressing` true): in flight.
+    Progressing,
+    /// Applied (`Available` true).
+    Available,
+    /// Failed for good (`Failing` true, `Progressing` not true).
+    Failed,
+    /// Not attempted because failures reached `maxUnavailable`.
+    Aborted,
+}
+
+impl EnactmentPhase {
+    /// Whether the node is done with the enactment's generation, one way or
+    /// the other.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Available | Self::Failed)
+    }
+}
+
+impl NodeNetworkConfigurationEnactmentStatus {
+    /// The phase its conditions describe. `Progressing` wins over `Failing`
+    /// (a retry is still in flight).
+    pub fn phase(&self) -> EnactmentPhase {
+        use crate::condition::{ConditionType as T, is_condition_true};
+        let is = |type_: T| is_condition_true(&self.conditions, &type_);
+        if is(T::Progressing) {
+            EnactmentPhase::Progressing
+        } else if is(T::Failing) {
+            EnactmentPhase::Failed
+        } else if is(T::Available) {
+            EnactmentPhase::Available
+        } else if is(T::Aborted) {
+            EnactmentPhase::Aborted
+        } else if is(T::Pending) {
+            EnactmentPhase::Pending
+        } else {
+            EnactmentPhase::Unknown
+        }
+    }
+}
+
 impl Resource for NodeNetworkConfigurationEnactment {
     const KIND: ResourceKind = ResourceKind::NodeNetworkConfigurationEnactment;
 

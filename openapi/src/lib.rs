@@ -45,7 +45,7 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, T
 pub use crate::{
     condition::{Condition, ConditionReason, ConditionStatus, ConditionType},
     enactment::{
-        CapturedState, ENACTMENT_NODE_LABEL, ENACTMENT_POLICY_LABEL, MetaInfo,
+        CapturedState, ENACTMENT_NODE_LABEL, ENACTMENT_POLICY_LABEL, EnactmentPhase, MetaInfo,
         NodeNetworkConfigurationEnactment, NodeNetworkConfigurationEnactmentStatus, enactment_name,
     },
     intorstr::IntOrString,
