@@ -20,6 +20,10 @@ KUBERNETES_PY_VERSION=32.0.1
 # Offline schema validation of the deploy/ manifests (tests/python/
 # validate_manifests.py); the package ships the Kubernetes JSON schemas.
 KUBERNETES_VALIDATE_VERSION=1.37.0
+# Upstream's own nmstate command line: the render benchmark's baseline
+# (upstream forks `nmstatectl policy` per node) and an independent check of
+# what the agent applied inside test network namespaces.
+NMSTATECTL_VERSION=2.2.62
 
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -97,6 +101,11 @@ if command -v rustup >/dev/null 2>&1; then
       rustup component add "$component"
     fi
   done
+fi
+
+if ! nmstatectl --version 2>/dev/null | grep -q "${NMSTATECTL_VERSION}"; then
+  echo "setup-deps: installing nmstatectl ${NMSTATECTL_VERSION} with cargo"
+  cargo install --quiet --locked nmstatectl --version "${NMSTATECTL_VERSION}"
 fi
 
 echo "setup-deps: all dependencies present"
