@@ -128,6 +128,12 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Give linux-bridge ports without a `vlan` section upstream's default
+    /// trunk (VLANs 2-4094) when rendering policies. Set to false for nodes
+    /// whose kernel lacks bridge VLAN filtering.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub default_bridge_vlan_filtering: bool,
+
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -232,6 +238,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// How policies are rendered for nodes.
+    pub render: nmstate_openapi::render::RenderOptions,
 }
 
 /// A flag combination that cannot work. `main` exits with code 64.
@@ -382,6 +390,9 @@ impl Args {
                 .then_some(self.etcd_compaction_interval),
             request_timeout: self.request_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            render: nmstate_openapi::render::RenderOptions {
+                default_bridge_vlan_filtering: self.default_bridge_vlan_filtering,
+            },
         })
     }
 }

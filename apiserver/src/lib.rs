@@ -131,6 +131,7 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
     let mut state = server::AppState::new(store, metrics, config.request_timeout);
+    state.render = config.render;
     if let Some(reviewer) = subject_access {
         state = state.with_subject_access(reviewer);
     }

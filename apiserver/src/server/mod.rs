@@ -65,6 +65,8 @@ pub struct AppState {
     /// The cluster asked about users the standalone policy does not allow
     /// (`--authorization-kubeconfig`).
     pub subject_access: Option<crate::auth::subject_access::SubjectAccessReviewer>,
+    /// How policies are rendered for nodes (controller, render, dry-run).
+    pub render: nmstate_openapi::render::RenderOptions,
     shutting_down: AtomicBool,
     /// Flipped to `true` when shutdown begins, so long-running responses
     /// (watches) end and connections can drain.
@@ -79,6 +81,7 @@ impl AppState {
         Self {
             request_timeout,
             subject_access: None,
+            render: nmstate_openapi::render::RenderOptions::default(),
             caches: Caches::start(store.clone()),
             store,
             metrics,
