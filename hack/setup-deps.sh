@@ -9,6 +9,11 @@ declare -A PACKAGES=(
   [protoc]=protobuf-compiler # etcd-client generates its gRPC code with it
   [etcd]=etcd-server         # the storage conformance and e2e tests start a real etcd
   [ip]=iproute2              # network-namespace test nodes
+  [NetworkManager]=network-manager # the agent's nm backend, inside test namespaces only
+  [dbus-daemon]=dbus         # a private system bus per namespace node
+  [socat]=socat              # loopback forward from the host to the apiserver in the hub namespace
+  [nsenter]=util-linux       # nsenter/unshare for the namespace nodes
+  [ping]=iputils-ping        # reachability checks inside namespace nodes
   [python3]=python3          # tests/python/client_test.py (the Python client test)
 )
 

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod etcd;
 pub mod https;
 pub mod kubectl;
+pub mod netns;
 pub mod pki;
 pub mod storage_conformance;

@@ -93,3 +93,38 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// (the reporter's periodic resync still runs).
     fn changes(&self) -> watch::Receiver<u64>;
 }
+
+pub mod kernel;
+pub mod nm;
+
+/// Which backend the agent uses (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// NetworkManager through the nmstate crate.
+    Nm,
+    /// nmstate's kernel-only mode.
+    Kernel,
+}
+
+/// What the backends need to be built.
+#[derive(Clone, Debug, Default)]
+pub struct BackendOptions {
+    /// `kernel`: where an open checkpoint's snapshot is kept so that a
+    /// restarted agent can roll it back; `None` keeps it in memory only.
+    pub kernel_snapshot_file: Option<std::path::PathBuf>,
+}
+
+/// Builds the backend `kind`. The `nm` backend connects to the system bus
+/// (`DBUS_SYSTEM_BUS_ADDRESS`) here.
+pub async fn build(
+    kind: BackendKind,
+    options: &BackendOptions,
+) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    Ok(match kind {
+        BackendKind::Nm => std::sync::Arc::new(nm::NmBackend::connect().await?),
+        BackendKind::Kernel => std::sync::Arc::new(kernel::KernelBackend::new(
+            options.kernel_snapshot_file.clone(),
+        )?),
+    })
+}

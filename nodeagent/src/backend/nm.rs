@@ -1,0 +1,393 @@
+//! The `nm` backend: the `nmstate` crate talking to NetworkManager over
+//! D-Bus, the way `nmstatectl` does.
+//!
+//! Applies run under a NetworkManager checkpoint (`set_commit(false)` +
+//! `set_timeout(T)`): NetworkManager itself rolls the change back after `T`
+//! unless the agent commits it, so an agent that dies between apply and
+//! commit leaves the node as it was. This module also reads NetworkManager's
+//! `Version` and `Checkpoints` properties and turns NetworkManager's signals
+//! into the change counter the reporter waits on.
+//!
+//! The system bus is the one `DBUS_SYSTEM_BUS_ADDRESS` names (zbus and
+//! nmstate both honour it), so an agent in a test network namespace talks
+//! to that namespace's own NetworkManager. This module never reads the
+//! environment itself.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use nmstate::NetworkState;
+use nmstate_openapi::State;
+use tokio::{sync::watch, task::JoinHandle};
+use zbus::{
+    Connection, MatchRule, MessageStream, fdo::PropertiesProxy, message::Type as MessageType,
+    names::InterfaceName, zvariant::OwnedObjectPath,
+};
+
+use super::{Backend, BackendError, Checkpoint, Versions};
+
+/// NetworkManager's well-known bus name.
+const NM_SERVICE: &str = "org.freedesktop.NetworkManager";
+/// NetworkManager's root object.
+const NM_PATH: &str = "/org/freedesktop/NetworkManager";
+/// NetworkManager's root interface.
+const NM_INTERFACE: &str = "org.freedesktop.NetworkManager";
+
+/// The version of the `nmstate` crate this agent is built with (the
+/// `handlerNmstateVersion` of the NodeNetworkState). The crate exports no
+/// version constant; a unit test keeps this equal to Cargo.lock.
+pub const NMSTATE_VERSION: &str = "2.2.62";
+
+/// Signals that mean the network may have changed: the manager's state,
+/// devices coming and going, and property changes on devices and active
+/// connections (addresses, link state, ports).
+const CHANGE_SIGNALS: &[&str] = &[
+    "StateChanged",
+    "DeviceAdded",
+    "DeviceRemoved",
+    "PropertiesChanged",
+];
+
+/// How long to wait before subscribing again after the bus connection was
+/// lost (NetworkManager or the bus restarted).
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
+/// A thread of its own for the nmstate crate, whose futures are not `Send`
+/// (they hold `Rc`s) and so cannot run on the agent's multi-threaded
+/// runtime. Jobs run concurrently on a current-thread runtime there; the
+/// thread ends when the last handle is dropped.
+#[derive(Clone, Debug)]
+pub(crate) struct NmstateThread {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+type Job = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()> + Send>;
+
+impl NmstateThread {
+    /// Starts the thread.
+    pub(crate) fn start() -> Result<Self, BackendError> {
+        let (jobs, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError::new(format!("starting the nmstate runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("nmstate".into())
+            .spawn(move || {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    while let Some(job) = receiver.recv().await {
+                        tokio::task::spawn_local(job());
+                    }
+                });
+            })
+            .map_err(|e| BackendError::new(format!("starting the nmstate thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `job` on the nmstate thread and waits for its result.
+    pub(crate) async fn run<T, F, Fut>(&self, job: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, BackendError>> + 'static,
+    {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let _ = sender.send(job().await);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| BackendError::new("the nmstate thread has stopped"))?;
+        receiver
+            .await
+            .map_err(|_| BackendError::new("the nmstate thread dropped a request"))?
+    }
+}
+
+/// The NetworkManager backend. Dropping it stops its signal subscription.
+#[derive(Debug)]
+pub struct NmBackend {
+    /// Where nmstate runs.
+    nmstate: NmstateThread,
+    /// The bus connection for the backend's own property reads.
+    connection: Connection,
+    /// Bumped by the signal task.
+    changes: watch::Receiver<u64>,
+    /// The signal task, aborted on drop.
+    signals: JoinHandle<()>,
+}
+
+impl Drop for NmBackend {
+    fn drop(&mut self) {
+        self.signals.abort();
+    }
+}
+
+impl NmBackend {
+    /// Connects to the system bus and subscribes to NetworkManager's
+    /// signals. Fails when the bus cannot be reached; NetworkManager itself
+    /// may start later (its signals are matched by name).
+    pub async fn connect() -> Result<Self, BackendError> {
+        let connection = Connection::system().await.map_err(dbus_error)?;
+        let (sender, changes) = watch::channel(0);
+        let signals = tokio::spawn(watch_signals(connection.clone(), sender));
+        Ok(Self {
+            nmstate: NmstateThread::start()?,
+            connection,
+            changes,
+            signals,
+        })
+    }
+
+    /// NetworkManager's open checkpoints (D-Bus object paths).
+    pub async fn checkpoints(&self) -> Result<Vec<String>, BackendError> {
+        let paths: Vec<OwnedObjectPath> = self.nm_property("Checkpoints").await?;
+        Ok(paths
+            .into_iter()
+            .map(|path| path.as_str().to_owned())
+            .collect())
+    }
+
+    /// NetworkManager's `Version` property.
+    pub async fn network_manager_version(&self) -> Result<String, BackendError> {
+        self.nm_property("Version").await
+    }
+
+    async fn rollback_checkpoint(&self, id: String) -> Result<(), BackendError> {
+        self.nmstate
+            .run(move || async move {
+                NetworkState::checkpoint_rollback_async(&id)
+                    .await
+                    .map_err(nmstate_error)
+            })
+            .await
+    }
+
+    async fn nm_property<T>(&self, name: &str) -> Result<T, BackendError>
+    where
+        T: TryFrom<zbus::zvariant::OwnedValue>,
+        T::Error: std::fmt::Display,
+    {
+        let properties = PropertiesProxy::builder(&self.connection)
+            .destination(NM_SERVICE)
+            .and_then(|builder| builder.path(NM_PATH))
+            .map_err(dbus_error)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(dbus_error)?;
+        let value = properties
+            .get(InterfaceName::from_static_str_unchecked(NM_INTERFACE), name)
+            .await
+            .map_err(|e| BackendError::new(format!("NetworkManager property {name}: {e}")))?;
+        T::try_from(value)
+            .map_err(|e| BackendError::new(format!("NetworkManager property {name}: {e}")))
+    }
+}
+
+#[async_trait]
+impl Backend for NmBackend {
+    fn name(&self) -> &'static str {
+        "nm"
+    }
+
+    async fn retrieve(&self) -> Result<State, BackendError> {
+        self.nmstate
+            .run(|| async {
+                let mut state = NetworkState::new();
+                state.retrieve_async().await.map_err(nmstate_error)?;
+                State::from_network_state(&state)
+                    .map_err(|e| BackendError::new(format!("serialising the retrieved state: {e}")))
+            })
+            .await
+    }
+
+    async fn versions(&self) -> Versions {
+        let network_manager = match self.network_manager_version().await {
+            Ok(version) => Some(version),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read NetworkManager's version");
+                None
+            }
+        };
+        Versions {
+            // The agent talks to the host's own NetworkManager, so both are
+            // the same daemon.
+            host_network_manager: network_manager.clone(),
+            handler_network_manager: network_manager,
+            handler_nmstate: Some(NMSTATE_VERSION.to_owned()),
+        }
+    }
+
+    async fn apply(&self, desired: &State, timeout: Duration) -> Result<Checkpoint, BackendError> {
+        let mut state = parse_desired(desired)?;
+        state.set_commit(false);
+        state.set_timeout(timeout_seconds(timeout));
+        // nmstate does not return the checkpoint it created (it only logs
+        // it): the new entry of NetworkManager's `Checkpoints` is ours.
+        let before: BTreeSet<String> = self.checkpoints().await?.into_iter().collect();
+        self.nmstate
+            .run(move || async move { state.apply_async().await.map_err(nmstate_error) })
+            .await?;
+        let after = self.checkpoints().await?;
+        let id = after
+            .iter()
+            .rev()
+            .find(|path| !before.contains(*path))
+            .cloned()
+            .ok_or_else(|| {
+                BackendError::new(
+                    "NetworkManager lists no new checkpoint after the apply; \
+                     it may have expired already (checkpoint timeout too short?)",
+                )
+            })?;
+        tracing::debug!(checkpoint = %id, "applied without commit");
+        Ok(Checkpoint { id, timeout })
+    }
+
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), BackendError> {
+        let id = checkpoint.id.clone();
+        self.nmstate
+            .run(move || async move {
+                NetworkState::checkpoint_commit_async(&id)
+                    .await
+                    .map_err(nmstate_error)
+            })
+            .await
+    }
+
+    async fn rollback(&self, checkpoint: &Checkpoint) -> Result<(), BackendError> {
+        self.rollback_checkpoint(checkpoint.id.clone()).await
+    }
+
+    async fn rollback_stale(&self) -> Result<(), BackendError> {
+        for id in self.checkpoints().await? {
+            tracing::info!(checkpoint = %id, "rolling back a checkpoint left open");
+            self.rollback_checkpoint(id).await?;
+        }
+        Ok(())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+/// Bumps `sender` on every NetworkManager signal that may mean a change,
+/// for as long as anyone listens; subscribes again when the bus connection
+/// ends.
+async fn watch_signals(mut connection: Connection, sender: watch::Sender<u64>) {
+    loop {
+        match subscribe(&connection).await {
+            Ok(mut stream) => {
+                while let Some(message) = stream.next().await {
+                    let Ok(message) = message else { continue };
+                    let header = message.header();
+                    let interesting = header
+                        .member()
+                        .is_some_and(|member| CHANGE_SIGNALS.contains(&member.as_str()));
+                    if interesting {
+                        sender.send_modify(|count| *count = count.wrapping_add(1));
+                    }
+                    if sender.is_closed() {
+                        return;
+                    }
+                }
+                tracing::warn!("NetworkManager signal stream ended; subscribing again");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to NetworkManager signals"),
+        }
+        if sender.is_closed() {
+            return;
+        }
+        // Whatever was missed while unsubscribed counts as a change.
+        sender.send_modify(|count| *count = count.wrapping_add(1));
+        tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+        match Connection::system().await {
+            Ok(fresh) => connection = fresh,
+            Err(e) => tracing::warn!(error = %e, "cannot reach the system bus"),
+        }
+    }
+}
+
+/// A stream of NetworkManager's signals on its own objects (the manager,
+/// devices, active connections and their IP configurations).
+async fn subscribe(connection: &Connection) -> zbus::Result<MessageStream> {
+    let rule = MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender(NM_SERVICE)?
+        .path_namespace(NM_PATH)?
+        .build();
+    MessageStream::for_match_rule(rule, connection, None).await
+}
+
+/// The desired state as nmstate's typed model. The apiserver validated it
+/// already; a failure here is still reported, never a panic.
+pub(crate) fn parse_desired(desired: &State) -> Result<NetworkState, BackendError> {
+    desired
+        .to_network_state()
+        .map_err(|e| BackendError::new(format!("invalid desired state: {e}")))
+}
+
+/// nmstate counts checkpoint timeouts in whole seconds; round up so that a
+/// sub-second timeout does not become "no timeout" (0).
+pub(crate) fn timeout_seconds(timeout: Duration) -> u32 {
+    let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    u32::try_from(seconds.max(1)).unwrap_or(u32::MAX)
+}
+
+/// nmstate's errors keep their own wording ("InvalidArgument: ...") since
+/// users see them in the enactment's `Failing` message.
+pub(crate) fn nmstate_error(error: nmstate::NmstateError) -> BackendError {
+    BackendError::new(error.to_string())
+}
+
+fn dbus_error(error: zbus::Error) -> BackendError {
+    BackendError::new(format!("D-Bus system bus: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds() {
+        assert_eq!(timeout_seconds(Duration::from_secs(480)), 480);
+        assert_eq!(timeout_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(timeout_seconds(Duration::ZERO), 1);
+        assert_eq!(timeout_seconds(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
+
+    #[test]
+    fn nmstate_version_matches_the_lock_file() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("the workspace's Cargo.lock");
+        let locked = lock
+            .split("[[package]]")
+            .find(|package| package.contains("\nname = \"nmstate\"\n"))
+            .and_then(|package| {
+                package
+                    .lines()
+                    .find_map(|line| line.strip_prefix("version = \""))
+                    .map(|version| version.trim_end_matches('"').to_owned())
+            })
+            .expect("nmstate in Cargo.lock");
+        assert_eq!(NMSTATE_VERSION, locked);
+    }
+
+    #[test]
+    fn a_desired_state_of_the_wrong_shape_is_an_error() {
+        let desired = State(serde_json::json!({
+            "interfaces": [{"name": "eth1", "type": "ethernet", "mtu": "big"}]
+        }));
+        let error = parse_desired(&desired).expect_err("mtu must be a number");
+        assert!(
+            error.message.starts_with("invalid desired state: "),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,510 @@
+//! The agent's `nm` and `kernel` backends against real NetworkManager and
+//! the real kernel, inside network-namespace nodes (`nmstate_e2e::netns`).
+//! What the backend did is checked independently of our code: with
+//! `ip -j link` and with upstream's own `nmstatectl show` run in the node.
+//!
+//! The kernel of the machines this runs on lacks bonding and 802.1Q (VLAN);
+//! the bond and VLAN tests find that out at run time and print it plainly.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use nmstate_e2e::netns::{BackendDriver, NetnsLab, NetnsNode};
+use serde_json::{Value, json};
+
+/// The driver binary of this package, built by cargo for these tests.
+const DRIVER: &str = env!("CARGO_BIN_EXE_nmstate-backend-driver");
+
+/// A checkpoint timeout long enough never to expire during a test step.
+const LONG_TIMEOUT_MS: u64 = 120_000;
+
+/// How long a poll for an expected change may take before the test fails.
+/// A bound for failing, not a measurement.
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
+fn driver(node: &NetnsNode, backend: &str) -> Result<BackendDriver> {
+    BackendDriver::start(node, Path::new(DRIVER), &["--backend", backend])
+}
+
+/// upstream's linux-bridge example, on eth1, with `vlan: {}` on the port
+/// (this kernel has no bridge VLAN filtering) and a static address.
+fn bridge_state(name: &str, port: &str, address: &str) -> Value {
+    json!({
+        "interfaces": [{
+            "name": name,
+            "type": "linux-bridge",
+            "state": "up",
+            "ipv4": {
+                "enabled": true,
+                "dhcp": false,
+                "address": [{"ip": address, "prefix-length": 24}],
+            },
+            "bridge": {
+                "options": {"stp": {"enabled": false}},
+                "port": [{"name": port, "vlan": {}}],
+            },
+        }]
+    })
+}
+
+/// Polls `check` until it returns true.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not seen within {EVENTUALLY:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The kernel's bridge `name` in `node`, with its ports, if it exists.
+async fn kernel_bridge(node: &NetnsNode, name: &str) -> Result<Option<Vec<String>>> {
+    let links = node.ip_links().await?;
+    let is_bridge = links.iter().any(|link| {
+        link["ifname"] == name && link["linkinfo"]["info_kind"].as_str() == Some("bridge")
+    });
+    if !is_bridge {
+        return Ok(None);
+    }
+    Ok(Some(
+        links
+            .iter()
+            .filter(|link| link["master"] == name)
+            .filter_map(|link| link["ifname"].as_str().map(str::to_owned))
+            .collect(),
+    ))
+}
+
+fn interface<'a>(state: &'a Value, name: &str) -> Option<&'a Value> {
+    state["interfaces"]
+        .as_array()?
+        .iter()
+        .find(|iface| iface["name"] == name)
+}
+
+/// (name, type, state) of every interface, sorted: what must agree between
+/// our retrieve and `nmstatectl show`.
+fn interface_summary(state: &Value) -> Vec<(String, String, String)> {
+    let mut summary: Vec<_> = state["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|iface| {
+            let field = |key: &str| iface[key].as_str().unwrap_or_default().to_owned();
+            (field("name"), field("type"), field("state"))
+        })
+        .collect();
+    summary.sort();
+    summary
+}
+
+fn ipv4_addresses(state: &Value, name: &str) -> Vec<String> {
+    let mut addresses: Vec<String> = interface(state, name)
+        .and_then(|iface| iface["ipv4"]["address"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|address| {
+            format!(
+                "{}/{}",
+                address["ip"].as_str().unwrap_or(""),
+                address["prefix-length"]
+            )
+        })
+        .collect();
+    addresses.sort();
+    addresses
+}
+
+#[tokio::test]
+async fn nm_backend_retrieves_what_nmstatectl_shows() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut backend = driver(node, "nm")?;
+
+    let ours = backend.call_ok(json!({"op": "retrieve"})).await?;
+    let theirs = node.nmstatectl_show().await?;
+
+    let eth1 = interface(&ours, "eth1").context("eth1 in the retrieved state")?;
+    assert_eq!(eth1["type"], "veth", "{eth1}");
+    assert_eq!(eth1["veth"]["peer"], "eth1-peer", "{eth1}");
+    assert_eq!(interface_summary(&ours), interface_summary(&theirs));
+    assert_eq!(
+        ipv4_addresses(&ours, "eth0"),
+        vec![format!("{}/24", node.address)]
+    );
+    assert_eq!(
+        ipv4_addresses(&ours, "eth0"),
+        ipv4_addresses(&theirs, "eth0")
+    );
+    assert_eq!(ours["routes"]["running"], theirs["routes"]["running"]);
+
+    let versions = backend.call_ok(json!({"op": "versions"})).await?;
+    let network_manager =
+        String::from_utf8(node.run("NetworkManager", &["--version"]).await?.stdout)?;
+    let nmstatectl = String::from_utf8(node.run("nmstatectl", &["--version"]).await?.stdout)?;
+    assert_eq!(
+        versions["handlerNetworkManagerVersion"],
+        network_manager.trim()
+    );
+    assert_eq!(
+        versions["hostNetworkManagerVersion"],
+        network_manager.trim()
+    );
+    assert_eq!(
+        Some(nmstatectl.trim()),
+        versions["handlerNmstateVersion"]
+            .as_str()
+            .map(|version| format!("nmstatectl {version}"))
+            .as_deref()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn nm_backend_applies_a_bridge_and_commits_it() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut backend = driver(node, "nm")?;
+
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    let checkpoint = checkpoint.as_str().context("checkpoint id")?.to_owned();
+    assert!(
+        checkpoint.starts_with("/org/freedesktop/NetworkManager/Checkpoint/"),
+        "{checkpoint}"
+    );
+    assert_eq!(
+        kernel_bridge(node, "br1").await?,
+        Some(vec!["eth1".to_owned()])
+    );
+    backend
+        .call_ok(json!({"op": "commit", "checkpoint": checkpoint}))
+        .await?;
+
+    // Committed: nothing is left to roll back, and the bridge stays.
+    backend.call_ok(json!({"op": "rollback-stale"})).await?;
+    assert_eq!(
+        kernel_bridge(node, "br1").await?,
+        Some(vec!["eth1".to_owned()])
+    );
+    assert_eq!(
+        node.ipv4_addresses("br1")
+            .await?
+            .first()
+            .map(String::as_str),
+        Some("192.0.2.1/24")
+    );
+    let theirs = node.nmstatectl_show().await?;
+    let bridge = interface(&theirs, "br1").context("br1 in nmstatectl show")?;
+    assert_eq!(bridge["type"], "linux-bridge");
+    assert_eq!(bridge["state"], "up");
+    assert_eq!(
+        ipv4_addresses(&theirs, "br1"),
+        vec!["192.0.2.1/24".to_owned()]
+    );
+    let ours = backend.call_ok(json!({"op": "retrieve"})).await?;
+    assert_eq!(
+        ipv4_addresses(&ours, "br1"),
+        vec!["192.0.2.1/24".to_owned()]
+    );
+    // A second commit of the same checkpoint is refused by NetworkManager.
+    let again = backend
+        .call(json!({"op": "commit", "checkpoint": checkpoint}))
+        .await?;
+    assert!(again.is_err(), "{again:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn nm_backend_rolls_back_an_apply() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut backend = driver(node, "nm")?;
+
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    assert!(kernel_bridge(node, "br1").await?.is_some());
+    backend
+        .call_ok(json!({"op": "rollback", "checkpoint": checkpoint}))
+        .await?;
+
+    assert_eq!(kernel_bridge(node, "br1").await?, None);
+    let eth1 = node.ip_link("eth1").await?.context("eth1 is still there")?;
+    assert_eq!(eth1.get("master"), None, "{eth1}");
+    let theirs = node.nmstatectl_show().await?;
+    assert!(interface(&theirs, "br1").is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn network_manager_rolls_back_by_itself_when_the_checkpoint_times_out() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut backend = driver(node, "nm")?;
+
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": 3_000}))
+        .await?;
+    assert!(kernel_bridge(node, "br1").await?.is_some());
+    // No commit, no rollback: NetworkManager's own timer undoes the change.
+    eventually("br1 removed by NetworkManager", || async {
+        Ok(kernel_bridge(node, "br1").await?.is_none())
+    })
+    .await?;
+    let late = backend
+        .call(json!({"op": "commit", "checkpoint": checkpoint}))
+        .await?;
+    assert!(
+        late.is_err(),
+        "a timed-out checkpoint cannot be committed: {late:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_checkpoint_left_by_a_killed_agent_is_rolled_back_on_start() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut first = driver(node, "nm")?;
+    first
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    first.kill().await?;
+    assert!(
+        kernel_bridge(node, "br1").await?.is_some(),
+        "the killed apply stays until rolled back"
+    );
+
+    let mut second = driver(node, "nm")?;
+    second.call_ok(json!({"op": "rollback-stale"})).await?;
+    assert_eq!(kernel_bridge(node, "br1").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn nm_backend_reports_network_manager_changes() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut backend = driver(node, "nm")?;
+    let before = backend.call_ok(json!({"op": "changes"})).await?;
+    // A change NetworkManager sees but our code did not make.
+    node.run("ip", &["addr", "add", "198.51.100.7/24", "dev", "eth2"])
+        .await?;
+    let before = before.as_u64().context("a counter")?;
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let now = backend.call_ok(json!({"op": "changes"})).await?;
+        if now.as_u64().context("a counter")? > before {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no change signal from NetworkManager within {EVENTUALLY:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn nm_backend_reports_a_refused_state_with_nmstate_s_message() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    let mut backend = driver(node, "nm")?;
+    let state = json!({"interfaces": [{
+        "name": "br1", "type": "linux-bridge", "state": "up",
+        "bridge": {"port": [{"name": "no-such-nic", "vlan": {}}]},
+    }]});
+    let error = backend
+        .call(json!({"op": "apply", "state": state, "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?
+        .expect_err("a port that does not exist");
+    assert!(error.contains("no-such-nic"), "{error}");
+    assert_eq!(kernel_bridge(node, "br1").await?, None);
+    Ok(())
+}
+
+/// Prints `message` on the test's real stderr, past libtest's output
+/// capture, so that a test the kernel cannot run is visible in every run.
+fn say(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
+/// Whether the node's kernel can create links of `kind` (`bond`, `vlan`).
+async fn kernel_supports(
+    node: &NetnsNode,
+    kind: &str,
+    link: &[&str],
+    options: &[&str],
+) -> Result<bool> {
+    let probe = format!("probe-{kind}");
+    let mut args = vec!["link", "add"];
+    args.extend_from_slice(link);
+    args.extend(["name", probe.as_str(), "type", kind]);
+    args.extend_from_slice(options);
+    match node.run("ip", &args).await {
+        Ok(_) => {
+            node.run("ip", &["link", "del", &probe]).await?;
+            Ok(true)
+        }
+        Err(e) if e.to_string().contains("Unknown device type") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[tokio::test]
+async fn nm_backend_applies_an_active_backup_bond_where_the_kernel_has_bonding() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    if !kernel_supports(node, "bond", &[], &[]).await? {
+        say(
+            "NOT RUN: this kernel has no bonding driver (`ip link add ... type bond`: \
+             Unknown device type); the active-backup bond test cannot run on this machine",
+        );
+        return Ok(());
+    }
+    let mut backend = driver(node, "nm")?;
+    let state = json!({"interfaces": [{
+        "name": "bond99", "type": "bond", "state": "up",
+        "link-aggregation": {"mode": "active-backup", "port": ["eth1", "eth2"]},
+    }]});
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": state, "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    backend
+        .call_ok(json!({"op": "commit", "checkpoint": checkpoint}))
+        .await?;
+    let bond = node.ip_link("bond99").await?.context("bond99 exists")?;
+    assert_eq!(bond["linkinfo"]["info_kind"], "bond");
+    assert_eq!(bond["linkinfo"]["info_data"]["mode"], "active-backup");
+    Ok(())
+}
+
+#[tokio::test]
+async fn nm_backend_applies_a_vlan_where_the_kernel_has_8021q() -> Result<()> {
+    let lab = NetnsLab::start(1, true).await?;
+    let node = lab.node(1);
+    if !kernel_supports(node, "vlan", &["link", "eth1"], &["id", "4000"]).await? {
+        say(
+            "NOT RUN: this kernel has no 802.1Q (VLAN) support (`ip link add ... type vlan`: \
+             Unknown device type); the VLAN test cannot run on this machine",
+        );
+        return Ok(());
+    }
+    let mut backend = driver(node, "nm")?;
+    let state = json!({"interfaces": [{
+        "name": "eth1.102", "type": "vlan", "state": "up",
+        "vlan": {"base-iface": "eth1", "id": 102},
+    }]});
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": state, "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    backend
+        .call_ok(json!({"op": "commit", "checkpoint": checkpoint}))
+        .await?;
+    let vlan = node.ip_link("eth1.102").await?.context("eth1.102 exists")?;
+    assert_eq!(vlan["linkinfo"]["info_kind"], "vlan");
+    assert_eq!(vlan["linkinfo"]["info_data"]["id"], 102);
+    Ok(())
+}
+
+#[tokio::test]
+async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager() -> Result<()> {
+    let lab = NetnsLab::start(1, false).await?;
+    let node = lab.node(1);
+    let snapshot = tempfile::tempdir()?;
+    let snapshot_file = snapshot.path().join("snapshot.json");
+    let mut backend = BackendDriver::start(
+        node,
+        Path::new(DRIVER),
+        &[
+            "--backend",
+            "kernel",
+            "--kernel-snapshot-file",
+            snapshot_file.to_str().context("UTF-8")?,
+        ],
+    )?;
+
+    let versions = backend.call_ok(json!({"op": "versions"})).await?;
+    assert_eq!(versions["handlerNetworkManagerVersion"], Value::Null);
+    let ours = backend.call_ok(json!({"op": "retrieve"})).await?;
+    assert!(interface(&ours, "eth1").is_some(), "{ours}");
+
+    // Apply, then roll back.
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    assert_eq!(
+        kernel_bridge(node, "br1").await?,
+        Some(vec!["eth1".to_owned()])
+    );
+    assert!(snapshot_file.exists(), "the open snapshot is kept on disk");
+    backend
+        .call_ok(json!({"op": "rollback", "checkpoint": checkpoint}))
+        .await?;
+    assert_eq!(kernel_bridge(node, "br1").await?, None);
+    assert!(!snapshot_file.exists());
+
+    // Apply and commit.
+    let checkpoint = backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br2", "eth2", "192.0.2.2"), "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    backend
+        .call_ok(json!({"op": "commit", "checkpoint": checkpoint}))
+        .await?;
+    assert_eq!(
+        kernel_bridge(node, "br2").await?,
+        Some(vec!["eth2".to_owned()])
+    );
+    assert_eq!(
+        node.ipv4_addresses("br2").await?,
+        vec!["192.0.2.2/24".to_owned()]
+    );
+
+    // Apply without commit: the backend's timer rolls back.
+    backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": 2_000}))
+        .await?;
+    assert!(kernel_bridge(node, "br1").await?.is_some());
+    eventually("br1 removed at the checkpoint timeout", || async {
+        Ok(kernel_bridge(node, "br1").await?.is_none())
+    })
+    .await?;
+    assert!(
+        kernel_bridge(node, "br2").await?.is_some(),
+        "the committed bridge stays"
+    );
+
+    // An agent killed with a checkpoint open: the next one restores the snapshot.
+    backend
+        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
+        .await?;
+    backend.kill().await?;
+    assert!(kernel_bridge(node, "br1").await?.is_some());
+    let mut restarted = BackendDriver::start(
+        node,
+        Path::new(DRIVER),
+        &[
+            "--backend",
+            "kernel",
+            "--kernel-snapshot-file",
+            snapshot_file.to_str().context("UTF-8")?,
+        ],
+    )?;
+    restarted.call_ok(json!({"op": "rollback-stale"})).await?;
+    assert_eq!(kernel_bridge(node, "br1").await?, None);
+    assert!(kernel_bridge(node, "br2").await?.is_some());
+    Ok(())
+}
