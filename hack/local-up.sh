@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# A local nmstate cluster on this machine, in the foreground:
+#
+#   hack/local-up.sh [--nodes N] [--backend nm|hollow] [--state-dir DIR]
+#
+# - builds nmstate-apiserver and nmstate-agent (debug);
+# - starts nmstate-apiserver (embedded store under DIR/apiserver) inside a
+#   hub network namespace at 10.77.0.1:6443, and a loopback forward (socat)
+#   so that kubectl on this host reaches it at https://127.0.0.1:PORT;
+# - for each node-1..node-N: with --backend nm (default), a network
+#   namespace with its own D-Bus system bus and NetworkManager, eth0 into the
+#   hub (10.77.0.<10+i>, default route via the hub), eth1 and eth2 (veth
+#   pairs whose peers stay in the node), and the agent running inside it, so
+#   node-to-apiserver traffic crosses the node's eth0; with --backend hollow,
+#   a hollow (simulated) agent on this host;
+# - writes DIR/admin.kubeconfig and prints `export KUBECONFIG=...`;
+# - stays in the foreground until Ctrl-C or SIGTERM, then removes
+#   everything it created (hack/local-down.sh does the same after a crash).
+#
+# This machine's kernel has no bridge VLAN filtering, so the apiserver runs
+# with --default-bridge-vlan-filtering=false (linux-bridge ports without a
+# `vlan` section get none instead of upstream's default trunk 2-4094).
+# Needs root (network namespaces). Touches no host interface, route or
+# resolv.conf; only loopback and addresses inside its own namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nodes=2
+backend=nm
+state_dir=.local-up
+usage() { sed -n '2,24p' "$0"; }
+while [[ $# -gt 0 ]]; do
+  case $1 in
+  --nodes) nodes=${2:?--nodes needs a value}; shift 2 ;;
+  --nodes=*) nodes=${1#*=}; shift ;;
+  --backend) backend=${2:?--backend needs a value}; shift 2 ;;
+  --backend=*) backend=${1#*=}; shift ;;
+  --state-dir) state_dir=${2:?--state-dir needs a value}; shift 2 ;;
+  --state-dir=*) state_dir=${1#*=}; shift ;;
+  -h | --help) usage; exit 0 ;;
+  *) echo "local-up: unknown argument $1" >&2; usage >&2; exit 64 ;;
+  esac
+done
+[[ $nodes =~ ^[0-9]+$ && $nodes -ge 1 && $nodes -le 200 ]] ||
+  { echo "local-up: --nodes must be a number from 1 to 200" >&2; exit 64; }
+[[ $backend == nm || $backend == hollow ]] ||
+  { echo "local-up: --backend must be nm or hollow" >&2; exit 64; }
+[[ $(id -u) -eq 0 ]] || { echo "local-up: needs root (network namespaces)" >&2; exit 1; }
+
+mkdir -p "$state_dir"
+state_dir=$(cd "$state_dir" && pwd)
+if [[ -s $state_dir/local-up.pid ]] && kill -0 "$(<"$state_dir/local-up.pid")" 2>/dev/null; then
+  echo "local-up: already running (PID $(<"$state_dir/local-up.pid")) with state in $state_dir" >&2
+  exit 1
+fi
+# Leftovers of a crashed run.
+bash hack/local-down.sh --state-dir "$state_dir" >/dev/null
+
+bash hack/setup-deps.sh
+echo "local-up: building"
+cargo build -p nmstate-apiserver -p nmstate-agent
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+apiserver=$target_dir/debug/nmstate-apiserver
+agent=$target_dir/debug/nmstate-agent
+
+echo $$ >"$state_dir/local-up.pid"
+mkdir -p "$state_dir"/{pids,logs,netns,kubeconfigs}
+cleanup() {
+  trap - EXIT INT TERM
+  echo "local-up: stopping"
+  bash hack/local-down.sh --state-dir "$state_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# record NAME PID PROGRAM: what local-down.sh stops.
+record() { echo "$2 $3" >"$state_dir/pids/$1"; }
+
+prefix=nmst-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+hub=$prefix-hub
+hub_address=10.77.0.1
+api_port=6443
+echo "$hub" >"$state_dir/hub"
+bash hack/netns-node.sh hub-up "$state_dir/netns" "$hub" "$hub_address/24"
+
+# The apiserver lives in the hub; its generated certificate names the hub
+# address and 127.0.0.1 (the forward).
+ip netns exec "$hub" "$apiserver" \
+  --data-dir "$state_dir/apiserver" \
+  --bind-address "$hub_address" --secure-port "$api_port" \
+  --tls-sni-hosts "$hub_address,127.0.0.1,localhost" \
+  --default-bridge-vlan-filtering=false \
+  >"$state_dir/logs/apiserver.log" 2>&1 </dev/null &
+record apiserver $! nmstate-apiserver
+
+# The loopback forward: one `ip netns exec HUB socat` per connection.
+forward_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$state_dir/forward.sh" <<EOF
+#!/bin/sh
+exec ip netns exec $hub socat STDIO TCP:$hub_address:$api_port
+EOF
+chmod +x "$state_dir/forward.sh"
+socat "TCP-LISTEN:$forward_port,bind=127.0.0.1,reuseaddr,fork" "EXEC:$state_dir/forward.sh" \
+  >"$state_dir/logs/forward.log" 2>&1 </dev/null &
+record forward $! socat
+
+echo "local-up: waiting for the apiserver"
+for _ in $(seq 600); do
+  [[ -s $state_dir/apiserver/admin.kubeconfig ]] && break
+  if ! kill -0 "$(awk '{print $1}' "$state_dir/pids/apiserver")" 2>/dev/null; then
+    echo "local-up: the apiserver exited; $state_dir/logs/apiserver.log:" >&2
+    tail -20 "$state_dir/logs/apiserver.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+sed "s#server: https://.*#server: https://127.0.0.1:$forward_port#" \
+  "$state_dir/apiserver/admin.kubeconfig" >"$state_dir/admin.kubeconfig"
+chmod 600 "$state_dir/admin.kubeconfig"
+for _ in $(seq 300); do
+  kubectl --kubeconfig "$state_dir/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1 && break
+  sleep 0.2
+done
+kubectl --kubeconfig "$state_dir/admin.kubeconfig" get --raw /readyz >/dev/null
+
+for i in $(seq "$nodes"); do
+  node=node-$i
+  labels="kubernetes.io/hostname=$node,node-role.kubernetes.io/worker="
+  kubeconfig=$state_dir/kubeconfigs/$node.kubeconfig
+  if [[ $backend == nm ]]; then
+    server=https://$hub_address:$api_port
+  else
+    server=https://127.0.0.1:$forward_port
+  fi
+  "$apiserver" kubeconfig --data-dir "$state_dir/apiserver" \
+    --user "system:node:$node" --group system:nodes --server "$server" --out "$kubeconfig"
+  if [[ $backend == nm ]]; then
+    ns=$prefix-$node
+    echo "$ns" >>"$state_dir/nodes"
+    bash hack/netns-node.sh up "$state_dir/netns" "$ns" "$hub" "10.77.0.$((10 + i))/24" "$hub_address"
+    bash hack/netns-node.sh exec "$state_dir/netns" "$ns" "$agent" \
+      --node-name "$node" --kubeconfig "$kubeconfig" --backend nm --node-labels "$labels" \
+      >"$state_dir/logs/$node.log" 2>&1 </dev/null &
+  else
+    "$agent" --node-name "$node" --kubeconfig "$kubeconfig" --backend hollow --node-labels "$labels" \
+      >"$state_dir/logs/$node.log" 2>&1 </dev/null &
+  fi
+  record "agent-$node" $! nmstate-agent
+done
+
+cat <<EOF
+
+local-up: $nodes $backend node(s) and the apiserver are running (logs in $state_dir/logs).
+Linux-bridge ports get no default VLAN trunk (this kernel lacks bridge VLAN filtering).
+To use it:
+
+  export KUBECONFIG=$state_dir/admin.kubeconfig
+  kubectl get nns
+
+Ctrl-C (or SIGTERM) stops everything and cleans up.
+EOF
+
+# Foreground until a signal, or until the apiserver dies.
+while kill -0 "$(awk '{print $1}' "$state_dir/pids/apiserver")" 2>/dev/null; do
+  sleep 1 &
+  wait $! || true
+done
+echo "local-up: the apiserver exited; $state_dir/logs/apiserver.log:" >&2
+tail -20 "$state_dir/logs/apiserver.log" >&2
+exit 1
