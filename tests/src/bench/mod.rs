@@ -239,7 +239,10 @@ impl Cluster {
             binary: Some(binary.to_path_buf()),
             log_file: Some(log_dir.path().join("apiserver.log")),
         };
-        let apiserver = ApiserverProcess::start_with(&[&etcd_servers], &options).await?;
+        // The scenarios write enactments of no policy: measure the API, not
+        // the controller cleaning them up.
+        let apiserver =
+            ApiserverProcess::start_with(&[&etcd_servers, "--controller=false"], &options).await?;
         let client = apiserver.client()?;
         let cluster = Cluster {
             etcd,
