@@ -704,3 +704,113 @@ async fn not_matching_and_not_ready() {
         "nothing released to a NotReady node"
     );
 }
+
+/// `nmstate_controller_leader` from the server's metrics.
+async fn leads(server: &ApiserverProcess) -> bool {
+    let metrics = server
+        .admin_client()
+        .unwrap()
+        .get("/metrics")
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, StatusCode::OK);
+    metrics
+        .body
+        .lines()
+        .any(|line| line.trim() == "nmstate_controller_leader 1")
+}
+
+async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Whether policy `name` has been reconciled (any status written).
+async fn reconciled(client: &HttpsClient, name: &str) -> bool {
+    let policy = client.get(&format!("{POLICIES}/{name}")).await.unwrap();
+    let policy: Value = serde_json::from_str(&policy.body).unwrap();
+    policy["status"]["observedGeneration"] == 1
+}
+
+/// Two replicas on one etcd: exactly one runs the controller; when it
+/// stops (SIGTERM: it resigns) or dies (SIGKILL: its lease expires), the
+/// other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_on_etcd() {
+    let etcd = nmstate_e2e::etcd::EtcdProcess::start().await;
+    let flags = ["--etcd-servers", &etcd.endpoint()];
+    let mut first = ApiserverProcess::start(&flags).await.unwrap();
+    wait_for("the first replica to lead", async || leads(&first).await).await;
+    let second = ApiserverProcess::start(&flags).await.unwrap();
+    let third = ApiserverProcess::start(&flags).await.unwrap();
+    // Give the others time to campaign; they must not lead.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(leads(&first).await);
+    assert!(
+        !leads(&second).await && !leads(&third).await,
+        "one leader at a time"
+    );
+
+    // Written through another replica, reconciled by the leader.
+    let admin = second.admin_client().unwrap();
+    let mut p = policy(0);
+    p["metadata"]["name"] = json!("p1");
+    json_of(
+        &send(&admin, "POST", POLICIES, &p).await,
+        StatusCode::CREATED,
+        "create p1",
+    );
+    wait_for("p1 to be reconciled", async || {
+        reconciled(&admin, "p1").await
+    })
+    .await;
+
+    // SIGTERM: the leader resigns at once.
+    first.terminate().unwrap();
+    wait_for("a new leader after SIGTERM", async || {
+        leads(&second).await || leads(&third).await
+    })
+    .await;
+    assert!(
+        !(leads(&second).await && leads(&third).await),
+        "one leader at a time"
+    );
+    let (leader, follower) = if leads(&second).await {
+        (second, third)
+    } else {
+        (third, second)
+    };
+    let admin = follower.admin_client().unwrap();
+    p["metadata"]["name"] = json!("p2");
+    json_of(
+        &send(&admin, "POST", POLICIES, &p).await,
+        StatusCode::CREATED,
+        "create p2",
+    );
+    wait_for("p2 to be reconciled", async || {
+        reconciled(&admin, "p2").await
+    })
+    .await;
+
+    // SIGKILL: the follower takes over once the leader's lease expires.
+    drop(leader);
+    wait_for("a new leader after SIGKILL", async || {
+        leads(&follower).await
+    })
+    .await;
+    p["metadata"]["name"] = json!("p3");
+    json_of(
+        &send(&admin, "POST", POLICIES, &p).await,
+        StatusCode::CREATED,
+        "create p3",
+    );
+    wait_for("p3 to be reconciled", async || {
+        reconciled(&admin, "p3").await
+    })
+    .await;
+}
