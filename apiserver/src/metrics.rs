@@ -63,6 +63,7 @@ pub struct Metrics {
     watches: Family<WatchLabels, Gauge>,
     store_duration: Family<StoreLabels, Histogram>,
     controller_leader: Gauge,
+    controller_queue: Gauge,
     controller_reconciles: Counter,
     controller_writes: Family<ResultLabels, Counter>,
 }
@@ -124,6 +125,12 @@ impl Metrics {
             "1 while this replica runs the policy controller",
             controller_leader.clone(),
         );
+        let controller_queue = Gauge::default();
+        registry.register(
+            "nmstate_controller_queue",
+            "Policies in the controller's last batch",
+            controller_queue.clone(),
+        );
         let controller_reconciles = Counter::default();
         registry.register(
             "nmstate_controller_reconciles",
@@ -143,6 +150,7 @@ impl Metrics {
             watches,
             store_duration,
             controller_leader,
+            controller_queue,
             controller_reconciles,
             controller_writes,
         }
@@ -160,6 +168,12 @@ impl Metrics {
     /// Whether this replica leads the policy controller.
     pub fn set_controller_leader(&self, leading: bool) {
         self.controller_leader.set(i64::from(leading));
+    }
+
+    /// How many policies the controller's current batch holds.
+    pub fn set_controller_queue(&self, policies: usize) {
+        self.controller_queue
+            .set(i64::try_from(policies).unwrap_or(i64::MAX));
     }
 
     /// Counts one policy reconcile.

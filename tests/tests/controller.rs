@@ -448,6 +448,15 @@ async fn rollout_with_max_unavailable() {
             Some(format!("{node}.{POLICY}").as_str())
         );
         assert_eq!(enactment.policy_name(), Some(POLICY));
+        let owner = &enactment.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("NodeNetworkConfigurationPolicy", POLICY, Some(true))
+        );
+        assert_eq!(
+            Some(&owner.uid),
+            done["metadata"]["uid"].as_str().map(String::from).as_ref()
+        );
         let status = enactment.status.as_ref().unwrap();
         assert_eq!(status.phase(), EnactmentPhase::Available, "{node}");
         assert_eq!(status.policy_generation, Some(1));

@@ -30,6 +30,7 @@ use std::{
 };
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use nmstate_openapi::{
     Condition, ConditionStatus, ConditionType, ENACTMENT_POLICY_LABEL,
     NodeNetworkConfigurationEnactment, NodeNetworkConfigurationEnactmentStatus,
@@ -305,6 +306,7 @@ impl Reconciler {
                     .filter_map(|e| e.labels.get(ENACTMENT_POLICY_LABEL).cloned()),
             );
         }
+        self.state.metrics.set_controller_queue(names.len());
         if names.is_empty() {
             return Ok(());
         }
@@ -502,6 +504,28 @@ impl Write {
                 let mut enactment =
                     NodeNetworkConfigurationEnactment::new(&node, &policy, &time_now());
                 enactment.metadata.name = Some(name.clone());
+                // Owned by the policy, as upstream: `kubectl get nnce -o
+                // yaml` shows where it comes from. (The controller deletes
+                // enactments itself; there is no garbage collector here.)
+                let owner = state
+                    .caches
+                    .get(ResourceKind::NodeNetworkConfigurationPolicy)
+                    .get(&policy)
+                    .and_then(|object| object::meta_str(&object.value, "uid").map(str::to_owned));
+                if let Some(uid) = owner {
+                    enactment.metadata.owner_references = Some(vec![OwnerReference {
+                        api_version: nmstate_openapi::api_version(nmstate_openapi::V1)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        kind: ResourceKind::NodeNetworkConfigurationPolicy
+                            .kind()
+                            .to_owned(),
+                        name: policy.clone(),
+                        uid,
+                        controller: Some(true),
+                        block_owner_deletion: None,
+                    }]);
+                }
                 let mut value = to_value(&enactment)?;
                 value = prepare_create(enactments, value, &object::now())
                     .map_err(|e| internal(&name, e))?;

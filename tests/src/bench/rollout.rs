@@ -117,7 +117,11 @@ pub(super) async fn run(cluster: &Cluster, nodes: usize, report: &mut Report) ->
     ));
     report.line(format!(
         "  goal: at most {GOAL_WRITES_PER_NODE} controller writes per node: {}",
-        if per_node <= GOAL_WRITES_PER_NODE { "met" } else { "MISSED" }
+        if per_node <= GOAL_WRITES_PER_NODE {
+            "met"
+        } else {
+            "MISSED"
+        }
     ));
     report.line(format!(
         "  baseline: the same {} writes straight into etcd take {:.2} s: ratio {ratio:.2}",
