@@ -238,6 +238,7 @@ impl Cluster {
         let options = StartOptions {
             binary: Some(binary.to_path_buf()),
             log_file: Some(log_dir.path().join("apiserver.log")),
+            ..StartOptions::default()
         };
         let apiserver = ApiserverProcess::start_with(&[&etcd_servers], &options).await?;
         let client = apiserver.client()?;
