@@ -72,9 +72,19 @@ async fn get(client: &HttpsClient, path: &str, token: &str) -> (StatusCode, Stri
 #[tokio::test]
 async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
     let client_ca = TestCa::new("kubernetes");
-    let double =
-        KubeApiserverDouble::start("sa-token-1", Some(json!({"client-ca-file": client_ca.pem})))
-            .await;
+    let proxy_ca = TestCa::new("front-proxy-ca");
+    let double = KubeApiserverDouble::start(
+        "sa-token-1",
+        Some(json!({
+            "client-ca-file": client_ca.pem,
+            "requestheader-client-ca-file": proxy_ca.pem,
+            "requestheader-allowed-names": "[\"front-proxy-client\"]",
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        })),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let serviceaccount = service_account(dir.path(), "sa-token-1", &double.ca_pem);
     let options = StartOptions {
@@ -101,7 +111,61 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
     let response = admin.get(POLICIES).await.unwrap();
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
 
-    // Jane's token is reviewed, then her access: both calls carry the
+    // What a cluster user's request looks like after kube-apiserver's
+    // aggregation layer: the front proxy's certificate and the user in
+    // headers. Jane is asked about (SubjectAccessReview, with the service
+    // account's token); the agent's identity is held to its node locally.
+    let proxy = HttpsClient::with_identity(
+        server.address(),
+        &server_ca,
+        "localhost",
+        Some(&proxy_ca.issue("front-proxy-client", None)),
+    )
+    .unwrap();
+    let as_jane = [("X-Remote-User", "jane"), ("X-Remote-Group", "dev")];
+    let response = proxy
+        .request_with("GET", POLICIES, &as_jane, None)
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let response = proxy
+        .request_with("DELETE", &format!("{POLICIES}/p"), &as_jane, None)
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    let access_reviews = double.calls_to(ACCESS_REVIEWS);
+    assert_eq!(access_reviews.len(), 2, "{access_reviews:?}");
+    let as_agent = [
+        (
+            "X-Remote-User",
+            "system:serviceaccount:nmstate:nmstate-agent",
+        ),
+        ("X-Remote-Group", "system:serviceaccounts"),
+        (
+            "X-Remote-Extra-Authentication.kubernetes.io%2fnode-name",
+            "a",
+        ),
+    ];
+    let response = proxy
+        .request_with("GET", &format!("{STATES}/b"), &as_agent, None)
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
+    let status: Value = serde_json::from_str(&response.body).unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("node \"a\" may only read its own NodeNetworkState"),
+        "{status}"
+    );
+    assert_eq!(
+        double.calls_to(ACCESS_REVIEWS).len(),
+        2,
+        "node identities are decided locally"
+    );
+
+    // Jane's token is reviewed, then her access: every call carries the
     // service account's token.
     let (status, body) = get(&client, POLICIES, "jane-token").await;
     assert_eq!(status, StatusCode::OK, "{body}");
