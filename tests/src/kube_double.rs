@@ -4,8 +4,9 @@
 //! `authorization.k8s.io/v1` SubjectAccessReview, and the
 //! `kube-system/extension-apiserver-authentication` ConfigMap — and, like
 //! kube-apiserver, answers 401 to a caller without the service-account
-//! token it currently accepts. It records every call, with the bearer
-//! token it carried.
+//! token it currently accepts (when started with one; otherwise it takes
+//! every caller, e.g. one with a client certificate it does not check). It
+//! records every call, with the bearer token it carried.
 //!
 //! Its users: token `node-a-token` belongs to a service account bound to
 //! node a, `jane-token` to jane (group `dev`); every other token is
@@ -14,6 +15,7 @@
 use std::{
     convert::Infallible,
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use nmstate_apiserver::{kubeconfig::Kubeconfig, tls::ClientCert};
 use serde_json::{Value, json};
 
 /// The ConfigMap's path.
@@ -47,7 +50,7 @@ pub struct Call {
 
 #[derive(Debug)]
 struct Shared {
-    service_token: Mutex<String>,
+    service_token: Mutex<Option<String>>,
     configmap: Option<Bytes>,
     calls: Mutex<Vec<Call>>,
 }
@@ -64,9 +67,10 @@ pub struct KubeApiserverDouble {
 }
 
 impl KubeApiserverDouble {
-    /// Starts a double that accepts calls carrying `service_token` and
-    /// serves the ConfigMap with `configmap_data` (404 when `None`).
-    pub async fn start(service_token: &str, configmap_data: Option<Value>) -> Self {
+    /// Starts a double that accepts calls carrying `service_token` (any
+    /// call when `None`) and serves the ConfigMap with `configmap_data`
+    /// (404 when `None`).
+    pub async fn start(service_token: Option<&str>, configmap_data: Option<Value>) -> Self {
         let (acceptor, ca_pem) = crate::pki::self_signed_acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -84,7 +88,7 @@ impl KubeApiserverDouble {
             )
         });
         let shared = Arc::new(Shared {
-            service_token: Mutex::new(service_token.to_string()),
+            service_token: Mutex::new(service_token.map(str::to_string)),
             configmap,
             calls: Mutex::new(Vec::new()),
         });
@@ -120,12 +124,38 @@ impl KubeApiserverDouble {
     /// From now on, accepts only `token` (the old one is revoked), as after
     /// the kubelet rotated the service-account token.
     pub fn rotate_service_token(&self, token: &str) {
-        *lock(&self.shared.service_token) = token.to_string();
+        *lock(&self.shared.service_token) = Some(token.to_string());
     }
 
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.shared.calls).clone()
+    }
+
+    /// A kubeconfig at `dir/name` naming this double, with a client
+    /// certificate (which the double does not check).
+    pub fn client_certificate_kubeconfig(&self, dir: &Path, name: &str) -> PathBuf {
+        let key = rcgen::KeyPair::generate().expect("generating a client key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("empty client parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "nmstate-apiserver");
+        let cert = params.self_signed(&key).expect("self-signing");
+        let client = ClientCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        let kubeconfig = Kubeconfig::for_client(
+            &format!("https://{}", self.address),
+            &self.ca_pem,
+            "nmstate-apiserver",
+            &client,
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, kubeconfig.to_yaml().expect("rendering a kubeconfig"))
+            .expect("writing a kubeconfig");
+        path
     }
 
     /// The calls to `path` so far.
@@ -163,7 +193,9 @@ async fn answer(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_string);
-    let rejected = bearer.as_deref() != Some(lock(&shared.service_token).as_str());
+    let rejected = lock(&shared.service_token)
+        .as_deref()
+        .is_some_and(|accepted| bearer.as_deref() != Some(accepted));
     lock(&shared.calls).push(Call {
         method: method.clone(),
         path: path.clone(),

@@ -74,7 +74,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
     let client_ca = TestCa::new("kubernetes");
     let proxy_ca = TestCa::new("front-proxy-ca");
     let double = KubeApiserverDouble::start(
-        "sa-token-1",
+        Some("sa-token-1"),
         Some(json!({
             "client-ca-file": client_ca.pem,
             "requestheader-client-ca-file": proxy_ca.pem,
@@ -255,7 +255,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
 
 #[tokio::test]
 async fn kube_apiserver_is_verified_with_the_service_account_ca() {
-    let double = KubeApiserverDouble::start("sa-token", None).await;
+    let double = KubeApiserverDouble::start(Some("sa-token"), None).await;
     let dir = tempfile::tempdir().unwrap();
     // A CA that did not sign the double's certificate.
     let other = TestCa::new("someone-else");
@@ -290,7 +290,7 @@ async fn kube_apiserver_is_verified_with_the_service_account_ca() {
 
 #[tokio::test]
 async fn kubeconfigs_with_bearer_tokens() {
-    let double = KubeApiserverDouble::start("sa-token-1", None).await;
+    let double = KubeApiserverDouble::start(Some("sa-token-1"), None).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.crt"), &double.ca_pem).unwrap();
     write_token(dir.path(), "sa-token-1");
