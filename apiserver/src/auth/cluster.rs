@@ -204,10 +204,10 @@ impl TokenFile {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A file that is still missing is tried again only when due, so a
+        // lost mount does not cost a read and a warning per request.
         let fresh = state.read.as_ref().is_some_and(|(read_at, read_stamp)| {
-            now.saturating_duration_since(*read_at) < TOKEN_REFRESH
-                && stamp.is_some()
-                && *read_stamp == stamp
+            now.saturating_duration_since(*read_at) < TOKEN_REFRESH && *read_stamp == stamp
         });
         if !fresh {
             match std::fs::read_to_string(&self.path) {
