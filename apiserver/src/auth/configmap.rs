@@ -166,7 +166,13 @@ pub async fn resolve(
                 extra_headers_prefixes: data.extra_headers_prefixes,
             })
         }
-        (None, None) => None,
+        (None, None) => {
+            tracing::warn!(
+                url,
+                "the ConfigMap has no requestheader-client-ca-file (is kube-apiserver's aggregation layer configured?): requests forwarded by kube-apiserver will get 401"
+            );
+            None
+        }
     };
     Ok((client_ca, request_header))
 }
