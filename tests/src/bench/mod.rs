@@ -250,6 +250,7 @@ impl Cluster {
         let options = StartOptions {
             binary: Some(binary.to_path_buf()),
             log_file: Some(log_dir.path().join("apiserver.log")),
+            ..StartOptions::default()
         };
         // The API scenarios write enactments of no policy: measure the API,
         // not the controller cleaning them up.
