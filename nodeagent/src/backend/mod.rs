@@ -11,11 +11,15 @@
 //!
 //! The reporter and the enactor only see this trait.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use nmstate_openapi::State;
 use tokio::sync::watch;
+
+pub mod hollow;
+
+pub use hollow::{Hollow, HollowOptions};
 
 /// What a backend can fail with. The message is shown to users (enactment
 /// `Failing` message), so it keeps nmstate's own wording.
@@ -92,4 +96,60 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// without change notifications return a receiver that never changes
     /// (the reporter's periodic resync still runs).
     fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// Which backend the agent drives (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// NetworkManager through the `nmstate` crate.
+    Nm,
+    /// nmstate's kernel-only mode (netlink).
+    Kernel,
+    /// The in-memory simulated node.
+    Hollow,
+}
+
+impl BackendKind {
+    /// The `--backend` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nm => "nm",
+            Self::Kernel => "kernel",
+            Self::Hollow => "hollow",
+        }
+    }
+
+    /// Whether the backend simulates the node: the probes that need a real
+    /// network (default gateway, DNS) do not apply to it.
+    pub fn is_simulated(self) -> bool {
+        matches!(self, Self::Hollow)
+    }
+}
+
+/// Everything a backend may need to start, from the agent's flags.
+#[derive(Clone, Debug, Default)]
+pub struct BackendOptions {
+    /// The node's name (the hollow backend derives its addresses from it).
+    pub node_name: String,
+    /// Options of the hollow backend.
+    pub hollow: HollowOptions,
+}
+
+/// Builds the backend `kind`. Backends not compiled into this binary are an
+/// error the agent reports at start.
+pub async fn build(
+    kind: BackendKind,
+    options: &BackendOptions,
+) -> Result<Arc<dyn Backend>, BackendError> {
+    match kind {
+        BackendKind::Hollow => Ok(Arc::new(Hollow::new(
+            &options.node_name,
+            options.hollow.clone(),
+        ))),
+        BackendKind::Nm | BackendKind::Kernel => Err(BackendError::new(format!(
+            "backend {:?} is not available in this build of nmstate-agent (use --backend hollow)",
+            kind.as_str()
+        ))),
+    }
 }
