@@ -8,7 +8,9 @@
 //! - `list`: listing every node state (JSON and Table) against one etcd range
 //!   read;
 //! - `watch`: many per-node enactment watches: event delivery latency and
-//!   the server's memory, against one watcher of all enactments.
+//!   the server's memory, against one watcher of all enactments;
+//! - `agent`: one hollow `nmstate-agent` against an embedded-store server:
+//!   idle RSS against the 20 MiB goal, idle writes, CPU of start and apply.
 //!
 //! Progress goes to stderr, the report to stdout; with `--json` the report
 //! ends with one line holding a JSON object of the figures. The figures are
@@ -17,6 +19,7 @@
 pub mod objects;
 pub mod stats;
 
+mod agent;
 mod list;
 mod watch;
 mod write;
@@ -70,6 +73,8 @@ pub enum Scenario {
     List,
     /// Per-node enactment watches: delivery latency and server memory.
     Watch,
+    /// One hollow node agent: idle memory, idle writes, CPU.
+    Agent,
 }
 
 impl Scenario {
@@ -79,6 +84,7 @@ impl Scenario {
             Scenario::Write => "write",
             Scenario::List => "list",
             Scenario::Watch => "watch",
+            Scenario::Agent => "agent",
         }
     }
 }
@@ -171,11 +177,17 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
     raise_open_file_limit();
     let counts = Counts::new(quick);
     let mut report = Report::new(scenario, quick);
+    if scenario == Scenario::Agent {
+        // The agent runs against the embedded store: no etcd to start.
+        agent::run(apiserver, quick, &mut report).await?;
+        return Ok(report);
+    }
     let cluster = Cluster::start(apiserver).await?;
     let result = match scenario {
         Scenario::Write => write::run(&cluster, &counts, &mut report).await,
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
+        Scenario::Agent => unreachable!("handled above"),
     };
     if let Err(error) = result {
         return Err(error.context(format!(
