@@ -134,6 +134,18 @@ pub struct Args {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub default_bridge_vlan_filtering: bool,
 
+    /// Run the policy controller (under leader election among replicas
+    /// sharing an etcd). Turn off only to serve the API without acting on
+    /// it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub controller: bool,
+
+    /// How old a node's `Ready` heartbeat (renewed by its agent about once a
+    /// minute) may be before the controller treats the node as NotReady:
+    /// nothing is released to it and it is counted apart.
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub node_heartbeat_grace_period: Duration,
+
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -240,6 +252,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How policies are rendered for nodes.
     pub render: nmstate_openapi::render::RenderOptions,
+    /// The policy controller's settings, `None` when it is off.
+    pub controller: Option<crate::controller::ControllerConfig>,
 }
 
 /// A flag combination that cannot work. `main` exits with code 64.
@@ -393,6 +407,12 @@ impl Args {
             render: nmstate_openapi::render::RenderOptions {
                 default_bridge_vlan_filtering: self.default_bridge_vlan_filtering,
             },
+            controller: self
+                .controller
+                .then(|| crate::controller::ControllerConfig {
+                    heartbeat_grace: self.node_heartbeat_grace_period,
+                    ..Default::default()
+                }),
         })
     }
 }

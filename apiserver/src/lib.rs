@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod controller;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod server;
@@ -64,6 +65,7 @@ pub enum StartError {
 pub struct Running {
     listening: server::Listening,
     compactor: Option<storage::compactor::Compactor>,
+    controller: Option<tokio::task::JoinHandle<()>>,
     /// The shared state (store and shutdown flag).
     pub state: Arc<server::AppState>,
 }
@@ -77,6 +79,10 @@ impl Running {
     /// Stops accepting and drains in-flight requests.
     pub async fn shutdown(self) {
         self.listening.shutdown().await;
+        if let Some(controller) = self.controller {
+            // The controller ends (and resigns) once shutdown has begun.
+            let _ = controller.await;
+        }
         if let Some(compactor) = self.compactor {
             compactor.stop().await;
         }
@@ -159,9 +165,14 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
             return Err(e.into());
         }
     }
+    let controller = config
+        .controller
+        .clone()
+        .map(|controller| controller::start(state.clone(), controller));
     Ok(Running {
         listening,
         state,
         compactor,
+        controller,
     })
 }

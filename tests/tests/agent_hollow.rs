@@ -8,10 +8,14 @@
 //! - an idle agent makes no writes (counted on the apiserver's metrics and
 //!   by the object's resourceVersion);
 //! - playing the controller's part through the API (released enactments
-//!   written by the admin), an agent applies a released enactment and
-//!   reports it Available, never touches a Pending one, and retries a
-//!   failing one five times before reporting FailedToConfigure with the
-//!   backend's message;
+//!   written by the admin, the server's controller off), an agent applies a
+//!   released enactment and reports it Available, never touches a Pending
+//!   one, and retries a failing one five times before reporting
+//!   FailedToConfigure with the backend's message;
+//! - with the real controller: 20 hollow agents, a policy with
+//!   `maxUnavailable: 3`, and an injected failure on 2 nodes: never more
+//!   than 3 enactments in flight, 18 Available, 2 Failing, and the policy
+//!   Degraded with upstream's message;
 //! - SIGTERM ends the agent with exit code 0.
 #![allow(clippy::unwrap_used)]
 
@@ -371,7 +375,11 @@ async fn release(admin: &HttpsClient, node: &str, policy: &str, desired: Value, 
 
 #[tokio::test]
 async fn a_hollow_agent_applies_released_enactments() {
-    let server = ApiserverProcess::start(&[]).await.unwrap();
+    // The test plays the controller: the real one would delete enactments
+    // of policies that do not exist.
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
     let admin = server.admin_client().unwrap();
     let kubeconfig = node_kubeconfig(&server, "node-a");
     let mut agent = AgentProcess::start(
@@ -527,4 +535,154 @@ async fn a_hollow_agent_applies_released_enactments() {
     );
     let status = agent.terminate().unwrap();
     assert!(status.success(), "{status}");
+}
+
+const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_hollow_agents_roll_a_policy_out() {
+    const NODES: usize = 20;
+    let failing = ["node-04", "node-13"];
+    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let admin = server.admin_client().unwrap();
+    let mut agents = Vec::new();
+    for i in 0..NODES {
+        let node = format!("node-{i:02}");
+        let kubeconfig = node_kubeconfig(&server, &node);
+        let labels = format!("kubernetes.io/hostname={node},node-role.kubernetes.io/worker=");
+        let mut args = vec!["--backend", "hollow", "--node-labels", &labels];
+        // The failure is injected per node: these two fail every apply
+        // that names the policy's bridge.
+        if failing.contains(&node.as_str()) {
+            args.extend(["--hollow-fail-marker", "br-rollout"]);
+        }
+        agents.push(AgentProcess::start(&node, &kubeconfig, &args).unwrap());
+    }
+    let all: Vec<&AgentProcess> = agents.iter().collect();
+    // Every node is Ready before the policy arrives, so all 20 match and
+    // none is skipped as NotReady.
+    for agent in &agents {
+        ready_state(&admin, agent.node(), &all).await;
+    }
+
+    let policy = json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": "rollout"},
+        "spec": {
+            "nodeSelector": {"node-role.kubernetes.io/worker": ""},
+            "maxUnavailable": 3,
+            "desiredState": {"interfaces": [{
+                "name": "br-rollout", "type": "linux-bridge", "state": "up",
+                "bridge": {"port": [{"name": "eth1"}]},
+            }]},
+        },
+    });
+    let created = send(&admin, "POST", POLICIES, &policy).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+
+    // Sample the enactments until the rollout settles: never more than
+    // maxUnavailable in flight (sampling can miss a peak, never invent one).
+    let mut max_in_flight = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let settled = loop {
+        let list = get_json(&admin, ENACTMENTS).await.unwrap();
+        let items = list["items"].as_array().unwrap().clone();
+        let in_flight = items
+            .iter()
+            .filter(|e| is_true(&e["status"]["conditions"], "Progressing"))
+            .count();
+        max_in_flight = max_in_flight.max(in_flight);
+        let policy = get_json(&admin, &format!("{POLICIES}/rollout"))
+            .await
+            .unwrap();
+        let status = &policy["status"];
+        if status["observedGeneration"] == 1
+            && status["availableNodes"].as_u64().unwrap_or(0)
+                + status["failingNodes"].as_u64().unwrap_or(0)
+                == NODES as u64
+        {
+            break (policy, items);
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = failing
+                .iter()
+                .filter_map(|node| agents.iter().find(|a| a.node() == *node))
+                .map(|agent| agent.logs())
+                .collect();
+            panic!(
+                "the rollout did not settle: {policy:#}\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(max_in_flight <= 3, "{max_in_flight} in flight at once");
+    assert!(max_in_flight >= 1, "the rollout was seen in flight");
+    let (policy, enactments) = settled;
+    assert_eq!(enactments.len(), NODES);
+    for enactment in &enactments {
+        let node = enactment["metadata"]["labels"]["nmstate.io/node"]
+            .as_str()
+            .unwrap();
+        let conditions = &enactment["status"]["conditions"];
+        if failing.contains(&node) {
+            let failing = condition(conditions, "Failing").unwrap();
+            assert_eq!(failing["status"], "True", "{node}");
+            assert_eq!(failing["reason"], "FailedToConfigure", "{node}");
+            assert_eq!(
+                failing["message"],
+                r#"hollow node: injected failure: the desired state contains "br-rollout""#
+            );
+            assert_eq!(enactment["status"]["retryCount"], json!({"1": 6}), "{node}");
+        } else {
+            let available = condition(conditions, "Available").unwrap();
+            assert_eq!(available["status"], "True", "{node}: {enactment:#}");
+            assert_eq!(available["reason"], "SuccessfullyConfigured");
+        }
+    }
+
+    let status = &policy["status"];
+    assert_eq!(status["matchingNodes"], 20, "{policy:#}");
+    assert_eq!(status["availableNodes"], 18, "{policy:#}");
+    assert_eq!(status["failingNodes"], 2, "{policy:#}");
+    assert_eq!(
+        status["abortedNodes"].as_u64().unwrap_or(0),
+        0,
+        "{policy:#}"
+    );
+    let conditions = &status["conditions"];
+    let degraded = condition(conditions, "Degraded").unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "FailedToConfigure");
+    assert_eq!(degraded["message"], "2/20 nodes failed to configure");
+    assert_eq!(
+        condition(conditions, "Available").unwrap()["status"],
+        "False"
+    );
+    assert_eq!(
+        condition(conditions, "Progressing").unwrap()["status"],
+        "False"
+    );
+
+    // The nodes' own reports agree: the bridge is on the 18, not on the 2.
+    for agent in &agents {
+        let node = agent.node();
+        let has_bridge = eventually(
+            &format!("{node} reports its final state"),
+            Duration::from_secs(30),
+            &all,
+            || async {
+                let state = get_json(&admin, &format!("{STATES}/{node}")).await?;
+                let has = state["status"]["currentState"]["interfaces"]
+                    .as_array()?
+                    .iter()
+                    .any(|i| i["name"] == "br-rollout");
+                // Failing nodes never get it; wait for the others' report.
+                (has || failing.contains(&node)).then_some(has)
+            },
+        )
+        .await;
+        assert_eq!(has_bridge, !failing.contains(&node), "{node}");
+    }
 }

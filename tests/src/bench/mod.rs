@@ -21,6 +21,7 @@ pub mod stats;
 
 mod agent;
 mod list;
+mod rollout;
 mod watch;
 mod write;
 
@@ -73,6 +74,9 @@ pub enum Scenario {
     List,
     /// Per-node enactment watches: delivery latency and server memory.
     Watch,
+    /// The policy controller rolling a capture policy out to many fake
+    /// nodes: convergence time and writes per node.
+    Rollout,
     /// One hollow node agent: idle memory, idle writes, CPU.
     Agent,
 }
@@ -84,6 +88,7 @@ impl Scenario {
             Scenario::Write => "write",
             Scenario::List => "list",
             Scenario::Watch => "watch",
+            Scenario::Rollout => "rollout",
             Scenario::Agent => "agent",
         }
     }
@@ -102,6 +107,8 @@ pub struct Counts {
     pub watches: usize,
     /// Concurrent client connections (and etcd requests) for writes.
     pub concurrency: usize,
+    /// Fake nodes in `rollout`.
+    pub rollout_nodes: usize,
 }
 
 impl Counts {
@@ -114,6 +121,7 @@ impl Counts {
                 list_runs: 3,
                 watches: 100,
                 concurrency: 16,
+                rollout_nodes: 50,
             }
         } else {
             Counts {
@@ -122,6 +130,7 @@ impl Counts {
                 list_runs: 7,
                 watches: 1_000,
                 concurrency: 16,
+                rollout_nodes: 1_000,
             }
         }
     }
@@ -182,11 +191,13 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         agent::run(apiserver, quick, &mut report).await?;
         return Ok(report);
     }
-    let cluster = Cluster::start(apiserver).await?;
+    let controller = scenario == Scenario::Rollout;
+    let cluster = Cluster::start(apiserver, controller).await?;
     let result = match scenario {
         Scenario::Write => write::run(&cluster, &counts, &mut report).await,
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
+        Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
         Scenario::Agent => unreachable!("handled above"),
     };
     if let Err(error) = result {
@@ -242,7 +253,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(binary: &Path) -> Result<Cluster> {
+    /// Starts etcd and the server; the policy controller only when asked.
+    async fn start(binary: &Path, controller: bool) -> Result<Cluster> {
         progress("starting etcd and nmstate-apiserver");
         let etcd = EtcdProcess::try_start(false).await?;
         let log_dir = tempfile::tempdir()?;
@@ -251,7 +263,11 @@ impl Cluster {
             binary: Some(binary.to_path_buf()),
             log_file: Some(log_dir.path().join("apiserver.log")),
         };
-        let apiserver = ApiserverProcess::start_with(&[&etcd_servers], &options).await?;
+        // The API scenarios write enactments of no policy: measure the API,
+        // not the controller cleaning them up.
+        let controller = format!("--controller={controller}");
+        let apiserver =
+            ApiserverProcess::start_with(&[&etcd_servers, &controller], &options).await?;
         let client = apiserver.client()?;
         let cluster = Cluster {
             etcd,
