@@ -1,5 +1,6 @@
 //! Harnesses for end-to-end tests, and the `nmstate-bench` benchmarks.
 
+pub mod agent;
 pub mod apiserver;
 pub mod bench;
 pub mod etcd;

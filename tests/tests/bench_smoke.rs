@@ -97,4 +97,18 @@ fn every_scenario_runs_quick_and_reports_json() {
             "rollout_agent_writes",
         ],
     );
+    let agent = run("agent");
+    check(
+        &agent,
+        "agent",
+        &[
+            "start_cpu_ms",
+            "idle_cpu_ms",
+            "apply_cpu_ms",
+            "rss_after_apply_mib",
+        ],
+        &["first_report_ms", "rss_idle_mib", "idle_seconds"],
+    );
+    // Not a timing: an idle agent must not write.
+    assert_eq!(agent["idle_writes"], 0, "{agent}");
 }

@@ -11,11 +11,17 @@
 //!
 //! The reporter and the enactor only see this trait.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use nmstate_openapi::State;
 use tokio::sync::watch;
+
+pub mod hollow;
+pub mod kernel;
+pub mod nm;
+
+pub use hollow::{Hollow, HollowOptions};
 
 /// What a backend can fail with. The message is shown to users (enactment
 /// `Failing` message), so it keeps nmstate's own wording.
@@ -94,37 +100,62 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn changes(&self) -> watch::Receiver<u64>;
 }
 
-pub mod kernel;
-pub mod nm;
-
-/// Which backend the agent uses (`--backend`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which backend the agent drives (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum BackendKind {
-    /// NetworkManager through the nmstate crate.
+    /// NetworkManager through the `nmstate` crate.
     Nm,
-    /// nmstate's kernel-only mode.
+    /// nmstate's kernel-only mode (netlink).
     Kernel,
+    /// The in-memory simulated node.
+    Hollow,
 }
 
-/// What the backends need to be built.
+impl BackendKind {
+    /// The `--backend` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nm => "nm",
+            Self::Kernel => "kernel",
+            Self::Hollow => "hollow",
+        }
+    }
+
+    /// Whether the backend simulates the node: the probes that need a real
+    /// network (default gateway, DNS) do not apply to it.
+    pub fn is_simulated(self) -> bool {
+        matches!(self, Self::Hollow)
+    }
+}
+
+/// Everything a backend may need to start, from the agent's flags.
 #[derive(Clone, Debug, Default)]
 pub struct BackendOptions {
+    /// The node's name (the hollow backend derives its addresses from it).
+    pub node_name: String,
+    /// Options of the hollow backend.
+    pub hollow: HollowOptions,
     /// `kernel`: where an open checkpoint's snapshot is kept so that a
     /// restarted agent can roll it back; `None` keeps it in memory only.
     pub kernel_snapshot_file: Option<std::path::PathBuf>,
 }
 
 /// Builds the backend `kind`. The `nm` backend connects to the system bus
-/// (`DBUS_SYSTEM_BUS_ADDRESS`) here.
+/// (`DBUS_SYSTEM_BUS_ADDRESS`) here; failing that is an error the agent
+/// reports at start.
 pub async fn build(
     kind: BackendKind,
     options: &BackendOptions,
-) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
-    Ok(match kind {
-        BackendKind::Nm => std::sync::Arc::new(nm::NmBackend::connect().await?),
-        BackendKind::Kernel => std::sync::Arc::new(kernel::KernelBackend::new(
+) -> Result<Arc<dyn Backend>, BackendError> {
+    match kind {
+        BackendKind::Hollow => Ok(Arc::new(Hollow::new(
+            &options.node_name,
+            options.hollow.clone(),
+        ))),
+        BackendKind::Nm => Ok(Arc::new(nm::NmBackend::connect().await?)),
+        BackendKind::Kernel => Ok(Arc::new(kernel::KernelBackend::new(
             options.kernel_snapshot_file.clone(),
-        )?),
-    })
+        )?)),
+    }
 }

@@ -8,7 +8,9 @@
 //! - `list`: listing every node state (JSON and Table) against one etcd range
 //!   read;
 //! - `watch`: many per-node enactment watches: event delivery latency and
-//!   the server's memory, against one watcher of all enactments.
+//!   the server's memory, against one watcher of all enactments;
+//! - `agent`: one hollow `nmstate-agent` against an embedded-store server:
+//!   idle RSS against the 20 MiB goal, idle writes, CPU of start and apply.
 //!
 //! Progress goes to stderr, the report to stdout; with `--json` the report
 //! ends with one line holding a JSON object of the figures. The figures are
@@ -17,6 +19,7 @@
 pub mod objects;
 pub mod stats;
 
+mod agent;
 mod list;
 mod rollout;
 mod watch;
@@ -74,6 +77,8 @@ pub enum Scenario {
     /// The policy controller rolling a capture policy out to many fake
     /// nodes: convergence time and writes per node.
     Rollout,
+    /// One hollow node agent: idle memory, idle writes, CPU.
+    Agent,
 }
 
 impl Scenario {
@@ -84,6 +89,7 @@ impl Scenario {
             Scenario::List => "list",
             Scenario::Watch => "watch",
             Scenario::Rollout => "rollout",
+            Scenario::Agent => "agent",
         }
     }
 }
@@ -180,6 +186,11 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
     raise_open_file_limit();
     let counts = Counts::new(quick);
     let mut report = Report::new(scenario, quick);
+    if scenario == Scenario::Agent {
+        // The agent runs against the embedded store: no etcd to start.
+        agent::run(apiserver, quick, &mut report).await?;
+        return Ok(report);
+    }
     let controller = scenario == Scenario::Rollout;
     let cluster = Cluster::start(apiserver, controller).await?;
     let result = match scenario {
@@ -187,6 +198,7 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
+        Scenario::Agent => unreachable!("handled above"),
     };
     if let Err(error) = result {
         return Err(error.context(format!(

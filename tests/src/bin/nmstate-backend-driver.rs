@@ -57,6 +57,7 @@ fn drive(runtime: &tokio::runtime::Runtime, args: Args) -> ExitCode {
     };
     let options = BackendOptions {
         kernel_snapshot_file: args.kernel_snapshot_file,
+        ..BackendOptions::default()
     };
     let backend = match runtime.block_on(backend::build(kind, &options)) {
         Ok(backend) => backend,

@@ -1,0 +1,133 @@
+//! Wires the agent together: the Kubernetes client, the backend, the
+//! probes, the reporter, the enactor and the health server, and runs them
+//! until shutdown.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    backend::{self, BackendError, BackendOptions},
+    client,
+    config::Config,
+    enactor::{Enactor, EnactorConfig},
+    health,
+    metrics::Metrics,
+    probe::{ApiServerProbe, Probe},
+    reporter::{Reporter, ReporterConfig},
+};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No usable Kubernetes client configuration.
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    /// The backend could not be started.
+    #[error("backend: {0}")]
+    Backend(#[source] BackendError),
+    /// The health address cannot be bound.
+    #[error("binding the health address {address}: {source}")]
+    Health {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the agent until `shutdown` turns true. The health server's bound
+/// address is logged (useful with port 0).
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    let client = client::connect(config.kubeconfig.as_deref()).await?;
+    let backend = backend::build(
+        config.backend,
+        &BackendOptions {
+            node_name: config.node_name.clone(),
+            hollow: config.hollow.clone(),
+            // No flag for it yet: a kernel-backend agent keeps its snapshot
+            // in memory, so a restart cannot roll back an open apply.
+            kernel_snapshot_file: None,
+        },
+    )
+    .await
+    .map_err(Error::Backend)?;
+    let metrics = Metrics::new(&config.node_name);
+    let listener = health::bind(config.health_address)
+        .await
+        .map_err(|source| Error::Health {
+            address: config.health_address,
+            source,
+        })?;
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving /healthz and /metrics");
+    }
+
+    // Whatever an earlier run left uncommitted goes first: the node then
+    // has its old configuration, and the enactments still in flight are
+    // applied again.
+    if let Err(error) = backend.rollback_stale().await {
+        tracing::warn!(%error, "rolling back a stale checkpoint failed");
+    }
+
+    let mut labels = node_labels(&client, &config.node_name).await;
+    labels.extend(config.node_labels.clone());
+
+    // The default-gateway and DNS probes are not built yet (see probe.rs);
+    // the API-server probe guards every backend.
+    let probes: Vec<Box<dyn Probe>> = vec![Box::new(ApiServerProbe::new(
+        client.clone(),
+        config.probe_timeout,
+    ))];
+
+    let applied = Arc::new(Notify::new());
+    let reporter = Reporter::new(
+        ReporterConfig {
+            node_name: config.node_name.clone(),
+            labels,
+            resync: config.resync,
+            ready_interval: config.ready_interval,
+        },
+        &client,
+        Arc::clone(&backend),
+        metrics.clone(),
+        Arc::clone(&applied),
+    );
+    let enactor = Enactor::new(
+        EnactorConfig {
+            node_name: config.node_name.clone(),
+            checkpoint_timeout: config.checkpoint_timeout,
+        },
+        &client,
+        backend,
+        probes,
+        metrics.clone(),
+        applied,
+    );
+    tracing::info!(node = %config.node_name, backend = config.backend.as_str(), "nmstate-agent started");
+    tokio::join!(
+        reporter.run(shutdown.clone()),
+        enactor.run(shutdown.clone()),
+        health::serve(listener, metrics, shutdown),
+    );
+    tracing::info!("nmstate-agent stopped");
+    Ok(())
+}
+
+/// The labels of the Node object named `node`, when the server has Nodes
+/// and lets the agent read its own (in a cluster); none otherwise.
+async fn node_labels(client: &kube::Client, node: &str) -> BTreeMap<String, String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.get_opt(node).await {
+        Ok(Some(object)) => object.metadata.labels.unwrap_or_default(),
+        Ok(None) => BTreeMap::new(),
+        Err(error) => {
+            tracing::info!(%error, "the Node object is not readable: using --node-labels only");
+            BTreeMap::new()
+        }
+    }
+}

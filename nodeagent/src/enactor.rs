@@ -1,0 +1,486 @@
+//! The enactor applies the enactments the controller released to this node.
+//!
+//! It watches only its own enactments (`labelSelector
+//! nmstate.io/node=<node>`, which node restriction requires). An enactment
+//! whose phase is `Progressing` (released by the controller, or left in
+//! flight by an earlier run of the agent, or being retried) is queued once
+//! for its policy generation; `Pending` ones are never touched. Applies run
+//! one at a time, as nmstate allows one checkpoint at a time:
+//!
+//! 1. re-read the enactment; stop if its `status.policyGeneration` is no
+//!    longer the queued one or it is no longer `Progressing`;
+//! 2. write `Progressing`/`ConfigurationProgressing` "Applying desired state";
+//! 3. roll back any stale checkpoint, apply without commit, run the probes
+//!    that apply, then commit, or roll back;
+//! 4. write `Available`/`SuccessfullyConfigured`; or, after a failure,
+//!    increment `retryCount[G]` and write `Retrying n/5` and try again after
+//!    a back-off (1 s doubling to 30 s), and after the fifth retry
+//!    `Failing`/`FailedToConfigure` with the error's message.
+//!
+//! Every status write re-reads the enactment and writes only if its
+//! `policyGeneration` is still the one being applied, with the read
+//! `resourceVersion` (a conflict re-reads). The agent writes only the
+//! `/status` subresource.
+//!
+//! The retry rule is [`after_failure`], a pure function.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use kube::{
+    Api,
+    api::PostParams,
+    runtime::watcher::{self, Event},
+};
+use nmstate_openapi::{
+    ENACTMENT_NODE_LABEL, EnactmentPhase, NodeNetworkConfigurationEnactmentStatus, State, Time,
+    condition::{
+        ENACTMENT_PROGRESSING_MESSAGE, ENACTMENT_SUCCESS_MESSAGE, enactment_retrying_message,
+        set_enactment_failed_to_configure, set_enactment_progressing, set_enactment_retrying,
+        set_enactment_success,
+    },
+};
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::Instrument;
+
+use crate::{
+    backend::Backend,
+    client::{self, EnactmentObject},
+    metrics::Metrics,
+    probe::{self, Probe},
+};
+
+/// Retries after the first failure before giving up.
+pub const MAX_RETRIES: u32 = 5;
+/// The first back-off.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest back-off.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What to do after a failed apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Report `Retrying attempt/MAX_RETRIES` and try again after `delay`.
+    Retry {
+        /// The retry about to happen, from 1.
+        attempt: u32,
+        /// How long to wait first.
+        delay: Duration,
+    },
+    /// Report `FailedToConfigure`.
+    GiveUp,
+}
+
+/// The decision after `failures` failed applies of one generation (the new
+/// `retryCount`, counting this failure).
+pub fn after_failure(failures: u32) -> AfterFailure {
+    if failures == 0 || failures > MAX_RETRIES {
+        return AfterFailure::GiveUp;
+    }
+    let doublings = failures - 1;
+    let delay = FIRST_BACKOFF
+        .checked_mul(1u32.checked_shl(doublings).unwrap_or(u32::MAX))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF);
+    AfterFailure::Retry {
+        attempt: failures,
+        delay,
+    }
+}
+
+/// The enactor's settings.
+#[derive(Clone, Debug)]
+pub struct EnactorConfig {
+    /// The node.
+    pub node_name: String,
+    /// How long an applied change may stay uncommitted before the backend
+    /// rolls it back by itself.
+    pub checkpoint_timeout: Duration,
+}
+
+/// An enactment name and the policy generation to apply.
+type Work = (String, i64);
+
+/// Applies this node's released enactments.
+#[derive(Debug)]
+pub struct Enactor {
+    config: EnactorConfig,
+    api: Api<EnactmentObject>,
+    backend: Arc<dyn Backend>,
+    probes: Arc<Vec<Box<dyn Probe>>>,
+    metrics: Metrics,
+    applied: Arc<Notify>,
+}
+
+impl Enactor {
+    /// An enactor for `config.node_name`.
+    pub fn new(
+        config: EnactorConfig,
+        client: &kube::Client,
+        backend: Arc<dyn Backend>,
+        probes: Vec<Box<dyn Probe>>,
+        metrics: Metrics,
+        applied: Arc<Notify>,
+    ) -> Self {
+        Self {
+            config,
+            api: client::enactments(client),
+            backend,
+            probes: Arc::new(probes),
+            metrics,
+            applied,
+        }
+    }
+
+    /// Runs until `shutdown` turns true; an apply in flight then finishes
+    /// (or is rolled back, if it had not reached its commit).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let selector = format!("{ENACTMENT_NODE_LABEL}={}", self.config.node_name);
+        let mut events = watcher::watcher(
+            self.api.clone(),
+            watcher::Config::default().labels(&selector),
+        )
+        .boxed();
+        let (queue, mut work) = mpsc::unbounded_channel::<Work>();
+        // Queued or being applied; an entry leaves when its apply ends.
+        let queued: Arc<Mutex<HashSet<Work>>> = Arc::default();
+        let enactor = Arc::new(self);
+        let worker = {
+            let enactor = Arc::clone(&enactor);
+            let queued = Arc::clone(&queued);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                while let Some(item) = work.recv().await {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    let span =
+                        tracing::info_span!("apply", enactment = %item.0, generation = item.1);
+                    enactor
+                        .enact(&item.0, item.1, shutdown.clone())
+                        .instrument(span)
+                        .await;
+                    queued
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&item);
+                }
+            })
+        };
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                event = events.next() => event,
+            };
+            let object = match event {
+                Some(Ok(Event::Apply(object) | Event::InitApply(object))) => object,
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "watching enactments failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let enactment = object.0;
+            let (Some(name), Some(status)) = (enactment.metadata.name, enactment.status) else {
+                continue;
+            };
+            let Some(generation) = ready_to_apply(&status) else {
+                continue;
+            };
+            let item = (name, generation);
+            let fresh = queued
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(item.clone());
+            if fresh {
+                tracing::info!(enactment = %item.0, generation, "enactment released: queued");
+                let _ = queue.send(item);
+            }
+        }
+        drop(queue);
+        // Let an apply in flight end: commit, or roll back.
+        if let Err(error) = worker.await {
+            tracing::error!(%error, "enactment worker failed");
+        }
+    }
+
+    /// Applies generation `generation` of enactment `name` until it
+    /// succeeds, fails for good, goes stale, or the agent stops.
+    async fn enact(&self, name: &str, generation: i64, shutdown: watch::Receiver<bool>) {
+        loop {
+            let Some(desired) = self.start(name, generation).await else {
+                return;
+            };
+            let started = Instant::now();
+            let result = self.apply_once(&desired, &shutdown).await;
+            self.applied.notify_one();
+            let error = match result {
+                Ok(()) => {
+                    self.metrics.observe_apply(true, started.elapsed());
+                    tracing::info!(enactment = %name, "applied");
+                    self.write(name, generation, |status, now| {
+                        set_enactment_success(
+                            &mut status.conditions,
+                            ENACTMENT_SUCCESS_MESSAGE,
+                            now,
+                        );
+                    })
+                    .await;
+                    return;
+                }
+                Err(ApplyError::Interrupted) => {
+                    tracing::info!(enactment = %name, "apply interrupted by shutdown: rolled back");
+                    return;
+                }
+                Err(ApplyError::Failed(error)) => error,
+            };
+            self.metrics.observe_apply(false, started.elapsed());
+            tracing::warn!(enactment = %name, %error, "apply failed");
+            let node = self.config.node_name.clone();
+            let mut decision = AfterFailure::GiveUp;
+            let written = self
+                .write(name, generation, |status, now| {
+                    let key = generation.to_string();
+                    let failures = status.retry_count_for(generation).saturating_add(1);
+                    status.retry_count.insert(key, failures);
+                    decision = after_failure(u32::try_from(failures).unwrap_or(u32::MAX));
+                    match decision {
+                        AfterFailure::Retry { attempt, .. } => {
+                            let message = enactment_retrying_message(&node, attempt, MAX_RETRIES);
+                            set_enactment_retrying(&mut status.conditions, &message, now);
+                        }
+                        AfterFailure::GiveUp => {
+                            set_enactment_failed_to_configure(&mut status.conditions, &error, now);
+                        }
+                    }
+                })
+                .await;
+            if !written {
+                return;
+            }
+            let AfterFailure::Retry { delay, .. } = decision else {
+                return;
+            };
+            let mut shutdown = shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                // Stopping during the back-off: the status says Retrying, and
+                // the next run of the agent picks the enactment up again.
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Re-reads the enactment and, if generation `generation` is still to
+    /// be applied, marks it as being applied and returns its desired state.
+    async fn start(&self, name: &str, generation: i64) -> Option<State> {
+        let mut desired = None;
+        let written = self
+            .write(name, generation, |status, now| {
+                if status.phase() != EnactmentPhase::Progressing {
+                    return;
+                }
+                desired = Some(status.desired_state.clone().unwrap_or_default());
+                set_enactment_progressing(
+                    &mut status.conditions,
+                    ENACTMENT_PROGRESSING_MESSAGE,
+                    now,
+                );
+            })
+            .await;
+        if written { desired } else { None }
+    }
+
+    /// One apply: stale checkpoint rolled back, apply, probes, commit or
+    /// rollback. The error message is what users read.
+    async fn apply_once(
+        &self,
+        desired: &State,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), ApplyError> {
+        let failed = |message: String| ApplyError::Failed(message);
+        self.backend
+            .rollback_stale()
+            .await
+            .map_err(|e| failed(format!("rolling back a stale checkpoint: {e}")))?;
+        let before = self
+            .backend
+            .retrieve()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let applicable = probe::applicable(&self.probes, &before).await;
+        let checkpoint = self
+            .backend
+            .apply(desired, self.config.checkpoint_timeout)
+            .await
+            .map_err(|e| failed(e.message))?;
+        let verdict = if *shutdown.borrow() {
+            Err(ApplyError::Interrupted)
+        } else {
+            match self.backend.retrieve().await {
+                Ok(after) => probe::run_all(&self.probes, &applicable, &after)
+                    .await
+                    .map_err(failed),
+                Err(error) => Err(failed(error.to_string())),
+            }
+        };
+        match verdict {
+            Ok(()) => self
+                .backend
+                .commit(&checkpoint)
+                .await
+                .map_err(|e| failed(format!("committing the configuration: {e}"))),
+            Err(error) => {
+                let rollback = self.backend.rollback(&checkpoint).await;
+                match (error, rollback) {
+                    (ApplyError::Failed(message), Ok(())) => Err(failed(format!(
+                        "rolling back desired state configuration: {message}"
+                    ))),
+                    (ApplyError::Failed(message), Err(rollback)) => Err(failed(format!(
+                        "{message}; rolling back failed too: {rollback}"
+                    ))),
+                    (interrupted, _) => Err(interrupted),
+                }
+            }
+        }
+    }
+
+    /// Updates the status of enactment `name` with `update` if its
+    /// `policyGeneration` is still `generation`; returns whether it wrote.
+    /// A conflict re-reads and retries; other API errors are retried after
+    /// a pause, a few times.
+    async fn write(
+        &self,
+        name: &str,
+        generation: i64,
+        mut update: impl FnMut(&mut NodeNetworkConfigurationEnactmentStatus, &Time),
+    ) -> bool {
+        for attempt in 0..10u32 {
+            let mut object = match self.api.get_opt(name).await {
+                Ok(Some(object)) => object,
+                Ok(None) => {
+                    tracing::info!(enactment = %name, "enactment deleted: stopping");
+                    return false;
+                }
+                Err(error) => {
+                    tracing::warn!(enactment = %name, %error, "reading the enactment failed");
+                    tokio::time::sleep(Duration::from_millis(500) * (attempt + 1)).await;
+                    continue;
+                }
+            };
+            let status = object.0.status.get_or_insert_default();
+            if status.policy_generation != Some(generation) {
+                tracing::info!(enactment = %name, generation, now = ?status.policy_generation,
+                    "enactment moved to another generation: stopping");
+                return false;
+            }
+            let before = status.clone();
+            update(status, &Time(jiff::Timestamp::now()));
+            if *status == before {
+                return false;
+            }
+            match self
+                .api
+                .replace_status(name, &PostParams::default(), &object)
+                .await
+            {
+                Ok(_) => return true,
+                Err(error) if client::is_conflict(&error) => continue,
+                Err(error) if client::is_not_found(&error) => return false,
+                Err(error) => {
+                    tracing::warn!(enactment = %name, %error, "writing the enactment status failed");
+                    tokio::time::sleep(Duration::from_millis(500) * (attempt + 1)).await;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The generation to apply, if the enactment is released (or in flight)
+/// and has one.
+fn ready_to_apply(status: &NodeNetworkConfigurationEnactmentStatus) -> Option<i64> {
+    if status.phase() != EnactmentPhase::Progressing {
+        return None;
+    }
+    status.policy_generation
+}
+
+#[derive(Debug)]
+enum ApplyError {
+    /// The apply failed; the message is for users.
+    Failed(String),
+    /// The agent is stopping; the change was rolled back.
+    Interrupted,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use jiff::Timestamp;
+    use nmstate_openapi::condition::{set_enactment_pending, set_enactment_released};
+
+    use super::*;
+
+    #[test]
+    fn retries_five_times_with_doubling_backoff_then_gives_up() {
+        let decisions: Vec<AfterFailure> = (1..=7).map(after_failure).collect();
+        let retry = |attempt, seconds| AfterFailure::Retry {
+            attempt,
+            delay: Duration::from_secs(seconds),
+        };
+        assert_eq!(
+            decisions,
+            [
+                retry(1, 1),
+                retry(2, 2),
+                retry(3, 4),
+                retry(4, 8),
+                retry(5, 16),
+                AfterFailure::GiveUp,
+                AfterFailure::GiveUp,
+            ]
+        );
+        assert_eq!(after_failure(0), AfterFailure::GiveUp);
+        assert_eq!(after_failure(u32::MAX), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        // With more retries allowed the delay would stop growing at 30 s.
+        let delay = FIRST_BACKOFF
+            .checked_mul(1u32.checked_shl(9).unwrap())
+            .unwrap()
+            .min(MAX_BACKOFF);
+        assert_eq!(delay, MAX_BACKOFF);
+    }
+
+    #[test]
+    fn only_released_enactments_are_applied() {
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let mut status = NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: Some(3),
+            ..Default::default()
+        };
+        nmstate_openapi::condition::set_enactment_unknown(&mut status.conditions, &now);
+        assert_eq!(ready_to_apply(&status), None, "new");
+        set_enactment_pending(&mut status.conditions, "wait", &now);
+        assert_eq!(ready_to_apply(&status), None, "pending");
+        set_enactment_released(&mut status.conditions, &now);
+        assert_eq!(ready_to_apply(&status), Some(3), "released");
+        set_enactment_retrying(&mut status.conditions, "retry", &now);
+        assert_eq!(ready_to_apply(&status), Some(3), "retrying");
+        set_enactment_success(&mut status.conditions, "ok", &now);
+        assert_eq!(ready_to_apply(&status), None, "done");
+        set_enactment_released(&mut status.conditions, &now);
+        status.policy_generation = None;
+        assert_eq!(ready_to_apply(&status), None, "no generation");
+    }
+}
