@@ -2,6 +2,9 @@
 # A local nmstate cluster on this machine, in the foreground:
 #
 #   hack/local-up.sh [--nodes N] [--backend nm|hollow] [--state-dir DIR]
+#                    [--agent-arg ARG]...   (extra nmstate-agent flags, e.g.
+#                                            --agent-arg=--checkpoint-timeout=30s)
+#                    [--no-build]           (use the binaries already in target/debug)
 #
 # - builds nmstate-apiserver and nmstate-agent (debug);
 # - starts nmstate-apiserver (embedded store under DIR/apiserver) inside a
@@ -28,7 +31,9 @@ cd "$(dirname "$0")/.."
 nodes=2
 backend=nm
 state_dir=.local-up
-usage() { sed -n '2,24p' "$0"; }
+agent_args=()
+build=1
+usage() { sed -n '2,27p' "$0"; }
 while [[ $# -gt 0 ]]; do
   case $1 in
   --nodes) nodes=${2:?--nodes needs a value}; shift 2 ;;
@@ -37,6 +42,9 @@ while [[ $# -gt 0 ]]; do
   --backend=*) backend=${1#*=}; shift ;;
   --state-dir) state_dir=${2:?--state-dir needs a value}; shift 2 ;;
   --state-dir=*) state_dir=${1#*=}; shift ;;
+  --agent-arg) agent_args+=("${2:?--agent-arg needs a value}"); shift 2 ;;
+  --agent-arg=*) agent_args+=("${1#*=}"); shift ;;
+  --no-build) build=0; shift ;;
   -h | --help) usage; exit 0 ;;
   *) echo "local-up: unknown argument $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -57,11 +65,16 @@ fi
 bash hack/local-down.sh --state-dir "$state_dir" >/dev/null
 
 bash hack/setup-deps.sh
-echo "local-up: building"
-cargo build -p nmstate-apiserver -p nmstate-agent
+if [[ $build -eq 1 ]]; then
+  echo "local-up: building"
+  cargo build -p nmstate-apiserver -p nmstate-agent
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 apiserver=$target_dir/debug/nmstate-apiserver
 agent=$target_dir/debug/nmstate-agent
+for binary in "$apiserver" "$agent"; do
+  [[ -x $binary ]] || { echo "local-up: $binary is missing; run without --no-build" >&2; exit 1; }
+done
 
 echo $$ >"$state_dir/local-up.pid"
 mkdir -p "$state_dir"/{pids,logs,netns,kubeconfigs}
@@ -141,10 +154,10 @@ for i in $(seq "$nodes"); do
     bash hack/netns-node.sh up "$state_dir/netns" "$ns" "$hub" "10.77.0.$((10 + i))/24" "$hub_address"
     bash hack/netns-node.sh exec "$state_dir/netns" "$ns" "$agent" \
       --node-name "$node" --kubeconfig "$kubeconfig" --backend nm --node-labels "$labels" \
-      >"$state_dir/logs/$node.log" 2>&1 </dev/null &
+      ${agent_args[@]+"${agent_args[@]}"} >"$state_dir/logs/$node.log" 2>&1 </dev/null &
   else
     "$agent" --node-name "$node" --kubeconfig "$kubeconfig" --backend hollow --node-labels "$labels" \
-      >"$state_dir/logs/$node.log" 2>&1 </dev/null &
+      ${agent_args[@]+"${agent_args[@]}"} >"$state_dir/logs/$node.log" 2>&1 </dev/null &
   fi
   record "agent-$node" $! nmstate-agent
 done

@@ -294,3 +294,154 @@ impl BackendDriver {
         Ok(())
     }
 }
+
+/// A cluster started by `hack/local-up.sh --backend nm --no-build` (the
+/// apiserver in a hub namespace, namespace nodes with NetworkManager and
+/// the real agent), stopped with SIGTERM when dropped; `hack/local-down.sh`
+/// then runs once more as a backstop.
+#[derive(Debug)]
+pub struct LocalUp {
+    child: std::process::Child,
+    state_dir: tempfile::TempDir,
+}
+
+impl LocalUp {
+    /// Starts `nodes` nodes; `agent_args` go to every agent. The binaries
+    /// must be built (`cargo build -p nmstate-apiserver -p nmstate-agent`).
+    pub async fn start(nodes: usize, agent_args: &[&str]) -> Result<Self> {
+        let state_dir = tempfile::Builder::new().prefix("nmst-local-up").tempdir()?;
+        let log = std::fs::File::create(state_dir.path().join("local-up.log"))?;
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/local-up.sh"))
+            .args([
+                "--nodes",
+                &nodes.to_string(),
+                "--backend",
+                "nm",
+                "--no-build",
+            ])
+            .arg("--state-dir")
+            .arg(state_dir.path());
+        for arg in agent_args {
+            command.arg(format!("--agent-arg={arg}"));
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting hack/local-up.sh")?;
+        let mut cluster = Self { child, state_dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            if cluster.log().contains("export KUBECONFIG=") {
+                return Ok(cluster);
+            }
+            if let Some(status) = cluster.child.try_wait()? {
+                bail!("hack/local-up.sh exited: {status}\n{}", cluster.log());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("hack/local-up.sh did not come up:\n{}", cluster.log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `DIR/admin.kubeconfig` (through the loopback forward).
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.state_dir.path().join("admin.kubeconfig")
+    }
+
+    /// local-up's own output.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.path().join("local-up.log")).unwrap_or_default()
+    }
+
+    /// The log of a process local-up started (`apiserver`, `node-1`, ...).
+    pub fn process_log(&self, name: &str) -> String {
+        std::fs::read_to_string(
+            self.state_dir
+                .path()
+                .join("logs")
+                .join(format!("{name}.log")),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Node `i` (1-based) as a [`NetnsNode`], to run commands in.
+    pub fn node(&self, i: usize) -> Result<NetnsNode> {
+        let nodes = std::fs::read_to_string(self.state_dir.path().join("nodes"))?;
+        let name = nodes
+            .lines()
+            .nth(i - 1)
+            .with_context(|| format!("local-up has no node {i}"))?
+            .to_owned();
+        Ok(NetnsNode {
+            name,
+            address: format!("10.77.0.{}", 10 + i),
+            network_manager: true,
+            dir: self.state_dir.path().join("netns"),
+        })
+    }
+
+    /// The PID of node `i`'s agent.
+    pub fn agent_pid(&self, i: usize) -> Result<i32> {
+        let record =
+            std::fs::read_to_string(self.state_dir.path().join(format!("pids/agent-node-{i}")))?;
+        Ok(record
+            .split_whitespace()
+            .next()
+            .context("empty PID record")?
+            .parse()?)
+    }
+
+    /// Starts node `i`'s agent again (after a test killed it), as local-up
+    /// does, with `agent_args`; it is recorded for cleanup like the first.
+    pub fn restart_agent(&self, i: usize, agent_args: &[&str]) -> Result<()> {
+        let node = self.node(i)?;
+        let dir = self.state_dir.path();
+        let agent = crate::apiserver::workspace_binary("nmstate-agent")?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join(format!("logs/node-{i}.log")))?;
+        let child = std::process::Command::new("bash")
+            .arg(script())
+            .arg("exec")
+            .arg(dir.join("netns"))
+            .arg(&node.name)
+            .arg(agent)
+            .args(["--node-name", &format!("node-{i}"), "--backend", "nm"])
+            .arg("--kubeconfig")
+            .arg(dir.join(format!("kubeconfigs/node-{i}.kubeconfig")))
+            .args([
+                "--node-labels",
+                &format!("kubernetes.io/hostname=node-{i},node-role.kubernetes.io/worker="),
+            ])
+            .args(agent_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        std::fs::write(
+            dir.join(format!("pids/agent-node-{i}")),
+            format!("{} nmstate-agent\n", child.id()),
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for LocalUp {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+        let _ = std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/local-down.sh"))
+            .arg("--state-dir")
+            .arg(self.state_dir.path())
+            .stdin(Stdio::null())
+            .status();
+    }
+}

@@ -5,6 +5,11 @@
 //!
 //! The kernel of the machines this runs on lacks bonding and 802.1Q (VLAN);
 //! the bond and VLAN tests find that out at run time and print it plainly.
+//!
+//! The `cluster_*` tests run the whole system: `hack/local-up.sh` (the
+//! apiserver in a hub namespace, the real agent in each namespace node),
+//! policies through real kubectl. They need the binaries built:
+//! `cargo build -p nmstate-apiserver -p nmstate-agent`.
 
 use std::{
     path::Path,
@@ -12,7 +17,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use nmstate_e2e::netns::{BackendDriver, NetnsLab, NetnsNode};
+use nmstate_e2e::{
+    kubectl::Kubectl,
+    netns::{BackendDriver, LocalUp, NetnsLab, NetnsNode},
+};
+use nmstate_openapi::State;
 use serde_json::{Value, json};
 
 /// The driver binary of this package, built by cargo for these tests.
@@ -506,5 +515,177 @@ async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager
     restarted.call_ok(json!({"op": "rollback-stale"})).await?;
     assert_eq!(kernel_bridge(node, "br1").await?, None);
     assert!(kernel_bridge(node, "br2").await?.is_some());
+    Ok(())
+}
+
+/// A policy for node-1 with `desired` as its desired state.
+fn policy_yaml(name: &str, desired: &Value) -> String {
+    let policy = json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": "node-1"},
+            "desiredState": desired,
+        },
+    });
+    policy.to_string()
+}
+
+async fn node_state(kubectl: &Kubectl, node: &str) -> Result<Value> {
+    let output = kubectl.run(&["get", "nns", node, "-o", "json"]).await;
+    if !output.success() {
+        bail!("{output}");
+    }
+    Ok(output.json()["status"]["currentState"].clone())
+}
+
+#[tokio::test]
+async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nmstatectl()
+-> Result<()> {
+    let cluster = LocalUp::start(1, &[]).await?;
+    let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
+    let node = cluster.node(1)?;
+    eventually("NodeNetworkState node-1", || async {
+        Ok(node_state(&kubectl, "node-1").await.is_ok())
+    })
+    .await?;
+
+    kubectl
+        .run_stdin(
+            &["apply", "-f", "-"],
+            &policy_yaml("br1-eth1", &bridge_state("br1", "eth1", "192.0.2.1")),
+        )
+        .await
+        .ok();
+    let wait = kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Available",
+            "nncp/br1-eth1",
+            "--timeout=120s",
+        ])
+        .await;
+    assert!(
+        wait.success(),
+        "{wait}\n--- agent log\n{}",
+        cluster.process_log("node-1")
+    );
+    let enactment = kubectl
+        .run(&["get", "nnce", "node-1.br1-eth1", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let available = enactment["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["type"] == "Available")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(available["status"], "True", "{enactment}");
+    assert_eq!(available["reason"], "SuccessfullyConfigured", "{enactment}");
+
+    // Independently of our code: the kernel and upstream's nmstatectl.
+    assert_eq!(
+        kernel_bridge(&node, "br1").await?,
+        Some(vec!["eth1".to_owned()])
+    );
+    assert_eq!(
+        node.ipv4_addresses("br1").await?,
+        vec!["192.0.2.1/24".to_owned()]
+    );
+    let theirs = node.nmstatectl_show().await?;
+    assert_eq!(
+        ipv4_addresses(&theirs, "br1"),
+        vec!["192.0.2.1/24".to_owned()]
+    );
+
+    // The node state shows it, and agrees with nmstatectl after the
+    // agent's own filtering.
+    eventually("br1 in NodeNetworkState node-1", || async {
+        Ok(
+            ipv4_addresses(&node_state(&kubectl, "node-1").await?, "br1")
+                == vec!["192.0.2.1/24".to_owned()],
+        )
+    })
+    .await?;
+    let reported = node_state(&kubectl, "node-1").await?;
+    let filtered = nmstate_agent::filter::filter_state(&State(theirs)).0;
+    assert_eq!(interface_summary(&reported), interface_summary(&filtered));
+    assert!(
+        interface(&reported, "eth1-peer").is_none(),
+        "unmanaged veth peers are filtered out: {reported}"
+    );
+    for name in ["eth0", "eth1", "br1"] {
+        assert_eq!(
+            ipv4_addresses(&reported, name),
+            ipv4_addresses(&filtered, name),
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_degraded()
+-> Result<()> {
+    // Short probe timeout: five tries of an apply whose API-server probe
+    // cannot succeed.
+    let cluster = LocalUp::start(1, &["--probe-timeout=5s"]).await?;
+    let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
+    let node = cluster.node(1)?;
+    eventually("NodeNetworkState node-1", || async {
+        Ok(node_state(&kubectl, "node-1").await.is_ok())
+    })
+    .await?;
+    let address = format!("{}/24", node.address);
+    assert_eq!(node.ipv4_addresses("eth0").await?, vec![address.clone()]);
+
+    // Takes away the address the agent reaches the apiserver with.
+    let cut_off = json!({"interfaces": [{
+        "name": "eth0", "type": "veth", "state": "up",
+        "ipv4": {"enabled": false},
+    }]});
+    kubectl
+        .run_stdin(&["apply", "-f", "-"], &policy_yaml("cut-off", &cut_off))
+        .await
+        .ok();
+    let wait = kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Degraded",
+            "nncp/cut-off",
+            "--timeout=400s",
+        ])
+        .await;
+    assert!(
+        wait.success(),
+        "{wait}\n--- agent log\n{}",
+        cluster.process_log("node-1")
+    );
+
+    let enactment = kubectl
+        .run(&["get", "nnce", "node-1.cut-off", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let failing = enactment["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["type"] == "Failing")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failing["status"], "True", "{enactment}");
+    assert_eq!(failing["reason"], "FailedToConfigure", "{enactment}");
+    assert!(
+        failing["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{enactment}"
+    );
+    // Rolled back: the address is there again, and the node still reports.
+    assert_eq!(node.ipv4_addresses("eth0").await?, vec![address.clone()]);
+    let reported = node_state(&kubectl, "node-1").await?;
+    assert_eq!(ipv4_addresses(&reported, "eth0"), vec![address]);
     Ok(())
 }
