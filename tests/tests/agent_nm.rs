@@ -532,6 +532,35 @@ fn policy_yaml(name: &str, desired: &Value) -> String {
     policy.to_string()
 }
 
+/// Polls `resource` until its condition `kind` is `True`; a bound for
+/// failing, not a measurement.
+async fn wait_for_condition(
+    kubectl: &Kubectl,
+    resource: &str,
+    kind: &str,
+    limit: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let output = kubectl.run(&["get", resource, "-o", "json"]).await;
+        if output.success() {
+            let object = output.json();
+            let holds = object["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|condition| condition["type"] == kind && condition["status"] == "True");
+            if holds {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{resource}: condition {kind} not True within {limit:?}:\n{output}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn node_state(kubectl: &Kubectl, node: &str) -> Result<Value> {
     let output = kubectl.run(&["get", "nns", node, "-o", "json"]).await;
     if !output.success() {
@@ -651,17 +680,12 @@ async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_d
         .run_stdin(&["apply", "-f", "-"], &policy_yaml("cut-off", &cut_off))
         .await
         .ok();
-    let wait = kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Degraded",
-            "nncp/cut-off",
-            "--timeout=400s",
-        ])
-        .await;
+    // Five tries, each with its probe timeout, and the back-off between.
+    let limit = Duration::from_secs(400);
+    let degraded = wait_for_condition(&kubectl, "nncp/cut-off", "Degraded", limit).await;
     assert!(
-        wait.success(),
-        "{wait}\n--- agent log\n{}",
+        degraded.is_ok(),
+        "{degraded:?}\n--- agent log\n{}",
         cluster.process_log("node-1")
     );
 
