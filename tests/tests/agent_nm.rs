@@ -713,3 +713,60 @@ async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_d
     assert_eq!(ipv4_addresses(&reported, "eth0"), vec![address]);
     Ok(())
 }
+
+#[tokio::test]
+async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() -> Result<()> {
+    // The checkpoint expires long before the probe gives up: NetworkManager
+    // rolls back on its own while the agent is gone.
+    let cluster = LocalUp::start(1, &["--checkpoint-timeout=8s", "--probe-timeout=120s"]).await?;
+    let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
+    let node = cluster.node(1)?;
+    eventually("NodeNetworkState node-1", || async {
+        Ok(node_state(&kubectl, "node-1").await.is_ok())
+    })
+    .await?;
+    let address = format!("{}/24", node.address);
+
+    let cut_off = json!({"interfaces": [{
+        "name": "eth0", "type": "veth", "state": "up",
+        "ipv4": {"enabled": false},
+    }]});
+    kubectl
+        .run_stdin(&["apply", "-f", "-"], &policy_yaml("cut-off", &cut_off))
+        .await
+        .ok();
+    // Applied, not committed: the agent is waiting for its probe.
+    eventually("eth0 without its address", || async {
+        Ok(node.ipv4_addresses("eth0").await?.is_empty())
+    })
+    .await?;
+    let agent = nix::unistd::Pid::from_raw(cluster.agent_pid(1)?);
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGKILL)?;
+
+    eventually("eth0's address restored by NetworkManager", || async {
+        Ok(node.ipv4_addresses("eth0").await? == vec![address.clone()])
+    })
+    .await?;
+
+    // The restarted agent reports the node as it is, and tries again (and
+    // fails again: the probe guards the node, the policy ends Degraded).
+    cluster.restart_agent(1, &["--probe-timeout=5s"])?;
+    eventually("eth0's address in NodeNetworkState node-1", || async {
+        Ok(ipv4_addresses(&node_state(&kubectl, "node-1").await?, "eth0") == vec![address.clone()])
+    })
+    .await?;
+    let degraded = wait_for_condition(
+        &kubectl,
+        "nncp/cut-off",
+        "Degraded",
+        Duration::from_secs(400),
+    )
+    .await;
+    assert!(
+        degraded.is_ok(),
+        "{degraded:?}\n--- agent log\n{}",
+        cluster.process_log("node-1")
+    );
+    assert_eq!(node.ipv4_addresses("eth0").await?, vec![address]);
+    Ok(())
+}
