@@ -770,3 +770,71 @@ async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() ->
     assert_eq!(node.ipv4_addresses("eth0").await?, vec![address]);
     Ok(())
 }
+
+/// The apiserver's count of writes (any verb but get/list/watch) to
+/// NodeNetworkStates and their status, from its `/metrics`.
+async fn state_writes(kubectl: &Kubectl) -> Result<u64> {
+    let output = kubectl.run(&["get", "--raw", "/metrics"]).await;
+    if !output.success() {
+        bail!("{output}");
+    }
+    Ok(output
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("nmstate_apiserver_requests_total{"))
+        .filter(|line| line.contains(r#"resource="nodenetworkstates""#))
+        .filter(|line| {
+            !["get", "list", "watch"]
+                .iter()
+                .any(|verb| line.contains(&format!(r#"verb="{verb}""#)))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
+}
+
+#[tokio::test]
+async fn cluster_an_idle_node_writes_nothing() -> Result<()> {
+    // The Ready heartbeat (a write by design, at most once a minute) is put
+    // out of the window; a short resync re-reads the real state often.
+    let cluster = LocalUp::start(1, &["--ready-interval=10m", "--resync=5s"]).await?;
+    let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
+    eventually("NodeNetworkState node-1", || async {
+        Ok(node_state(&kubectl, "node-1").await.is_ok())
+    })
+    .await?;
+    // Let the first reports settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes_before = state_writes(&kubectl).await?;
+    assert!(
+        writes_before >= 1,
+        "the create was counted: {writes_before}"
+    );
+    let before = kubectl
+        .run(&["get", "nns", "node-1", "-o", "json"])
+        .await
+        .ok()
+        .json();
+
+    // Six resync periods of a real NetworkManager node with nothing changing.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let after = kubectl
+        .run(&["get", "nns", "node-1", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        state_writes(&kubectl).await?,
+        writes_before,
+        "--- agent log\n{}",
+        cluster.process_log("node-1")
+    );
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert_eq!(
+        after["status"]["lastSuccessfulUpdateTime"],
+        before["status"]["lastSuccessfulUpdateTime"]
+    );
+    Ok(())
+}
