@@ -532,8 +532,8 @@ fn policy_yaml(name: &str, desired: &Value) -> String {
     policy.to_string()
 }
 
-/// Polls `resource` until its condition `kind` is `True`; a bound for
-/// failing, not a measurement.
+/// Polls `resource` until its condition `kind` is `True` for its current
+/// generation; a bound for failing, not a measurement.
 async fn wait_for_condition(
     kubectl: &Kubectl,
     resource: &str,
@@ -545,11 +545,18 @@ async fn wait_for_condition(
         let output = kubectl.run(&["get", resource, "-o", "json"]).await;
         if output.success() {
             let object = output.json();
+            let generation = &object["metadata"]["generation"];
+            // A policy's conditions name the generation they are about.
             let holds = object["status"]["conditions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|condition| condition["type"] == kind && condition["status"] == "True");
+                .any(|condition| {
+                    condition["type"] == kind
+                        && condition["status"] == "True"
+                        && (condition["observedGeneration"].is_null()
+                            || &condition["observedGeneration"] == generation)
+                });
             if holds {
                 return Ok(());
             }
@@ -836,5 +843,128 @@ async fn cluster_an_idle_node_writes_nothing() -> Result<()> {
         after["status"]["lastSuccessfulUpdateTime"],
         before["status"]["lastSuccessfulUpdateTime"]
     );
+    Ok(())
+}
+
+/// Applies `desired` as policy `name` for node-1 and waits until it is
+/// Available.
+async fn apply_available(cluster: &LocalUp, kubectl: &Kubectl, name: &str, desired: &Value) {
+    kubectl
+        .run_stdin(&["apply", "-f", "-"], &policy_yaml(name, desired))
+        .await
+        .ok();
+    let available = wait_for_condition(
+        kubectl,
+        &format!("nncp/{name}"),
+        "Available",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        available.is_ok(),
+        "{available:?}\n--- agent log\n{}",
+        cluster.process_log("node-1")
+    );
+}
+
+#[tokio::test]
+async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_become_available()
+-> Result<()> {
+    let cluster = LocalUp::start(1, &[]).await?;
+    let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
+    let node = cluster.node(1)?;
+    eventually("NodeNetworkState node-1", || async {
+        Ok(node_state(&kubectl, "node-1").await.is_ok())
+    })
+    .await?;
+
+    // Two bridges.
+    apply_available(
+        &cluster,
+        &kubectl,
+        "br1",
+        &bridge_state("br1", "eth1", "192.0.2.1"),
+    )
+    .await;
+    apply_available(
+        &cluster,
+        &kubectl,
+        "br2",
+        &bridge_state("br2", "eth2", "203.0.113.1"),
+    )
+    .await;
+    assert_eq!(
+        kernel_bridge(&node, "br1").await?,
+        Some(vec!["eth1".to_owned()])
+    );
+    assert_eq!(
+        kernel_bridge(&node, "br2").await?,
+        Some(vec!["eth2".to_owned()])
+    );
+
+    // A macvlan on the first bridge.
+    let macvlan = json!({"interfaces": [{
+        "name": "mac0", "type": "mac-vlan", "state": "up",
+        "mac-vlan": {"base-iface": "br1", "mode": "bridge", "promiscuous": true},
+    }]});
+    apply_available(&cluster, &kubectl, "mac0", &macvlan).await;
+    let link = node.ip_link("mac0").await?.context("mac0 exists")?;
+    assert_eq!(link["linkinfo"]["info_kind"], "macvlan", "{link}");
+    assert_eq!(link["linkinfo"]["info_data"]["mode"], "bridge", "{link}");
+
+    // A static route through the first bridge.
+    let route = json!({"routes": {"config": [{
+        "destination": "198.51.100.0/24",
+        "next-hop-address": "192.0.2.254",
+        "next-hop-interface": "br1",
+    }]}});
+    apply_available(&cluster, &kubectl, "route", &route).await;
+    let routes: Vec<Value> = serde_json::from_slice(
+        &node
+            .run("ip", &["-j", "route", "show", "198.51.100.0/24"])
+            .await?
+            .stdout,
+    )?;
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0]["gateway"], "192.0.2.254");
+    assert_eq!(routes[0]["dev"], "br1");
+
+    // DNS, as NetworkManager keeps it (nmstatectl reads it back).
+    let dns = json!({"dns-resolver": {"config": {
+        "server": ["192.0.2.53"],
+        "search": ["example.com"],
+    }}});
+    apply_available(&cluster, &kubectl, "dns", &dns).await;
+    let theirs = node.nmstatectl_show().await?;
+    assert_eq!(
+        theirs["dns-resolver"]["config"]["server"],
+        json!(["192.0.2.53"]),
+        "{}",
+        theirs["dns-resolver"]
+    );
+    assert_eq!(
+        theirs["dns-resolver"]["config"]["search"],
+        json!(["example.com"])
+    );
+
+    // An address change of the first bridge.
+    apply_available(
+        &cluster,
+        &kubectl,
+        "br1",
+        &bridge_state("br1", "eth1", "192.0.2.10"),
+    )
+    .await;
+    assert_eq!(
+        node.ipv4_addresses("br1").await?,
+        vec!["192.0.2.10/24".to_owned()]
+    );
+    eventually("the new address in NodeNetworkState node-1", || async {
+        Ok(
+            ipv4_addresses(&node_state(&kubectl, "node-1").await?, "br1")
+                == vec!["192.0.2.10/24".to_owned()],
+        )
+    })
+    .await?;
     Ok(())
 }
