@@ -968,3 +968,40 @@ async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_beco
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn cluster_bond_and_vlan_policies_become_available_where_the_kernel_allows() -> Result<()> {
+    let cluster = LocalUp::start(1, &[]).await?;
+    let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
+    let node = cluster.node(1)?;
+    if kernel_supports(&node, "bond", &[], &[]).await? {
+        let bond = json!({"interfaces": [{
+            "name": "bond99", "type": "bond", "state": "up",
+            "link-aggregation": {"mode": "active-backup", "port": ["eth1", "eth2"]},
+        }]});
+        apply_available(&cluster, &kubectl, "bond99", &bond).await;
+        let link = node.ip_link("bond99").await?.context("bond99 exists")?;
+        assert_eq!(link["linkinfo"]["info_data"]["mode"], "active-backup");
+        kubectl.run(&["delete", "nncp", "bond99"]).await.ok();
+    } else {
+        say(
+            "NOT RUN: this kernel has no bonding driver; the active-backup bond policy \
+             test cannot run on this machine",
+        );
+    }
+    if kernel_supports(&node, "vlan", &["link", "eth1"], &["id", "4000"]).await? {
+        let vlan = json!({"interfaces": [{
+            "name": "eth1.102", "type": "vlan", "state": "up",
+            "vlan": {"base-iface": "eth1", "id": 102},
+        }]});
+        apply_available(&cluster, &kubectl, "vlan102", &vlan).await;
+        let link = node.ip_link("eth1.102").await?.context("eth1.102 exists")?;
+        assert_eq!(link["linkinfo"]["info_data"]["id"], 102);
+    } else {
+        say(
+            "NOT RUN: this kernel has no 802.1Q (VLAN) support; the VLAN policy test \
+             cannot run on this machine",
+        );
+    }
+    Ok(())
+}
