@@ -86,4 +86,16 @@ fn every_scenario_runs_quick_and_reports_json() {
         ],
         &["watches", "events", "writers"],
     );
+    check(
+        &run("render"),
+        "render",
+        &["render_us", "upstream_median_ms"],
+        &[
+            "interfaces",
+            "renders",
+            "renders_per_s",
+            "upstream_nodes",
+            "upstream_renders_per_s",
+        ],
+    );
 }

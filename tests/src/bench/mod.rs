@@ -8,7 +8,10 @@
 //! - `list`: listing every node state (JSON and Table) against one etcd range
 //!   read;
 //! - `watch`: many per-node enactment watches: event delivery latency and
-//!   the server's memory, against one watcher of all enactments.
+//!   the server's memory, against one watcher of all enactments;
+//! - `render`: rendering a policy with captures for a node, in process,
+//!   against upstream's path (an `nmstatectl policy` process per node); it
+//!   needs no server.
 //!
 //! Progress goes to stderr, the report to stdout; with `--json` the report
 //! ends with one line holding a JSON object of the figures. The figures are
@@ -18,6 +21,7 @@ pub mod objects;
 pub mod stats;
 
 mod list;
+mod render;
 mod watch;
 mod write;
 
@@ -70,6 +74,8 @@ pub enum Scenario {
     List,
     /// Per-node enactment watches: delivery latency and server memory.
     Watch,
+    /// Rendering a policy for a node: in process against `nmstatectl policy`.
+    Render,
 }
 
 impl Scenario {
@@ -79,6 +85,7 @@ impl Scenario {
             Scenario::Write => "write",
             Scenario::List => "list",
             Scenario::Watch => "watch",
+            Scenario::Render => "render",
         }
     }
 }
@@ -171,11 +178,17 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
     raise_open_file_limit();
     let counts = Counts::new(quick);
     let mut report = Report::new(scenario, quick);
+    if scenario == Scenario::Render {
+        // Pure CPU work in this process: no server to start.
+        render::run(quick, &mut report)?;
+        return Ok(report);
+    }
     let cluster = Cluster::start(apiserver).await?;
     let result = match scenario {
         Scenario::Write => write::run(&cluster, &counts, &mut report).await,
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
+        Scenario::Render => Ok(()),
     };
     if let Err(error) = result {
         return Err(error.context(format!(
