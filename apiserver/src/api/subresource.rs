@@ -124,29 +124,38 @@ pub async fn dry_run(request: &rest::Request<'_>, bytes: &[u8]) -> Result<Respon
         }
     };
     let (_, states) = request.state.caches.get(STATE).snapshot();
-    let nodes: Vec<(&str, BTreeMap<String, String>, State)> = states
-        .iter()
-        .map(|object| {
-            (
-                object.name.as_str(),
-                labels(object),
-                current_state(&object.value),
-            )
-        })
-        .collect();
-    let inputs = nodes.iter().map(|(node, labels, state)| NodeInput {
-        name: node,
-        labels,
-        current_state: Some(state),
-    });
-    let mut answer = subresources::dry_run(
-        &api_version(request),
-        name,
-        &policy.spec,
-        inputs,
-        &request.state.render,
-        &now(),
-    );
+    let api_version = api_version(request);
+    let name_owned = name.to_owned();
+    let options = request.state.render;
+    // Rendering and comparing every node is CPU work that grows with the
+    // cluster: it runs off the threads that serve requests.
+    let mut answer = tokio::task::spawn_blocking(move || {
+        let nodes: Vec<(&str, BTreeMap<String, String>, State)> = states
+            .iter()
+            .map(|object| {
+                (
+                    object.name.as_str(),
+                    labels(object),
+                    current_state(&object.value),
+                )
+            })
+            .collect();
+        let inputs = nodes.iter().map(|(node, labels, state)| NodeInput {
+            name: node,
+            labels,
+            current_state: Some(state),
+        });
+        subresources::dry_run(
+            &api_version,
+            &name_owned,
+            &policy.spec,
+            inputs,
+            &options,
+            &now(),
+        )
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("dry run task failed: {error}")))?;
     answer.policy_generation = generation;
     reply(request, &answer, &warnings)
 }
