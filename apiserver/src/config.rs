@@ -4,7 +4,8 @@
 //! same. `main` parses [`Args`] and calls [`Args::into_config`] (or, for the
 //! `kubeconfig` subcommand, [`KubeconfigArgs::into_request`]); library code
 //! and tests only ever see the checked values, and nothing here reads the
-//! environment.
+//! environment: `main` copies what a pod's environment says into
+//! [`Args::pod`].
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -15,7 +16,10 @@ use std::{
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
-    auth::front_proxy::RequestHeaderConfig,
+    auth::{
+        cluster::{ClusterAccess, InCluster, SERVICE_ACCOUNT_DIR},
+        front_proxy::RequestHeaderConfig,
+    },
     kubeconfig::IssueRequest,
     storage::{StorageConfig, etcd::EtcdConfig},
     tls::{ClientCa, TlsSource, default_hosts},
@@ -82,14 +86,22 @@ pub struct Args {
     pub client_ca_file: Option<PathBuf>,
 
     /// Kubeconfig of the kube-apiserver that reviews bearer tokens
-    /// (TokenReview); without it bearer tokens are not accepted.
+    /// (TokenReview) and publishes the extension-apiserver-authentication
+    /// ConfigMap. Without it, in a pod, the pod's service account is used;
+    /// elsewhere bearer tokens are not accepted.
     #[arg(long)]
     pub authentication_kubeconfig: Option<PathBuf>,
 
     /// Kubeconfig of the kube-apiserver asked (SubjectAccessReview) about
-    /// users the standalone policy does not allow; without it they get 403.
+    /// users the standalone policy does not allow. Without it, in a pod,
+    /// the pod's service account is used; elsewhere they get 403.
     #[arg(long)]
     pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// What the environment says about the pod the server runs in; filled
+    /// in by `main`, never a flag.
+    #[arg(skip)]
+    pub pod: PodEnvironment,
 
     /// CA bundle of front proxies (kube-apiserver's aggregator): a client
     /// certificate signed by it, with a common name in
@@ -133,6 +145,18 @@ pub struct Args {
     /// whose kernel lacks bridge VLAN filtering.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub default_bridge_vlan_filtering: bool,
+
+    /// Run the policy controller (under leader election among replicas
+    /// sharing an etcd). Turn off only to serve the API without acting on
+    /// it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub controller: bool,
+
+    /// How old a node's `Ready` heartbeat (renewed by its agent about once a
+    /// minute) may be before the controller treats the node as NotReady:
+    /// nothing is released to it and it is counted apart.
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub node_heartbeat_grace_period: Duration,
 
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -203,6 +227,35 @@ impl KubeconfigArgs {
     }
 }
 
+/// The environment variables that tell a pod where kube-apiserver is, and
+/// where its service account is mounted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodEnvironment {
+    /// `KUBERNETES_SERVICE_HOST`, set by the kubelet in every pod.
+    pub kubernetes_service_host: Option<String>,
+    /// `KUBERNETES_SERVICE_PORT`.
+    pub kubernetes_service_port: Option<String>,
+    /// `NMSTATE_SERVICEACCOUNT_DIR`, for tests only: the service-account
+    /// directory instead of [`SERVICE_ACCOUNT_DIR`].
+    pub serviceaccount_dir: Option<PathBuf>,
+}
+
+impl PodEnvironment {
+    /// The in-cluster access this environment gives, if any.
+    pub fn in_cluster(&self) -> Result<Option<InCluster>, ConfigError> {
+        let dir = self
+            .serviceaccount_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR));
+        InCluster::detect(
+            self.kubernetes_service_host.as_deref(),
+            self.kubernetes_service_port.as_deref(),
+            &dir,
+        )
+        .map_err(|message| config_error("KUBERNETES_SERVICE_PORT", message))
+    }
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -228,10 +281,12 @@ pub struct Config {
     /// Front-proxy authentication, when `--requestheader-client-ca-file`
     /// is given.
     pub request_header: Option<RequestHeaderConfig>,
-    /// Where bearer tokens are reviewed (`--authentication-kubeconfig`).
-    pub authentication_kubeconfig: Option<PathBuf>,
-    /// Where access is reviewed (`--authorization-kubeconfig`).
-    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Where bearer tokens are reviewed and the authentication ConfigMap
+    /// read (`--authentication-kubeconfig`, or in-cluster).
+    pub authentication: Option<ClusterAccess>,
+    /// Where access is reviewed (`--authorization-kubeconfig`, or
+    /// in-cluster).
+    pub authorization: Option<ClusterAccess>,
     /// Compaction interval (`None`: never).
     pub compaction_interval: Option<Duration>,
     /// Timeout of every request but watches.
@@ -240,6 +295,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How policies are rendered for nodes.
     pub render: nmstate_openapi::render::RenderOptions,
+    /// The policy controller's settings, `None` when it is off.
+    pub controller: Option<crate::controller::ControllerConfig>,
 }
 
 /// A flag combination that cannot work. `main` exits with code 64.
@@ -377,15 +434,24 @@ impl Args {
             None => None,
         };
 
+        // As Kubernetes' extension servers: a kubeconfig flag wins; without
+        // one, a pod uses its service account.
+        let in_cluster = self.pod.in_cluster()?;
+        let access = |kubeconfig: Option<PathBuf>| {
+            kubeconfig
+                .map(ClusterAccess::Kubeconfig)
+                .or_else(|| in_cluster.clone().map(ClusterAccess::InCluster))
+        };
+
         Ok(Config {
+            authentication: access(self.authentication_kubeconfig),
+            authorization: access(self.authorization_kubeconfig),
             data_dir: self.data_dir,
             listen: SocketAddr::new(self.bind_address, self.secure_port),
             storage,
             tls,
             client_ca,
             request_header,
-            authentication_kubeconfig: self.authentication_kubeconfig,
-            authorization_kubeconfig: self.authorization_kubeconfig,
             compaction_interval: (!self.etcd_compaction_interval.is_zero())
                 .then_some(self.etcd_compaction_interval),
             request_timeout: self.request_timeout,
@@ -393,6 +459,12 @@ impl Args {
             render: nmstate_openapi::render::RenderOptions {
                 default_bridge_vlan_filtering: self.default_bridge_vlan_filtering,
             },
+            controller: self
+                .controller
+                .then(|| crate::controller::ControllerConfig {
+                    heartbeat_grace: self.node_heartbeat_grace_period,
+                    ..Default::default()
+                }),
         })
     }
 }
@@ -529,6 +601,63 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "invalid flag --requestheader-client-ca-file: /nonexistent/ca.crt is not a readable file"
+        );
+    }
+
+    #[test]
+    fn cluster_access_from_flags_or_the_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "t").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), "c").unwrap();
+        let pod = PodEnvironment {
+            kubernetes_service_host: Some("fd00::1".into()),
+            kubernetes_service_port: Some("443".into()),
+            serviceaccount_dir: Some(dir.path().to_path_buf()),
+        };
+        let with_pod = |args: &[&str], pod: &PodEnvironment| {
+            let mut argv = vec!["nmstate-apiserver", "--data-dir", "/tmp/d"];
+            argv.extend_from_slice(args);
+            let mut args = Args::try_parse_from(argv).unwrap();
+            args.pod = pod.clone();
+            args.into_config()
+        };
+        let standalone = with_pod(&[], &PodEnvironment::default()).unwrap();
+        assert_eq!(standalone.authentication, None, "not in a pod");
+        assert_eq!(standalone.authorization, None);
+
+        let in_cluster = ClusterAccess::InCluster(InCluster {
+            server: "https://[fd00::1]:443".into(),
+            token_file: dir.path().join("token"),
+            ca_file: dir.path().join("ca.crt"),
+        });
+        let config = with_pod(&[], &pod).unwrap();
+        assert_eq!(config.authentication, Some(in_cluster.clone()));
+        assert_eq!(config.authorization, Some(in_cluster.clone()));
+
+        let config = with_pod(&["--authorization-kubeconfig", "/k"], &pod).unwrap();
+        assert_eq!(config.authentication, Some(in_cluster));
+        assert_eq!(
+            config.authorization,
+            Some(ClusterAccess::Kubeconfig("/k".into())),
+            "a flag wins"
+        );
+
+        let no_files = PodEnvironment {
+            serviceaccount_dir: Some(dir.path().join("missing")),
+            ..pod.clone()
+        };
+        assert_eq!(
+            with_pod(&[], &no_files).unwrap().authentication,
+            None,
+            "no service account mounted"
+        );
+        let bad_port = PodEnvironment {
+            kubernetes_service_port: Some("https".into()),
+            ..pod
+        };
+        assert_eq!(
+            with_pod(&[], &bad_port).unwrap_err().to_string(),
+            "invalid flag KUBERNETES_SERVICE_PORT: \"https\" is not a port number"
         );
     }
 

@@ -1,7 +1,10 @@
 //! Kubeconfig files for reaching a standalone server with kubectl:
 //! `<data-dir>/admin.kubeconfig`, which the server writes at every start,
 //! and the files the `kubeconfig` subcommand issues (node identities such as
-//! `system:node:worker-1` in `system:nodes`).
+//! `system:node:worker-1` in `system:nodes`). The same format is read for
+//! `--authentication-kubeconfig` and `--authorization-kubeconfig`, whose
+//! users may also carry a bearer `token` or `tokenFile`, and whose files
+//! may be named by path instead of inlined.
 //!
 //! This module owns the file format and the URL a kubeconfig points at; the
 //! certificates come from [`crate::tls::LocalCa`]. It touches no network.
@@ -134,6 +137,9 @@ pub struct Cluster {
     /// Base64 of the CA certificate PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_authority_data: Option<String>,
+    /// A CA certificate file, when not inlined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<String>,
 }
 
 /// A `users[]` entry.
@@ -145,8 +151,8 @@ pub struct NamedUser {
     pub user: User,
 }
 
-/// Client certificate credentials.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Client credentials: a client certificate, a bearer token, or both.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct User {
     /// Base64 of the client certificate PEM.
@@ -155,13 +161,28 @@ pub struct User {
     /// Base64 of the client key PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_data: Option<String>,
+    /// A client certificate file, when not inlined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// A client key file, when not inlined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// A bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A file holding a bearer token, read again as it rotates (kubectl
+    /// spells this field in camel case).
+    #[serde(default, rename = "tokenFile", skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
 }
 
 impl std::fmt::Debug for User {
-    // Keys stay out of logs and test failure messages.
+    // Keys and tokens stay out of logs and test failure messages.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("client_certificate_data", &self.client_certificate_data)
+            .field("client_certificate", &self.client_certificate)
+            .field("token_file", &self.token_file)
             .finish_non_exhaustive()
     }
 }
@@ -185,16 +206,28 @@ pub struct Context {
 }
 
 /// What the current context says, decoded: enough for a client to connect.
-#[derive(Clone, PartialEq, Eq)]
+/// File paths are as written (relative ones are relative to the
+/// kubeconfig's directory); inlined data wins over a file, as in kubectl.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// `https://host:port`.
     pub server: String,
     /// The CA certificate PEM, if given.
     pub ca_pem: Option<Vec<u8>>,
+    /// The CA certificate file, if given.
+    pub ca_file: Option<PathBuf>,
     /// The client certificate PEM, if given.
     pub client_cert_pem: Option<Vec<u8>>,
+    /// The client certificate file, if given.
+    pub client_cert_file: Option<PathBuf>,
     /// The client key PEM, if given.
     pub client_key_pem: Option<Vec<u8>>,
+    /// The client key file, if given.
+    pub client_key_file: Option<PathBuf>,
+    /// The bearer token, if given.
+    pub token: Option<String>,
+    /// The bearer token file, if given.
+    pub token_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -218,6 +251,7 @@ impl Kubeconfig {
                 cluster: Cluster {
                     server: server.to_string(),
                     certificate_authority_data: Some(BASE64.encode(ca_pem)),
+                    certificate_authority: None,
                 },
             }],
             users: vec![NamedUser {
@@ -225,6 +259,7 @@ impl Kubeconfig {
                 user: User {
                     client_certificate_data: Some(BASE64.encode(&cert.cert_pem)),
                     client_key_data: Some(BASE64.encode(&cert.key_pem)),
+                    ..User::default()
                 },
             }],
             contexts: vec![NamedContext {
@@ -267,8 +302,9 @@ impl Kubeconfig {
         Ok(true)
     }
 
-    /// The current context's server, CA and client credentials, decoded.
-    /// `Err` says what is missing or malformed.
+    /// The current context's server, CA and client credentials, decoded
+    /// (files named in it are not read). `Err` says what is missing or
+    /// malformed.
     pub fn credentials(&self) -> Result<Credentials, String> {
         let context = self
             .contexts
@@ -301,6 +337,15 @@ impl Kubeconfig {
                 &user.user.client_certificate_data,
             )?,
             client_key_pem: decode("client-key-data", &user.user.client_key_data)?,
+            ca_file: cluster
+                .cluster
+                .certificate_authority
+                .as_ref()
+                .map(PathBuf::from),
+            client_cert_file: user.user.client_certificate.as_ref().map(PathBuf::from),
+            client_key_file: user.user.client_key.as_ref().map(PathBuf::from),
+            token: user.user.token.clone().filter(|token| !token.is_empty()),
+            token_file: user.user.token_file.as_ref().map(PathBuf::from),
         })
     }
 }
@@ -507,6 +552,41 @@ mod tests {
         let user = UserInfo::from_certificate(&der).unwrap();
         assert_eq!(user.name, "system:node:worker-1");
         assert_eq!(user.groups, ["system:nodes"]);
+    }
+
+    #[test]
+    fn bearer_token_users_are_read() {
+        let yaml = r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: https://10.96.0.1:443
+    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+users:
+- name: u
+  user:
+    token: static
+    tokenFile: token
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+"#;
+        let kubeconfig: Kubeconfig = serde_yaml::from_str(yaml).unwrap();
+        let credentials = kubeconfig.credentials().unwrap();
+        assert_eq!(credentials.server, "https://10.96.0.1:443");
+        assert_eq!(credentials.ca_pem, None);
+        assert_eq!(
+            credentials.ca_file,
+            Some("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into())
+        );
+        assert_eq!(credentials.token.as_deref(), Some("static"));
+        assert_eq!(credentials.token_file, Some("token".into()));
+        assert_eq!(credentials.client_cert_pem, None);
+        let debug = format!("{:?}", kubeconfig.users[0].user);
+        assert!(!debug.contains("static"), "no token in {debug}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod controller;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod server;
@@ -27,7 +28,8 @@ pub enum StartError {
     /// The serving certificate could not be loaded or generated.
     #[error("TLS: {0}")]
     Tls(#[from] tls::Error),
-    /// The token reviewer's kubeconfig is unusable.
+    /// The credentials to reach kube-apiserver (kubeconfig, service
+    /// account) are unusable.
     #[error("{0}")]
     TokenReview(#[from] auth::token::Error),
     /// The extension-apiserver-authentication ConfigMap could not be read.
@@ -64,6 +66,7 @@ pub enum StartError {
 pub struct Running {
     listening: server::Listening,
     compactor: Option<storage::compactor::Compactor>,
+    controller: Option<tokio::task::JoinHandle<()>>,
     /// The shared state (store and shutdown flag).
     pub state: Arc<server::AppState>,
 }
@@ -77,6 +80,10 @@ impl Running {
     /// Stops accepting and drains in-flight requests.
     pub async fn shutdown(self) {
         self.listening.shutdown().await;
+        if let Some(controller) = self.controller {
+            // The controller ends (and resigns) once shutdown has begun.
+            let _ = controller.await;
+        }
         if let Some(compactor) = self.compactor {
             compactor.stop().await;
         }
@@ -92,7 +99,7 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     })?;
     let cert = tls::load_or_generate(&config.tls)?;
     let (client_ca, request_header) = auth::configmap::resolve(
-        config.authentication_kubeconfig.as_deref(),
+        config.authentication.as_ref(),
         &config.data_dir,
         &config.client_ca,
         config.request_header.as_ref(),
@@ -104,7 +111,7 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     }
     if client_ca == tls::ClientCa::None
         && request_header.is_none()
-        && config.authentication_kubeconfig.is_none()
+        && config.authentication.is_none()
     {
         tracing::warn!("no client CA: every request but the health checks will get 401");
     }
@@ -118,15 +125,15 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         .collect();
     let tls = tls::server_config(cert, &ca_files)?;
     let mut authenticator = auth::Authenticator::new(client_ca_file.as_deref(), request_header)?;
-    if let Some(path) = &config.authentication_kubeconfig {
-        authenticator =
-            authenticator.with_tokens(auth::token::TokenReviewer::from_kubeconfig(path)?);
+    if let Some(access) = &config.authentication {
+        tracing::info!(%access, "bearer tokens are reviewed by kube-apiserver");
+        authenticator = authenticator.with_tokens(auth::token::TokenReviewer::new(access)?);
     }
     let authenticator = Arc::new(authenticator);
     let subject_access = config
-        .authorization_kubeconfig
-        .as_deref()
-        .map(auth::subject_access::SubjectAccessReviewer::from_kubeconfig)
+        .authorization
+        .as_ref()
+        .map(auth::subject_access::SubjectAccessReviewer::new)
         .transpose()?;
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
@@ -159,9 +166,14 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
             return Err(e.into());
         }
     }
+    let controller = config
+        .controller
+        .clone()
+        .map(|controller| controller::start(state.clone(), controller));
     Ok(Running {
         listening,
         state,
         compactor,
+        controller,
     })
 }

@@ -5,7 +5,7 @@
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
-use nmstate_apiserver::config::{Args, Command, KubeconfigArgs, LogFormat};
+use nmstate_apiserver::config::{Args, Command, KubeconfigArgs, LogFormat, PodEnvironment};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for bad flags (EX_USAGE).
@@ -14,6 +14,13 @@ const EXIT_USAGE: u8 = 64;
 fn main() -> ExitCode {
     let mut args = Args::parse();
     init_tracing(args.log_format);
+    // The only environment the server reads: where kube-apiserver is when
+    // running in a pod (NMSTATE_SERVICEACCOUNT_DIR is for tests).
+    args.pod = PodEnvironment {
+        kubernetes_service_host: std::env::var("KUBERNETES_SERVICE_HOST").ok(),
+        kubernetes_service_port: std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+        serviceaccount_dir: std::env::var_os("NMSTATE_SERVICEACCOUNT_DIR").map(Into::into),
+    };
     if let Some(Command::Kubeconfig(kubeconfig)) = args.command.take() {
         return issue_kubeconfig(kubeconfig, args);
     }

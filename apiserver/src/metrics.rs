@@ -62,6 +62,16 @@ pub struct Metrics {
     request_duration: Family<LatencyLabels, Histogram>,
     watches: Family<WatchLabels, Gauge>,
     store_duration: Family<StoreLabels, Histogram>,
+    controller_leader: Gauge,
+    controller_queue: Gauge,
+    controller_reconciles: Counter,
+    controller_writes: Family<ResultLabels, Counter>,
+}
+
+/// Labels of a controller write.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 impl fmt::Debug for Metrics {
@@ -109,12 +119,40 @@ impl Metrics {
             "Store operation latency by operation and result",
             store_duration.clone(),
         );
+        let controller_leader = Gauge::default();
+        registry.register(
+            "nmstate_controller_leader",
+            "1 while this replica runs the policy controller",
+            controller_leader.clone(),
+        );
+        let controller_queue = Gauge::default();
+        registry.register(
+            "nmstate_controller_queue",
+            "Policies in the controller's last batch",
+            controller_queue.clone(),
+        );
+        let controller_reconciles = Counter::default();
+        registry.register(
+            "nmstate_controller_reconciles",
+            "Policy reconciles (one policy against one cache snapshot)",
+            controller_reconciles.clone(),
+        );
+        let controller_writes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "nmstate_controller_writes",
+            "Controller writes to the store, by result (lost: a race retried on fresh data)",
+            controller_writes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             request_duration,
             watches,
             store_duration,
+            controller_leader,
+            controller_queue,
+            controller_reconciles,
+            controller_writes,
         }
     }
 
@@ -125,6 +163,31 @@ impl Metrics {
             tracing::error!("encoding metrics failed");
         }
         text
+    }
+
+    /// Whether this replica leads the policy controller.
+    pub fn set_controller_leader(&self, leading: bool) {
+        self.controller_leader.set(i64::from(leading));
+    }
+
+    /// How many policies the controller's current batch holds.
+    pub fn set_controller_queue(&self, policies: usize) {
+        self.controller_queue
+            .set(i64::try_from(policies).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one policy reconcile.
+    pub fn controller_reconciled(&self) {
+        self.controller_reconciles.inc();
+    }
+
+    /// Counts one controller write.
+    pub fn controller_wrote(&self, ok: bool) {
+        self.controller_writes
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "lost" },
+            })
+            .inc();
     }
 
     /// Counts one finished request and, unless it was a watch, its latency.
@@ -259,6 +322,10 @@ impl Store for MeteredStore {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         self.inner.compacted_revision().await
+    }
+
+    async fn elect(&self, election: &str, identity: &str) -> Result<crate::storage::Leadership> {
+        self.inner.elect(election, identity).await
     }
 }
 

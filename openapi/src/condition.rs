@@ -1037,7 +1037,7 @@ mod tests {
             error.to_string(),
             "unknown variant `true`, expected one of `True`, `False`, `Unknown` at line 1 column 35"
         );
-        assert_eq!(ConditionReason::KNOWN.len(), 7);
+        assert_eq!(ConditionReason::KNOWN.len(), 8);
         assert!(is_condition_true(
             &[Condition::new(T::Ready, True, None, "")],
             &T::Ready

@@ -429,6 +429,86 @@ mod tests {
     }
 
     #[test]
+    fn phases() {
+        use crate::condition::{
+            ENACTMENT_RELEASED_MESSAGE, set_enactment_aborted, set_enactment_failed_to_configure,
+            set_enactment_pending, set_enactment_released, set_enactment_retrying,
+            set_enactment_success,
+        };
+        let now = Time(Timestamp::from_second(0).unwrap());
+        type Setter = fn(&mut Vec<Condition>, &Time);
+        let cases: [(&str, Setter, EnactmentPhase); 7] = [
+            ("new", |_, _| {}, EnactmentPhase::Unknown),
+            (
+                "pending",
+                |c, t| {
+                    set_enactment_pending(c, "wait", t);
+                },
+                EnactmentPhase::Pending,
+            ),
+            (
+                "released",
+                |c, t| {
+                    set_enactment_released(c, t);
+                },
+                EnactmentPhase::Progressing,
+            ),
+            (
+                "retrying is in flight",
+                |c, t| {
+                    set_enactment_retrying(c, "again", t);
+                },
+                EnactmentPhase::Progressing,
+            ),
+            (
+                "failed",
+                |c, t| {
+                    set_enactment_failed_to_configure(c, "boom", t);
+                },
+                EnactmentPhase::Failed,
+            ),
+            (
+                "available",
+                |c, t| {
+                    set_enactment_success(c, "ok", t);
+                },
+                EnactmentPhase::Available,
+            ),
+            (
+                "aborted",
+                |c, t| {
+                    set_enactment_aborted(c, "stop", t);
+                },
+                EnactmentPhase::Aborted,
+            ),
+        ];
+        for (name, set, phase) in cases {
+            let mut status = NodeNetworkConfigurationEnactment::new("n", "p", &now)
+                .status
+                .unwrap();
+            set(&mut status.conditions, &now);
+            assert_eq!(status.phase(), phase, "{name}");
+            assert_eq!(
+                phase.is_finished(),
+                matches!(phase, EnactmentPhase::Available | EnactmentPhase::Failed),
+                "{name}"
+            );
+        }
+        let mut status = NodeNetworkConfigurationEnactmentStatus::default();
+        set_enactment_released(&mut status.conditions, &now);
+        let progressing = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::ConditionType::Progressing)
+            .unwrap();
+        assert_eq!(progressing.message, ENACTMENT_RELEASED_MESSAGE);
+        assert_eq!(
+            progressing.reason,
+            Some(crate::ConditionReason::ConfigurationProgressing)
+        );
+    }
+
+    #[test]
     fn wire_format() {
         let json = r#"{"metadata":{"name":"node01.p"},"status":{"desiredState":{"interfaces":[{"name":"eth1","type":"ethernet","state":"up"}]},"desiredStateMetaInfo":{"version":"2","time":"2024-05-01T10:00:00Z"},"capturedStates":{"eth":{"state":{"interfaces":[]},"metaInfo":{"version":"2"}}},"policyGeneration":2,"features":["lldp"],"retryCount":{"2":3}}}"#;
         let enactment: NodeNetworkConfigurationEnactment = serde_json::from_str(json).unwrap();

@@ -10,7 +10,9 @@
    restriction leaves an agent (AGENT_ALLOWED), and that nothing else is
    bound to the agent's ServiceAccount.
 4. Checks the facts a user relies on: replicas, probes, security contexts,
-   the DaemonSet's rollout and tolerations, the APIService objects.
+   in-cluster credentials for the apiserver (its service-account token
+   mounted, no flag overriding what it reads from the cluster), the
+   DaemonSet's rollout and tolerations, the APIService objects.
 
 Before trusting a pass it proves that its checks can fail: the schema
 validation must refuse a misspelled field and the RBAC check must refuse a
@@ -192,6 +194,28 @@ def check_apiserver(problems, objects, target, replicas, etcd):
         """The volume mounted at the directory holding `path`."""
         directory = str(Path(path).parent)
         return volumes.get(mounts.get(directory))
+
+    # In a fresh cluster the server authenticates kube-apiserver's front
+    # proxy and delegates tokens and access with its service account's
+    # in-cluster credentials (client CA and request-header settings come
+    # from kube-system/extension-apiserver-authentication): the token must
+    # be mounted, and no flag may point the server elsewhere.
+    service_account = one(problems, objects, "ServiceAccount", "nmstate-apiserver", target)
+    problems.check(
+        pod.get("automountServiceAccountToken") is not False
+        and (service_account or {}).get("automountServiceAccountToken") is not False,
+        where, "the service-account token is not mounted: no in-cluster credentials",
+    )
+    for flag in (
+        "--authentication-kubeconfig", "--authorization-kubeconfig",
+        "--client-ca-file", "--requestheader-client-ca-file",
+        # Rendering option left at its default (VLAN filtering on).
+        "--default-bridge-vlan-filtering",
+    ):
+        problems.check(
+            not any(arg.split("=", 1)[0] == flag for arg in args), where,
+            f"{flag} is set: the in-cluster defaults are meant",
+        )
 
     for flag in ("--tls-cert-file", "--tls-private-key-file"):
         volume = volume_of(flags.get(flag, "/missing/x"))

@@ -2,10 +2,12 @@
 //! loopback port, with its own data directory, and stops it by its PID.
 //!
 //! Without `--tls-cert-file`, `--client-ca-file` or
-//! `--authentication-kubeconfig` (whose cluster may supply the client CA)
-//! the server runs
+//! `--authentication-kubeconfig` (whose cluster may supply the client CA),
+//! and without a pod environment ([`StartOptions::env`]), the server runs
 //! standalone: it writes `<data-dir>/admin.kubeconfig`, and
-//! [`ApiserverProcess::client`] authenticates with it.
+//! [`ApiserverProcess::client`] authenticates with it. The pod environment
+//! of the test process itself is never passed on, so that tests run the
+//! same inside a pod.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -56,7 +58,17 @@ pub struct StartOptions {
     /// A file for the server's log (stderr and stdout); by default the log
     /// goes where the caller's goes.
     pub log_file: Option<PathBuf>,
+    /// Environment variables for the server, e.g. a pod's
+    /// `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
+    pub env: Vec<(String, String)>,
 }
+
+/// The variables that make the server use in-cluster credentials.
+const POD_ENVIRONMENT: [&str; 3] = [
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "NMSTATE_SERVICEACCOUNT_DIR",
+];
 
 /// A running `nmstate-apiserver`.
 #[derive(Debug)]
@@ -105,6 +117,10 @@ impl ApiserverProcess {
                 .with_context(|| format!("creating {}", log_file.display()))?;
             command.stdout(log.try_clone()?).stderr(log);
         }
+        for variable in POD_ENVIRONMENT {
+            command.env_remove(variable);
+        }
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .arg("--data-dir")
             .arg(data_dir)
@@ -127,7 +143,10 @@ impl ApiserverProcess {
             ]
             .iter()
             .any(|flag| arg.starts_with(flag))
-        });
+        }) && !options
+            .env
+            .iter()
+            .any(|(name, _)| name == "KUBERNETES_SERVICE_HOST");
         let mut server = Self {
             child,
             data_dir: data_dir.to_path_buf(),

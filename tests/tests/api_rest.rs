@@ -49,7 +49,9 @@ fn json_of(response: &TestResponse) -> Value {
 
 #[tokio::test]
 async fn verbs_follow_kubernetes_semantics() {
-    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
     let client = server.client().unwrap();
 
     // Create: server fields set, status dropped, 201.
@@ -224,7 +226,9 @@ async fn verbs_follow_kubernetes_semantics() {
 
 #[tokio::test]
 async fn lists_paginate_and_select() {
-    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
     let client = server.client().unwrap();
     for index in 0..7 {
         let state = json!({
@@ -334,7 +338,9 @@ impl Case {
 
 #[tokio::test]
 async fn bad_requests_get_the_documented_status() {
-    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
     let client = server.client().unwrap();
     let created = send(
         &client,
@@ -445,7 +451,9 @@ fn events(response: &TestResponse) -> Vec<(String, Value)> {
 
 #[tokio::test]
 async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
-    let server = ApiserverProcess::start(&[]).await.unwrap();
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
     let client = server.client().unwrap();
     let created = send(&client, "POST", POLICIES, "application/json", policy("w1")).await;
     assert_eq!(created.status, StatusCode::CREATED);

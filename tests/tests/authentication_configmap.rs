@@ -7,84 +7,18 @@
 //! authenticated; an unreachable cluster stops the start with exit 1.
 #![allow(clippy::unwrap_used)]
 
-use std::{convert::Infallible, net::SocketAddr};
+use std::net::SocketAddr;
 
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use nmstate_apiserver::{kubeconfig::Kubeconfig, tls::ClientCert};
 use nmstate_e2e::{
     apiserver::{ApiserverProcess, free_port, workspace_binary},
     https::{ClientIdentity, HttpsClient},
+    kube_double::{CONFIGMAP, KubeApiserverDouble},
     pki::TestCa,
 };
 use serde_json::json;
-
-const CONFIGMAP: &str =
-    "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
-
-/// A stand-in for kube-apiserver that serves only the ConfigMap, with
-/// `data`, over HTTPS.
-struct ConfigMapDouble {
-    address: SocketAddr,
-    ca_pem: String,
-}
-
-impl ConfigMapDouble {
-    async fn start(data: serde_json::Value) -> Self {
-        let (acceptor, ca_pem) = nmstate_e2e::pki::self_signed_acceptor();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let configmap = Bytes::from(
-            json!({
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
-                "data": data,
-            })
-            .to_string(),
-        );
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                let configmap = configmap.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(
-                        move |request: http::Request<hyper::body::Incoming>| {
-                            let found = request.method() == http::Method::GET
-                                && request.uri().path() == CONFIGMAP;
-                            let configmap = configmap.clone();
-                            async move {
-                                let response = if found {
-                                    http::Response::builder()
-                                        .header("content-type", "application/json")
-                                        .body(Full::new(configmap))
-                                } else {
-                                    http::Response::builder()
-                                        .status(StatusCode::NOT_FOUND)
-                                        .body(Full::new(Bytes::new()))
-                                };
-                                Ok::<_, Infallible>(response.unwrap())
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Self { address, ca_pem }
-    }
-}
 
 /// A kubeconfig naming `https://address`, trusting `ca_pem`.
 fn kubeconfig(dir: &std::path::Path, address: SocketAddr, ca_pem: &str) -> std::path::PathBuf {
@@ -113,14 +47,17 @@ fn kubeconfig(dir: &std::path::Path, address: SocketAddr, ca_pem: &str) -> std::
 async fn client_ca_and_front_proxy_come_from_the_configmap() {
     let client_ca = TestCa::new("kubernetes");
     let proxy_ca = TestCa::new("front-proxy-ca");
-    let double = ConfigMapDouble::start(json!({
+    let double = KubeApiserverDouble::start(
+        None,
+        Some(json!({
         "client-ca-file": client_ca.pem,
         "requestheader-client-ca-file": proxy_ca.pem,
         "requestheader-allowed-names": "[\"front-proxy-client\"]",
         "requestheader-username-headers": "[\"X-Proxy-User\"]",
         "requestheader-group-headers": "[\"X-Proxy-Group\"]",
         "requestheader-extra-headers-prefix": "[\"X-Proxy-Extra-\"]",
-    }))
+        })),
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kubeconfig(dir.path(), double.address, &double.ca_pem);

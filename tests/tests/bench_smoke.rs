@@ -87,9 +87,20 @@ fn every_scenario_runs_quick_and_reports_json() {
         &["watches", "events", "writers"],
     );
     check(
+        &run("rollout"),
+        "rollout",
+        &["rollout_seconds", "rollout_etcd_floor_seconds"],
+        &[
+            "rollout_nodes",
+            "rollout_controller_writes",
+            "rollout_controller_writes_per_node",
+            "rollout_agent_writes",
+        ],
+    );
+    check(
         &run("render"),
         "render",
-        &["render_us", "upstream_median_ms"],
+        &["render_us", "typing_us", "upstream_median_ms"],
         &[
             "interfaces",
             "renders",

@@ -43,12 +43,33 @@ fn assert_code(response: &TestResponse, code: StatusCode, what: &str) {
 /// Asserts a 403 Status and returns its message.
 #[track_caller]
 fn forbidden(response: &TestResponse, what: &str) -> String {
+    forbidden_status(response, what)["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Asserts a 403 Status and returns it.
+#[track_caller]
+fn forbidden_status(response: &TestResponse, what: &str) -> Value {
     assert_code(response, StatusCode::FORBIDDEN, what);
     let status: Value = serde_json::from_str(&response.body).unwrap();
     assert_eq!(status["kind"], "Status", "{what}");
     assert_eq!(status["reason"], "Forbidden", "{what}");
     assert_eq!(status["code"], 403, "{what}");
-    status["message"].as_str().unwrap().to_string()
+    assert!(status["message"].is_string(), "{what}: {status}");
+    status
+}
+
+/// Asserts a 403 Status whose `details` name the object as kube-apiserver
+/// does (group, resource without subresource as `kind`, name).
+#[track_caller]
+fn forbidden_details(response: &TestResponse, what: &str, details: Value) {
+    assert_eq!(
+        forbidden_status(response, what)["details"],
+        details,
+        "{what}"
+    );
 }
 
 fn state(name: &str) -> Value {
@@ -72,7 +93,11 @@ fn enactment(node: &str, policy: &str) -> Value {
 
 #[tokio::test]
 async fn a_node_writes_only_its_own_objects() {
-    let server = ApiserverProcess::start(&[]).await.unwrap();
+    // Enactments are made by hand here; the controller would delete those
+    // of policies that do not exist.
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
     let admin = server.admin_client().unwrap();
     let node_a = HttpsClient::from_kubeconfig(
         &server
@@ -133,18 +158,22 @@ async fn a_node_writes_only_its_own_objects() {
         message,
         "nodenetworkstates.nmstate.io \"b\" is forbidden: User \"system:node:a\" cannot patch resource \"nodenetworkstates\" in API group \"nmstate.io\" at the cluster scope: node \"a\" may only write its own NodeNetworkState"
     );
-    forbidden(
+    forbidden_details(
         &send(&node_a, "PATCH", &format!("{STATES}/b/status"), status).await,
         "a patches the status of NNS b",
+        json!({"name": "b", "group": "nmstate.io", "kind": "nodenetworkstates"}),
     );
     forbidden(
         &node_a.get(&format!("{STATES}/b")).await.unwrap(),
         "a reads NNS b",
     );
-    let message = forbidden(
-        &send(&node_a, "POST", STATES, state("c")).await,
+    let created_c = send(&node_a, "POST", STATES, state("c")).await;
+    forbidden_details(
+        &created_c,
         "a creates NNS c",
+        json!({"name": "c", "group": "nmstate.io", "kind": "nodenetworkstates"}),
     );
+    let message = forbidden(&created_c, "a creates NNS c");
     assert_eq!(
         message,
         "nodenetworkstates.nmstate.io \"c\" is forbidden: User \"system:node:a\" cannot create resource \"nodenetworkstates\" in API group \"nmstate.io\" at the cluster scope: node \"a\" may only create its own NodeNetworkState \"a\""
@@ -199,16 +228,19 @@ async fn a_node_writes_only_its_own_objects() {
         StatusCode::OK,
         "a reads its enactment",
     );
-    let message = forbidden(
-        &send(
-            &node_a,
-            "PATCH",
-            &format!("{ENACTMENTS}/b.p/status"),
-            enactment_status.clone(),
-        )
-        .await,
+    let patched_b = send(
+        &node_a,
+        "PATCH",
+        &format!("{ENACTMENTS}/b.p/status"),
+        enactment_status.clone(),
+    )
+    .await;
+    forbidden_details(
+        &patched_b,
         "a patches the status of b's enactment",
+        json!({"name": "b.p", "group": "nmstate.io", "kind": "nodenetworkconfigurationenactments"}),
     );
+    let message = forbidden(&patched_b, "a patches the status of b's enactment");
     assert_eq!(
         message,
         "nodenetworkconfigurationenactments.nmstate.io \"b.p\" is forbidden: User \"system:node:a\" cannot patch resource \"nodenetworkconfigurationenactments/status\" in API group \"nmstate.io\" at the cluster scope: node \"a\" may only access enactments labelled nmstate.io/node=a"
@@ -252,10 +284,13 @@ async fn a_node_writes_only_its_own_objects() {
     );
 
     // Lists and watches of enactments must be pinned to the node.
-    let message = forbidden(
-        &node_a.get(ENACTMENTS).await.unwrap(),
+    let listed = node_a.get(ENACTMENTS).await.unwrap();
+    forbidden_details(
+        &listed,
         "a lists every enactment",
+        json!({"group": "nmstate.io", "kind": "nodenetworkconfigurationenactments"}),
     );
+    let message = forbidden(&listed, "a lists every enactment");
     assert!(
         message.ends_with("add labelSelector=nmstate.io/node=a or fieldSelector=node=a"),
         "{message}"
@@ -294,7 +329,7 @@ async fn a_node_writes_only_its_own_objects() {
         StatusCode::OK,
         "openapi",
     );
-    forbidden(&node_a.get("/metrics").await.unwrap(), "metrics");
+    forbidden_details(&node_a.get("/metrics").await.unwrap(), "metrics", json!({}));
     assert_code(
         &admin.get("/metrics").await.unwrap(),
         StatusCode::OK,

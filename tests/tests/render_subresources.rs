@@ -381,10 +381,6 @@ async fn render_takes_each_nodes_own_default_gateway() {
         bridge(&answer["desiredState"])["bridge"]["port"][0]["name"],
         "eth1"
     );
-
-    // Nothing was written: no enactment appeared.
-    let out = kubectl.run(&["get", "nnce", "-o", "name"]).await.ok();
-    assert_eq!(out.stdout.trim(), "", "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,9 +626,22 @@ async fn dry_run_shows_every_node_and_the_batches() {
         bridge(&answer["nodes"][3]["desiredState"])["ipv4"]["address"][0]["ip"],
         "192.0.2.14"
     );
-    // Nothing was written: the proposed policy does not exist.
+    // Nothing was written: the proposed policy does not exist, and the
+    // policy controller made no enactment for it.
     let out = kubectl.run(&["get", "nncp", "proposed"]).await.failed();
     assert!(out.stderr.contains("not found"), "{out}");
+    let out = kubectl
+        .run(&[
+            "get",
+            "nnce",
+            "-l",
+            "nmstate.io/policy=proposed",
+            "-o",
+            "name",
+        ])
+        .await
+        .ok();
+    assert_eq!(out.stdout.trim(), "", "{out}");
 
     // A proposed policy is validated as a create is: a broken capture is
     // a 422 with nmstate's caret, at the capture.

@@ -90,7 +90,7 @@ pub enum ApiError {
     Unauthorized,
     /// The client may not do this.
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(crate::auth::authorize::Forbidden),
     /// A bug or a corrupt store; the message is for the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -214,6 +214,14 @@ impl ApiError {
                 details.kind = Some(kind.kind().to_string());
                 Some(details)
             }
+            // As kube-apiserver's NewForbidden: always details, empty for
+            // a path that names no resource.
+            ApiError::Forbidden(forbidden) => Some(Details {
+                name: forbidden.name,
+                group: forbidden.kind.map(|_| nmstate_openapi::GROUP.to_string()),
+                kind: forbidden.kind.map(|kind| kind.plural().to_string()),
+                ..Details::default()
+            }),
             ApiError::Other { causes, .. } if !causes.is_empty() => Some(Details {
                 causes,
                 ..Details::default()
@@ -295,6 +303,10 @@ impl From<storage::Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        api::route::{Subresource, Verb},
+        auth::authorize::{Forbidden, RequestAttributes, ResourceAttributes},
+    };
 
     fn check(case: &str, error: ApiError, expected: serde_json::Value) {
         let status = serde_json::to_value(error.into_status()).unwrap_or_default();
@@ -349,6 +361,59 @@ mod tests {
                     "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: \"x\": bad", "field": "spec.maxUnavailable"}]
                 },
                 "code": 422
+            }),
+        );
+        let forbidden = |attributes: &RequestAttributes<'_>| {
+            ApiError::Forbidden(Forbidden::new("system:node:a", attributes, "not a's"))
+        };
+        check(
+            "forbidden object: the resource without its subresource",
+            forbidden(&RequestAttributes::Resource(ResourceAttributes {
+                verb: Verb::Patch,
+                kind: ResourceKind::NodeNetworkState,
+                subresource: Some(Subresource::Status),
+                name: Some("b"),
+                node_selector: None,
+                name_selector: None,
+            })),
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "nodenetworkstates.nmstate.io \"b\" is forbidden: User \"system:node:a\" cannot patch resource \"nodenetworkstates/status\" in API group \"nmstate.io\" at the cluster scope: not a's",
+                "reason": "Forbidden",
+                "details": {"name": "b", "group": "nmstate.io", "kind": "nodenetworkstates"},
+                "code": 403
+            }),
+        );
+        check(
+            "forbidden list: no name",
+            forbidden(&RequestAttributes::Resource(ResourceAttributes {
+                verb: Verb::List,
+                kind: policy,
+                subresource: None,
+                name: None,
+                node_selector: None,
+                name_selector: None,
+            })),
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "nodenetworkconfigurationpolicies.nmstate.io is forbidden: User \"system:node:a\" cannot list resource \"nodenetworkconfigurationpolicies\" in API group \"nmstate.io\" at the cluster scope: not a's",
+                "reason": "Forbidden",
+                "details": {"group": "nmstate.io", "kind": "nodenetworkconfigurationpolicies"},
+                "code": 403
+            }),
+        );
+        check(
+            "forbidden path: empty details",
+            forbidden(&RequestAttributes::NonResource {
+                path: "/metrics",
+                verb: "get",
+            }),
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "forbidden: User \"system:node:a\" cannot get path \"/metrics\": not a's",
+                "reason": "Forbidden",
+                "details": {},
+                "code": 403
             }),
         );
         check(

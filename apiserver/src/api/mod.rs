@@ -296,7 +296,7 @@ async fn authorize(
         // Conditions exist only for objects.
         (Decision::AllowIf(_), RequestAttributes::NonResource { .. }) => Ok(None),
         (Decision::Deny(reason), attributes) => Err(ApiError::Forbidden(
-            authorize::forbidden_message(&user.name, attributes, &reason),
+            authorize::Forbidden::new(&user.name, attributes, &reason),
         )),
     }
 }

@@ -151,22 +151,21 @@ impl Obligation {
         }
     }
 
-    /// Checks the name a create gives its object; the 403 message on
-    /// failure.
-    pub fn check_name(&self, name: &str) -> Result<(), String> {
+    /// Checks the name a create gives its object; the 403 on failure.
+    pub fn check_name(&self, name: &str) -> Result<(), Forbidden> {
         self.condition
             .check_name(name)
             .map_err(|reason| self.message(name, &reason))
     }
 
-    /// Checks the stored object `name`; the 403 message on failure.
-    pub fn check_object(&self, name: &str, object: &Value) -> Result<(), String> {
+    /// Checks the stored object `name`; the 403 on failure.
+    pub fn check_object(&self, name: &str, object: &Value) -> Result<(), Forbidden> {
         self.condition
             .check_object(object)
             .map_err(|reason| self.message(name, &reason))
     }
 
-    fn message(&self, name: &str, reason: &str) -> String {
+    fn message(&self, name: &str, reason: &str) -> Forbidden {
         let attributes = RequestAttributes::Resource(ResourceAttributes {
             verb: self.verb,
             kind: self.kind,
@@ -175,7 +174,7 @@ impl Obligation {
             node_selector: None,
             name_selector: None,
         });
-        forbidden_message(&self.user, &attributes, reason)
+        Forbidden::new(&self.user, &attributes, reason)
     }
 }
 
@@ -288,6 +287,42 @@ fn authorize_node(node: &str, attributes: &ResourceAttributes<'_>) -> Decision {
         Enactment => deny(format!(
             "node \"{node}\" may only read its own enactments and write their status"
         )),
+    }
+}
+
+/// A 403: its message, and the object it names for the Status `details`
+/// (kube-apiserver's `NewForbidden`: the group, the resource without its
+/// subresource as `kind`, the name; all empty for a non-resource path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forbidden {
+    /// The message, see [`forbidden_message`].
+    pub message: String,
+    /// The resource asked for; `None` for a non-resource path.
+    pub kind: Option<ResourceKind>,
+    /// The object's name, when the request names one.
+    pub name: Option<String>,
+}
+
+impl Forbidden {
+    /// The 403 for `user` doing `attributes`, denied for `reason`.
+    pub fn new(user: &str, attributes: &RequestAttributes<'_>, reason: &str) -> Self {
+        let (kind, name) = match attributes {
+            RequestAttributes::Resource(resource) => {
+                (Some(resource.kind), resource.name.map(str::to_string))
+            }
+            RequestAttributes::NonResource { .. } => (None, None),
+        };
+        Self {
+            message: forbidden_message(user, attributes, reason),
+            kind,
+            name,
+        }
+    }
+}
+
+impl std::fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -670,8 +705,11 @@ mod tests {
             &attributes,
         );
         assert_eq!(obligation.check_name("a"), Ok(()));
+        let forbidden = obligation.check_name("b").unwrap_err();
+        assert_eq!(forbidden.kind, Some(ResourceKind::NodeNetworkState));
+        assert_eq!(forbidden.name.as_deref(), Some("b"));
         assert_eq!(
-            obligation.check_name("b").unwrap_err(),
+            forbidden.message,
             "nodenetworkstates.nmstate.io \"b\" is forbidden: User \"system:node:a\" cannot create resource \"nodenetworkstates\" in API group \"nmstate.io\" at the cluster scope: node \"a\" may only create its own NodeNetworkState \"a\""
         );
     }

@@ -1,6 +1,7 @@
 //! The `kube-system/extension-apiserver-authentication` ConfigMap, which
-//! kube-apiserver publishes for extension API servers: when
-//! `--authentication-kubeconfig` is given but `--client-ca-file` or
+//! kube-apiserver publishes for extension API servers: when the server
+//! reaches a cluster for authentication (`--authentication-kubeconfig`, or
+//! in a pod its service account) but `--client-ca-file` or
 //! `--requestheader-client-ca-file` is not, the missing settings are read
 //! from it at start, as Kubernetes' own extension servers do. Flags given
 //! explicitly win. A ConfigMap that does not exist gives nothing (with a
@@ -8,9 +9,11 @@
 
 use std::{collections::BTreeMap, path::Path};
 
+use super::cluster::ClusterAccess;
+
 use serde::Deserialize;
 
-use super::{front_proxy::RequestHeaderConfig, token::ReviewClient};
+use super::{cluster::ReviewClient, front_proxy::RequestHeaderConfig};
 use crate::tls::ClientCa;
 
 /// Where kube-apiserver publishes the ConfigMap.
@@ -97,23 +100,23 @@ impl AuthenticationConfigMap {
 /// Fills in the client CA and front-proxy settings the flags left out from
 /// the ConfigMap, writing its CA bundles under
 /// `<data_dir>/extension-apiserver-authentication/`. Returns the settings
-/// unchanged when there is no `--authentication-kubeconfig` or both CA
+/// unchanged when no cluster is reached for authentication or both CA
 /// flags were given.
 pub async fn resolve(
-    kubeconfig: Option<&Path>,
+    access: Option<&ClusterAccess>,
     data_dir: &Path,
     client_ca: &ClientCa,
     request_header: Option<&RequestHeaderConfig>,
 ) -> Result<(ClientCa, Option<RequestHeaderConfig>), crate::StartError> {
     let unchanged = (client_ca.clone(), request_header.cloned());
     let client_ca_given = matches!(client_ca, ClientCa::File(_));
-    let Some(kubeconfig) = kubeconfig else {
+    let Some(access) = access else {
         return Ok(unchanged);
     };
     if client_ca_given && request_header.is_some() {
         return Ok(unchanged);
     }
-    let client = ReviewClient::from_kubeconfig(kubeconfig)?;
+    let client = ReviewClient::new(access)?;
     let url = format!("{}{PATH}", client.server().trim_end_matches('/'));
     let error = |message: String| Error {
         url: url.clone(),
@@ -163,7 +166,13 @@ pub async fn resolve(
                 extra_headers_prefixes: data.extra_headers_prefixes,
             })
         }
-        (None, None) => None,
+        (None, None) => {
+            tracing::warn!(
+                url,
+                "the ConfigMap has no requestheader-client-ca-file (is kube-apiserver's aggregation layer configured?): requests forwarded by kube-apiserver will get 401"
+            );
+            None
+        }
     };
     Ok((client_ca, request_header))
 }

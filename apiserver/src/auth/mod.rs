@@ -5,7 +5,9 @@
 //! `--requestheader-client-ca-file` with an allowed common name makes the
 //! `X-Remote-*` headers believed, see [`front_proxy`]), then the client
 //! certificate itself (from the client CA: CN is the user, O the groups),
-//! then a bearer token reviewed by kube-apiserver ([`token`]).
+//! then a bearer token reviewed by kube-apiserver ([`token`]), which the
+//! server reaches through a kubeconfig or, in a pod, with its service
+//! account ([`cluster`]).
 //! rustls verifies chains during the handshake against both CAs at once;
 //! [`Authenticator::peer`] then tells which CA a certificate chains to. It
 //! never decides what a user may do: that is [`authorize`]'s job.
@@ -20,6 +22,7 @@ use self::front_proxy::RequestHeaderConfig;
 use crate::{server::status::Status, tls};
 
 pub mod authorize;
+pub mod cluster;
 pub mod configmap;
 pub mod front_proxy;
 pub mod subject_access;

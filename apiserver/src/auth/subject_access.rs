@@ -1,5 +1,6 @@
-//! Delegated authorization: with `--authorization-kubeconfig` the server
-//! asks that kube-apiserver with an `authorization.k8s.io/v1`
+//! Delegated authorization: with `--authorization-kubeconfig`, or in a pod
+//! with its service account (see [`super::cluster`]), the server asks
+//! kube-apiserver with an `authorization.k8s.io/v1`
 //! SubjectAccessReview whether a user the standalone policy does not
 //! already allow may do something, and remembers the answer for
 //! [`super::token::CACHE_TTL`].
@@ -9,7 +10,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::Path,
     sync::Mutex,
 };
 
@@ -21,7 +21,8 @@ use tokio::time::Instant;
 use super::{
     UserInfo,
     authorize::{Decision, RequestAttributes},
-    token::{CACHE_TTL, Result, ReviewClient},
+    cluster::{ClusterAccess, Result, ReviewClient},
+    token::CACHE_TTL,
 };
 
 /// Most answers remembered; the cache is emptied when it grows past this.
@@ -80,10 +81,10 @@ struct ReviewStatus {
 }
 
 impl SubjectAccessReviewer {
-    /// A reviewer for the cluster and credentials of a kubeconfig.
-    pub fn from_kubeconfig(path: &Path) -> Result<Self> {
+    /// A reviewer asking the cluster `access` reaches.
+    pub fn new(access: &ClusterAccess) -> Result<Self> {
         Ok(Self {
-            client: ReviewClient::from_kubeconfig(path)?,
+            client: ReviewClient::new(access)?,
             cache: Mutex::new(HashMap::new()),
         })
     }

@@ -1,54 +1,31 @@
-//! Bearer tokens, delegated: the server asks the kube-apiserver named in
-//! `--authentication-kubeconfig` with a `authentication.k8s.io/v1`
-//! TokenReview who a token belongs to, and remembers the answer for
-//! [`CACHE_TTL`], as Kubernetes' delegating authenticator does.
+//! Bearer tokens, delegated: the server asks kube-apiserver (through
+//! `--authentication-kubeconfig`, or in a pod with its service account, see
+//! [`super::cluster`]) with an `authentication.k8s.io/v1` TokenReview who a
+//! token belongs to, and remembers the answer for [`CACHE_TTL`], as
+//! Kubernetes' delegating authenticator does.
 //!
-//! This file owns the review client and its cache; it does not decide what
-//! the user may do.
+//! This file owns the review and its cache; it does not decide what the
+//! user may do.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::Duration,
 };
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::UserInfo;
-use crate::kubeconfig::Kubeconfig;
+pub use super::cluster::{Error, Result};
+use super::{
+    UserInfo,
+    cluster::{ClusterAccess, ReviewClient},
+};
 
 /// How long an answer (yes or no) is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
-/// How long one review may take.
-const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most tokens remembered; the cache is emptied when it grows past this.
 const CACHE_CAPACITY: usize = 4096;
-
-/// Token review errors.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The kubeconfig could not be read or names no usable cluster.
-    #[error("kubeconfig {path}: {message}")]
-    Kubeconfig {
-        /// The file.
-        path: String,
-        /// Why.
-        message: String,
-    },
-    /// The review request failed (connection, TLS, HTTP, timeout).
-    #[error("review request failed: {0}")]
-    Review(String),
-}
-
-/// Token review result.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Answers remembered per token, each until its deadline.
 #[derive(Debug, Default)]
@@ -86,28 +63,11 @@ pub struct TokenReviewer {
     cache: Mutex<ReviewCache>,
 }
 
-/// An HTTPS client for kube-apiserver's review APIs (TokenReview,
-/// SubjectAccessReview), from a kubeconfig.
-pub struct ReviewClient {
-    server: String,
-    authority: String,
-    server_name: ServerName<'static>,
-    tls: Arc<rustls::ClientConfig>,
-}
-
-impl std::fmt::Debug for ReviewClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReviewClient")
-            .field("server", &self.server)
-            .finish_non_exhaustive()
-    }
-}
-
 impl TokenReviewer {
-    /// A reviewer for the cluster and credentials of a kubeconfig.
-    pub fn from_kubeconfig(path: &Path) -> Result<Self> {
+    /// A reviewer asking the cluster `access` reaches.
+    pub fn new(access: &ClusterAccess) -> Result<Self> {
         Ok(Self {
-            client: ReviewClient::from_kubeconfig(path)?,
+            client: ReviewClient::new(access)?,
             cache: Mutex::new(ReviewCache::default()),
         })
     }
@@ -135,7 +95,7 @@ impl TokenReviewer {
                 user
             }
             Err(e) => {
-                tracing::warn!(error = %e, server = self.client.server, "token review failed");
+                tracing::warn!(error = %e, server = self.client.server(), "token review failed");
                 None
             }
         }
@@ -147,159 +107,6 @@ impl TokenReviewer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-impl ReviewClient {
-    /// A client for the cluster and credentials of a kubeconfig.
-    pub fn from_kubeconfig(path: &Path) -> Result<Self> {
-        let error = |message: String| Error::Kubeconfig {
-            path: path.display().to_string(),
-            message,
-        };
-        let credentials = Kubeconfig::read(path)
-            .map_err(|e| error(e.to_string()))?
-            .credentials()
-            .map_err(error)?;
-        let authority = credentials
-            .server
-            .strip_prefix("https://")
-            .map(|rest| rest.trim_end_matches('/').to_string())
-            .ok_or_else(|| error(format!("server {} is not https://", credentials.server)))?;
-        let host = match authority.parse::<SocketAddr>() {
-            Ok(address) => address.ip().to_string(),
-            Err(_) => authority
-                .rsplit_once(':')
-                .map_or(authority.as_str(), |(host, _)| host)
-                .to_string(),
-        };
-        let server_name = ServerName::try_from(host).map_err(|e| error(e.to_string()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(credentials.ca_pem.as_deref().unwrap_or(&[])) {
-            let cert = cert.map_err(|e| error(format!("certificate-authority-data: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| error(format!("certificate-authority-data: {e}")))?;
-        }
-        if roots.is_empty() {
-            return Err(error("no certificate-authority-data".into()));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| error(e.to_string()))?
-            .with_root_certificates(roots);
-        let tls = match (credentials.client_cert_pem, credentials.client_key_pem) {
-            (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_slice_iter(&cert)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| error(format!("client-certificate-data: {e}")))?;
-                let key = PrivateKeyDer::from_pem_slice(&key)
-                    .map_err(|e| error(format!("client-key-data: {e}")))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| error(e.to_string()))?
-            }
-            _ => builder.with_no_client_auth(),
-        };
-        Ok(Self {
-            server: credentials.server,
-            authority,
-            server_name,
-            tls: Arc::new(tls),
-        })
-    }
-
-    /// The server's URL, for logs.
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    /// POSTs a review object to `path` and decodes the answer, within the
-    /// review timeout.
-    pub async fn post<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> Result<T> {
-        let (status, bytes) = self.exchange(http::Method::POST, path, Some(body)).await?;
-        decode(status, &bytes)
-    }
-
-    /// GETs `path` and decodes the answer, within the review timeout;
-    /// `None` when the server answers 404 Not Found.
-    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
-        let (status, bytes) = self.exchange(http::Method::GET, path, None).await?;
-        if status == http::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        decode(status, &bytes).map(Some)
-    }
-
-    async fn exchange(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<(http::StatusCode, Bytes)> {
-        tokio::time::timeout(REVIEW_TIMEOUT, self.send(method, path, body))
-            .await
-            .map_err(|_| Error::Review(format!("no answer within {REVIEW_TIMEOUT:?}")))?
-    }
-
-    async fn send(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<(http::StatusCode, Bytes)> {
-        let failed = |e: &dyn std::fmt::Display| Error::Review(e.to_string());
-        let tcp = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| failed(&e))?;
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| failed(&e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| failed(&e))?;
-        let connection = tokio::spawn(connection);
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, &self.authority)
-            .header(http::header::ACCEPT, "application/json");
-        if body.is_some() {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(body.map_or_else(Bytes::new, |body| {
-                Bytes::from(body.to_string())
-            })))
-            .map_err(|e| failed(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| failed(&e))?
-            .to_bytes();
-        drop(sender);
-        connection.abort();
-        Ok((status, bytes))
-    }
-}
-
-/// Decodes a successful answer; any other status is an error naming it.
-fn decode<T: serde::de::DeserializeOwned>(status: http::StatusCode, bytes: &[u8]) -> Result<T> {
-    if !status.is_success() {
-        return Err(Error::Review(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(bytes)
-        )));
-    }
-    serde_json::from_slice(bytes).map_err(|e| Error::Review(e.to_string()))
 }
 
 /// The parts of a TokenReview answer that matter here.

@@ -43,7 +43,8 @@ use etcd_client::{
 };
 
 use crate::storage::{
-    Error, KEY_PREFIX, KeyValue, ListOptions, ListResult, Result, Revision, Store, Watch,
+    Error, KEY_PREFIX, KeyValue, Leadership, ListOptions, ListResult, Result, Revision, Store,
+    Watch,
 };
 
 /// How to reach etcd (`--etcd-servers`, `--etcd-cafile`, `--etcd-certfile`,
@@ -284,6 +285,101 @@ impl Store for EtcdStore {
     async fn compacted_revision(&self) -> Result<Revision> {
         self.etcd.compacted_revision().await
     }
+
+    /// etcd's election API on a lease: the campaign waits while another
+    /// replica leads; leadership is lost when the lease cannot be renewed
+    /// (and then expires on its own, so two leaders never overlap for
+    /// longer than the renewal interval).
+    async fn elect(&self, election: &str, identity: &str) -> Result<Leadership> {
+        let lease = self
+            .etcd
+            .call("lease grant", |mut client| async move {
+                client.lease_grant(LEADER_LEASE_TTL_SECONDS, None).await
+            })
+            .await?
+            .id();
+        let name = format!("{KEY_PREFIX}leader/{election}");
+        let campaign = {
+            let name = name.clone();
+            let identity = identity.to_owned();
+            let client = self.etcd.client();
+            async move {
+                let mut client = client;
+                client.campaign(name, identity, lease).await
+            }
+        };
+        // The campaign blocks while someone else leads; keep the lease alive
+        // meanwhile, or it expires and the campaign fails.
+        let mut keeper = tokio::spawn(keep_lease(self.etcd.clone(), lease, None));
+        let campaign = tokio::select! {
+            result = campaign => result,
+            _ = &mut keeper => {
+                return Err(Error::Unavailable {
+                    backend: self.etcd.backend.clone(),
+                    message: "lost the election lease while campaigning".into(),
+                    source: None,
+                });
+            }
+        };
+        keeper.abort();
+        if let Err(error) = campaign {
+            self.revoke(lease).await;
+            return Err(map_error(&self.etcd.backend, error));
+        }
+        let (sender, lost) = tokio::sync::watch::channel(false);
+        let keeper = tokio::spawn(keep_lease(self.etcd.clone(), lease, Some(sender)));
+        let store = self.clone();
+        Ok(Leadership::new(
+            lost,
+            keeper,
+            Box::pin(async move { store.revoke(lease).await }),
+        ))
+    }
+}
+
+/// Seconds an election lease lives without renewal: how long a crashed
+/// leader's replacement waits.
+const LEADER_LEASE_TTL_SECONDS: i64 = 15;
+
+/// Renews `lease` every third of its life until a renewal fails, then sets
+/// `lost` (if given) and returns.
+async fn keep_lease(etcd: Arc<Etcd>, lease: i64, lost: Option<tokio::sync::watch::Sender<bool>>) {
+    let interval = Duration::from_secs(u64::try_from(LEADER_LEASE_TTL_SECONDS / 3).unwrap_or(5));
+    loop {
+        let renewed = async {
+            let mut client = etcd.client();
+            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            let answer = stream.message().await?;
+            Ok::<bool, etcd_client::Error>(answer.is_some_and(|answer| answer.ttl() > 0))
+        };
+        match tokio::time::timeout(interval, renewed).await {
+            Ok(Ok(true)) => {}
+            outcome => {
+                tracing::warn!(lease, ?outcome, "could not renew the leader lease");
+                if let Some(lost) = lost {
+                    let _ = lost.send(true);
+                }
+                return;
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+impl EtcdStore {
+    /// Revokes `lease`, deleting the keys bound to it; best effort.
+    async fn revoke(&self, lease: i64) {
+        let revoked = self
+            .etcd
+            .call("lease revoke", |mut client| async move {
+                client.lease_revoke(lease).await
+            })
+            .await;
+        if let Err(error) = revoked {
+            tracing::warn!(lease, %error, "could not revoke the leader lease");
+        }
+    }
 }
 
 impl EtcdStore {
@@ -344,6 +440,13 @@ impl EtcdStore {
 }
 
 impl Etcd {
+    /// A client of the preferred endpoint, for streaming calls.
+    fn client(&self) -> Client {
+        let count = self.endpoints.len().max(1);
+        let index = self.preferred.load(Ordering::Relaxed) % count;
+        self.endpoints[index].client.clone()
+    }
+
     /// Runs one request under [`REQUEST_TIMEOUT`], converting its error.
     async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
     where

@@ -230,6 +230,96 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The oldest revision still kept (lists at revisions below it and
     /// watches from before it fail with [`Error::Compacted`]).
     async fn compacted_revision(&self) -> Result<Revision>;
+
+    /// Campaigns for leadership of `election` as `identity`; returns once
+    /// this process leads. The default, for stores that only one process
+    /// can open (embedded), leads at once and forever.
+    async fn elect(&self, election: &str, identity: &str) -> Result<Leadership> {
+        let _ = (election, identity);
+        Ok(Leadership::unconditional())
+    }
+}
+
+/// Leadership won by [`Store::elect`]. Dropping it gives leadership up
+/// (for etcd: the lease is revoked in the background).
+pub struct Leadership {
+    lost: tokio::sync::watch::Receiver<bool>,
+    /// Held by unconditional leadership so that `lost` never fires.
+    _never_lost: Option<tokio::sync::watch::Sender<bool>>,
+    keeper: Option<tokio::task::JoinHandle<()>>,
+    resign: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("lost", &*self.lost.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leadership {
+    /// Leadership that is never lost.
+    pub fn unconditional() -> Self {
+        let (sender, lost) = tokio::sync::watch::channel(false);
+        Self {
+            lost,
+            _never_lost: Some(sender),
+            keeper: None,
+            resign: None,
+        }
+    }
+
+    /// Leadership kept alive by `keeper`, which sets `lost` when it ends;
+    /// `resign` gives it up at once.
+    pub fn new(
+        lost: tokio::sync::watch::Receiver<bool>,
+        keeper: tokio::task::JoinHandle<()>,
+        resign: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Self {
+        Self {
+            lost,
+            _never_lost: None,
+            keeper: Some(keeper),
+            resign: Some(resign),
+        }
+    }
+
+    /// Resolves when leadership is lost (lease expired, store unreachable).
+    pub async fn lost(&mut self) {
+        loop {
+            if *self.lost.borrow_and_update() {
+                return;
+            }
+            if self.lost.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Gives leadership up now, so another replica takes over without
+    /// waiting for the lease to expire.
+    pub async fn resign(mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+        if let Some(resign) = self.resign.take() {
+            resign.await;
+        }
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+        if let Some(resign) = self.resign.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(resign);
+        }
+    }
 }
 
 /// A shared store handle.

@@ -1,7 +1,7 @@
 //! `nmstate-bench`: measures the API server against a baseline taken in the
 //! same run (raw etcd, or one watcher), so that figures from different
-//! machines compare as ratios. Each scenario starts its own etcd and
-//! `nmstate-apiserver` and stops them at the end.
+//! machines compare as ratios. Each scenario but `render` starts its own
+//! etcd and `nmstate-apiserver` and stops them at the end.
 //!
 //! - `write`: create + status update of node states through the API against
 //!   the same puts straight into etcd;
@@ -9,6 +9,8 @@
 //!   read;
 //! - `watch`: many per-node enactment watches: event delivery latency and
 //!   the server's memory, against one watcher of all enactments;
+//! - `rollout`: the policy controller rolling a capture policy out to many
+//!   fake nodes: convergence time and writes per node;
 //! - `render`: rendering a policy with captures for a node, in process,
 //!   against upstream's path (an `nmstatectl policy` process per node); it
 //!   needs no server.
@@ -22,6 +24,7 @@ pub mod stats;
 
 mod list;
 mod render;
+mod rollout;
 mod watch;
 mod write;
 
@@ -74,6 +77,9 @@ pub enum Scenario {
     List,
     /// Per-node enactment watches: delivery latency and server memory.
     Watch,
+    /// The policy controller rolling a capture policy out to many fake
+    /// nodes: convergence time and writes per node.
+    Rollout,
     /// Rendering a policy for a node: in process against `nmstatectl policy`.
     Render,
 }
@@ -85,6 +91,7 @@ impl Scenario {
             Scenario::Write => "write",
             Scenario::List => "list",
             Scenario::Watch => "watch",
+            Scenario::Rollout => "rollout",
             Scenario::Render => "render",
         }
     }
@@ -103,6 +110,8 @@ pub struct Counts {
     pub watches: usize,
     /// Concurrent client connections (and etcd requests) for writes.
     pub concurrency: usize,
+    /// Fake nodes in `rollout`.
+    pub rollout_nodes: usize,
 }
 
 impl Counts {
@@ -115,6 +124,7 @@ impl Counts {
                 list_runs: 3,
                 watches: 100,
                 concurrency: 16,
+                rollout_nodes: 50,
             }
         } else {
             Counts {
@@ -123,6 +133,7 @@ impl Counts {
                 list_runs: 7,
                 watches: 1_000,
                 concurrency: 16,
+                rollout_nodes: 1_000,
             }
         }
     }
@@ -183,11 +194,13 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         render::run(quick, &mut report)?;
         return Ok(report);
     }
-    let cluster = Cluster::start(apiserver).await?;
+    let controller = scenario == Scenario::Rollout;
+    let cluster = Cluster::start(apiserver, controller).await?;
     let result = match scenario {
         Scenario::Write => write::run(&cluster, &counts, &mut report).await,
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
+        Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
         Scenario::Render => Ok(()),
     };
     if let Err(error) = result {
@@ -243,7 +256,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(binary: &Path) -> Result<Cluster> {
+    /// Starts etcd and the server; the policy controller only when asked.
+    async fn start(binary: &Path, controller: bool) -> Result<Cluster> {
         progress("starting etcd and nmstate-apiserver");
         let etcd = EtcdProcess::try_start(false).await?;
         let log_dir = tempfile::tempdir()?;
@@ -251,8 +265,13 @@ impl Cluster {
         let options = StartOptions {
             binary: Some(binary.to_path_buf()),
             log_file: Some(log_dir.path().join("apiserver.log")),
+            ..StartOptions::default()
         };
-        let apiserver = ApiserverProcess::start_with(&[&etcd_servers], &options).await?;
+        // The API scenarios write enactments of no policy: measure the API,
+        // not the controller cleaning them up.
+        let controller = format!("--controller={controller}");
+        let apiserver =
+            ApiserverProcess::start_with(&[&etcd_servers, &controller], &options).await?;
         let client = apiserver.client()?;
         let cluster = Cluster {
             etcd,

@@ -1,0 +1,639 @@
+//! The policy controller (DESIGN.md section 6): turns policies into
+//! per-node enactments, renders each once per policy generation, releases
+//! them to the nodes' agents in waves of `maxUnavailable`, and aggregates
+//! their outcome into the policy's status.
+//!
+//! It runs inside the apiserver under leader election ([`Store::elect`]:
+//! an etcd lease, or always for the embedded store), reads only from the
+//! watch caches, and writes straight to the store with compare-and-swap on
+//! the revision it read, so a lost race is retried on fresh data and never
+//! overwrites an agent's write. The decisions are [`plan::plan`], a pure
+//! function; this module is the loop around it:
+//! - one watcher per cache marks policies dirty: a policy event marks that
+//!   policy, an enactment event its policy, a node state event every policy
+//!   but only when the node's labels, liveness or presence of a state
+//!   changed (heartbeats and state reports alone do not), and a periodic
+//!   resync catches heartbeats that expire;
+//! - dirty policies are reconciled in batches after a short debounce, each
+//!   batch on one snapshot of the caches, after the caches have caught up
+//!   with the controller's own writes, so a settled policy costs no writes
+//!   and a 1 000-node rollout costs O(nodes) writes per generation.
+//!
+//! [`Store::elect`]: crate::storage::Store::elect
+
+pub mod plan;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use nmstate_openapi::{
+    Condition, ConditionStatus, ConditionType, ENACTMENT_POLICY_LABEL,
+    NodeNetworkConfigurationEnactment, NodeNetworkConfigurationEnactmentStatus,
+    NodeNetworkConfigurationPolicy, NodeNetworkConfigurationPolicyStatus, ResourceKind, Time,
+    condition::find_condition,
+};
+use serde_json::Value;
+
+use crate::{
+    api::object::{self, UpdateScope, prepare_create, prepare_update},
+    cache::{CacheEvent, CacheWatcher, CachedObject, WatchFilter},
+    server::AppState,
+    storage::{self, Revision, object_key},
+};
+
+use self::plan::{Action, Existing, Node, Plan, Policy};
+
+/// The election the controller replicas campaign in.
+pub const ELECTION: &str = "policy-controller";
+
+/// How the controller runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// This replica's name in the election.
+    pub identity: String,
+    /// How old a node's `Ready` heartbeat may be before the node counts as
+    /// NotReady (its agent renews it at most once a minute).
+    pub heartbeat_grace: Duration,
+    /// How often every policy is reconciled even without events (expired
+    /// heartbeats have no event).
+    pub resync: Duration,
+    /// How long to gather events before reconciling.
+    pub debounce: Duration,
+    /// Writes in flight at once.
+    pub write_concurrency: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            identity: format!("nmstate-apiserver-{}", uuid::Uuid::new_v4()),
+            heartbeat_grace: Duration::from_secs(180),
+            resync: Duration::from_secs(30),
+            debounce: Duration::from_millis(50),
+            write_concurrency: 16,
+        }
+    }
+}
+
+/// Starts the controller in the background; it stops when the server shuts
+/// down.
+pub fn start(state: Arc<AppState>, config: ControllerConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = lead(&state, &config) => {}
+            () = state.shutdown_requested() => {}
+        }
+    })
+}
+
+/// Campaigns, and while leading runs the reconcile loop; campaigns again
+/// when leadership is lost.
+async fn lead(state: &Arc<AppState>, config: &ControllerConfig) {
+    loop {
+        let mut leadership = match state.store.elect(ELECTION, &config.identity).await {
+            Ok(leadership) => leadership,
+            Err(error) => {
+                tracing::warn!(%error, "policy controller: election failed, retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        tracing::info!(identity = %config.identity, "policy controller: leading");
+        state.metrics.set_controller_leader(true);
+        let shutdown = tokio::select! {
+            () = leadership.lost() => {
+                tracing::warn!("policy controller: leadership lost");
+                false
+            }
+            () = run_while_leading(state, config) => false,
+            () = state.shutdown_requested() => true,
+        };
+        state.metrics.set_controller_leader(false);
+        if shutdown {
+            leadership.resign().await;
+            return;
+        }
+        drop(leadership);
+    }
+}
+
+/// Runs the loop, starting it over after errors (a watch that fell too far
+/// behind, a cache restarting).
+async fn run_while_leading(state: &Arc<AppState>, config: &ControllerConfig) {
+    loop {
+        if let Err(error) = Reconciler::new(state.clone(), config.clone()).run().await {
+            tracing::warn!(%error, "policy controller: restarting its loop");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+enum LoopError {
+    #[error("watch cache: {0}")]
+    Cache(String),
+    #[error("store: {0}")]
+    Store(#[from] storage::Error),
+}
+
+/// What about a node matters for selection and release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NodeKey {
+    labels: BTreeMap<String, String>,
+    ready: bool,
+    heartbeat: Option<i64>,
+    has_state: bool,
+}
+
+fn node_key(object: &CachedObject) -> NodeKey {
+    let status = object.value.get("status");
+    let ready = status
+        .and_then(|status| status.get("conditions"))
+        .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
+        .and_then(|conditions| find_condition(&conditions, &ConditionType::Ready).cloned());
+    NodeKey {
+        labels: object.labels.clone(),
+        ready: ready
+            .as_ref()
+            .is_some_and(|ready| ready.status == ConditionStatus::True),
+        // Minutes, not seconds: a heartbeat renewal alone is not a change
+        // worth reconciling every policy for; the resync catches expiry.
+        heartbeat: ready
+            .and_then(|ready| ready.last_heartbeat_time)
+            .map(|time| time.0.as_second() / 60),
+        has_state: status.is_some_and(|status| status.get("currentState").is_some()),
+    }
+}
+
+struct Reconciler {
+    state: Arc<AppState>,
+    config: ControllerConfig,
+    /// Policies to reconcile in the next batch.
+    dirty: BTreeSet<String>,
+    /// Reconcile every policy in the next batch.
+    all_dirty: bool,
+    /// What was last seen of each node.
+    nodes: HashMap<String, NodeKey>,
+    /// The highest revision the controller wrote (or lost a race at): the
+    /// next batch waits for the caches to reach it.
+    written: Revision,
+}
+
+impl Reconciler {
+    fn new(state: Arc<AppState>, config: ControllerConfig) -> Self {
+        Self {
+            state,
+            config,
+            dirty: BTreeSet::new(),
+            all_dirty: true,
+            nodes: HashMap::new(),
+            written: 0,
+        }
+    }
+
+    fn watch(&self, kind: ResourceKind) -> Result<CacheWatcher, LoopError> {
+        let cache = self.state.caches.get(kind);
+        let (_, objects, watcher) = cache
+            .snapshot_and_watch(WatchFilter::everything())
+            .map_err(|e| LoopError::Cache(e.to_string()))?;
+        drop(objects);
+        Ok(watcher)
+    }
+
+    async fn run(mut self) -> Result<(), LoopError> {
+        self.wait_for_caches().await?;
+        let mut policies = self.watch(ResourceKind::NodeNetworkConfigurationPolicy)?;
+        let mut states = self.watch(ResourceKind::NodeNetworkState)?;
+        let mut enactments = self.watch(ResourceKind::NodeNetworkConfigurationEnactment)?;
+        let (_, current) = self
+            .state
+            .caches
+            .get(ResourceKind::NodeNetworkState)
+            .snapshot();
+        for object in current {
+            self.nodes.insert(object.name.clone(), node_key(&object));
+        }
+        let mut resync = tokio::time::interval(self.config.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let pending = self.all_dirty || !self.dirty.is_empty();
+            tokio::select! {
+                event = policies.next() => {
+                    let event = event.map_err(|end| LoopError::Cache(format!("{end:?}")))?;
+                    if let Some(object) = event.object() {
+                        self.dirty.insert(object.name.clone());
+                    }
+                }
+                event = enactments.next() => {
+                    let event = event.map_err(|end| LoopError::Cache(format!("{end:?}")))?;
+                    if let Some(policy) = event
+                        .object()
+                        .and_then(|object| object.labels.get(ENACTMENT_POLICY_LABEL))
+                    {
+                        self.dirty.insert(policy.clone());
+                    }
+                }
+                event = states.next() => {
+                    let event = event.map_err(|end| LoopError::Cache(format!("{end:?}")))?;
+                    self.node_event(&event);
+                }
+                _ = resync.tick() => self.all_dirty = true,
+                () = tokio::time::sleep(self.config.debounce), if pending => {
+                    self.reconcile_batch().await?;
+                }
+            }
+        }
+    }
+
+    fn node_event(&mut self, event: &CacheEvent) {
+        match event {
+            CacheEvent::Added(object) | CacheEvent::Modified(object) => {
+                let key = node_key(object);
+                if self.nodes.get(&object.name) != Some(&key) {
+                    self.nodes.insert(object.name.clone(), key);
+                    self.all_dirty = true;
+                }
+            }
+            CacheEvent::Deleted(object) => {
+                self.nodes.remove(&object.name);
+                self.all_dirty = true;
+            }
+            CacheEvent::Bookmark(_) => {}
+        }
+    }
+
+    /// Waits until every cache is ready and has seen the store's current
+    /// revision (or at least the controller's last write).
+    async fn wait_for_caches(&self) -> Result<(), LoopError> {
+        let revision = self.state.store.current_revision().await?.max(self.written);
+        for kind in ResourceKind::ALL {
+            self.state
+                .caches
+                .get(kind)
+                .wait_until_fresh(revision, Duration::from_secs(60))
+                .await
+                .map_err(|e| LoopError::Cache(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn reconcile_batch(&mut self) -> Result<(), LoopError> {
+        if self.written > 0 {
+            self.wait_for_caches().await?;
+        }
+        let caches = &self.state.caches;
+        let (_, policies) = caches
+            .get(ResourceKind::NodeNetworkConfigurationPolicy)
+            .snapshot();
+        let (_, states) = caches.get(ResourceKind::NodeNetworkState).snapshot();
+        let (_, enactments) = caches
+            .get(ResourceKind::NodeNetworkConfigurationEnactment)
+            .snapshot();
+
+        let mut names = std::mem::take(&mut self.dirty);
+        if std::mem::take(&mut self.all_dirty) {
+            names.extend(policies.iter().map(|policy| policy.name.clone()));
+            // Enactments of policies that no longer exist.
+            names.extend(
+                enactments
+                    .iter()
+                    .filter_map(|e| e.labels.get(ENACTMENT_POLICY_LABEL).cloned()),
+            );
+        }
+        self.state.metrics.set_controller_queue(names.len());
+        if names.is_empty() {
+            return Ok(());
+        }
+
+        let now = time_now();
+        let grace = i64::try_from(self.config.heartbeat_grace.as_secs()).unwrap_or(i64::MAX);
+        let nodes: Vec<Node<'_>> = states
+            .iter()
+            .map(|object| node_of(object, &now, grace))
+            .collect();
+        let mut by_policy: HashMap<&str, Vec<&Arc<CachedObject>>> = HashMap::new();
+        for enactment in &enactments {
+            if let Some(policy) = enactment.labels.get(ENACTMENT_POLICY_LABEL)
+                && names.contains(policy)
+            {
+                by_policy.entry(policy).or_default().push(enactment);
+            }
+        }
+
+        let policy_cache = caches.get(ResourceKind::NodeNetworkConfigurationPolicy);
+        let mut writes = Vec::new();
+        for name in &names {
+            let existing: Vec<Existing<'_>> = by_policy
+                .get(name.as_str())
+                .map(|objects| objects.iter().filter_map(|o| existing_of(o)).collect())
+                .unwrap_or_default();
+            let policy_object = policy_cache.get(name);
+            let decoded = policy_object.as_ref().and_then(|object| {
+                serde_json::from_value::<NodeNetworkConfigurationPolicy>(object.value.clone())
+                    .map_err(|error| {
+                        tracing::warn!(policy = %name, %error, "policy controller: undecodable policy");
+                    })
+                    .ok()
+            });
+            let (Some(object), Some(policy)) = (policy_object, decoded) else {
+                // Deleted policy: its enactments go.
+                for enactment in existing {
+                    writes.push(Write::Enactment(
+                        name.clone(),
+                        Action::Delete {
+                            name: enactment.name.to_owned(),
+                            revision: enactment.revision,
+                        },
+                    ));
+                }
+                continue;
+            };
+            if object::meta_str(&object.value, "deletionTimestamp").is_some() {
+                continue;
+            }
+            let plan = plan::plan(
+                &Policy {
+                    name,
+                    generation: policy.metadata.generation.unwrap_or(1),
+                    spec: &policy.spec,
+                    status: policy.status.as_ref(),
+                },
+                &nodes,
+                &existing,
+                &now,
+                self.state.render,
+            );
+            self.state.metrics.controller_reconciled();
+            let Plan {
+                actions,
+                policy_status,
+                ..
+            } = plan;
+            writes.extend(
+                actions
+                    .into_iter()
+                    .map(|action| Write::Enactment(name.clone(), action)),
+            );
+            if let Some(status) = policy_status {
+                writes.push(Write::PolicyStatus {
+                    object: object.clone(),
+                    status,
+                });
+            }
+        }
+        drop(nodes);
+        self.execute(writes).await
+    }
+
+    /// Makes the writes, several at a time. A lost race (conflict, already
+    /// exists, gone) marks the policy for another round on fresh data.
+    async fn execute(&mut self, writes: Vec<Write>) -> Result<(), LoopError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let state = &self.state;
+        let results: Vec<(String, Result<Revision, storage::Error>)> =
+            futures::stream::iter(writes)
+                .map(|write| async move {
+                    let policy = write.policy();
+                    (policy, write.apply(state).await)
+                })
+                .buffer_unordered(self.config.write_concurrency.max(1))
+                .collect()
+                .await;
+        let mut unavailable = None;
+        for (policy, result) in results {
+            match result {
+                Ok(revision) => {
+                    self.written = self.written.max(revision);
+                    self.state.metrics.controller_wrote(true);
+                }
+                Err(error) => {
+                    self.state.metrics.controller_wrote(false);
+                    tracing::debug!(%policy, %error, "policy controller: write lost, retrying");
+                    self.dirty.insert(policy);
+                    if error.is_retryable() {
+                        unavailable = Some(error);
+                    } else {
+                        // Make the next batch wait for the caches to see
+                        // whatever we raced with.
+                        self.written = self.written.max(1);
+                    }
+                }
+            }
+        }
+        match unavailable {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A node from its NodeNetworkState.
+fn node_of<'a>(object: &'a CachedObject, now: &Time, grace_seconds: i64) -> Node<'a> {
+    let status = object.value.get("status");
+    let alive = status
+        .and_then(|status| status.get("conditions"))
+        .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
+        .and_then(|conditions| find_condition(&conditions, &ConditionType::Ready).cloned())
+        .is_some_and(|ready| {
+            ready.status == ConditionStatus::True
+                && ready.last_heartbeat_time.is_some_and(|heartbeat| {
+                    now.0.as_second() - heartbeat.0.as_second() <= grace_seconds
+                })
+        });
+    Node {
+        name: &object.name,
+        labels: &object.labels,
+        alive,
+        current_state: status.and_then(|status| status.get("currentState")),
+    }
+}
+
+/// An enactment from the cache, if it is one the controller can read.
+fn existing_of(object: &CachedObject) -> Option<Existing<'_>> {
+    let node = object
+        .labels
+        .get(nmstate_openapi::ENACTMENT_NODE_LABEL)?
+        .as_str();
+    let status = match object.value.get("status") {
+        Some(status) => {
+            serde_json::from_value::<NodeNetworkConfigurationEnactmentStatus>(status.clone())
+                .unwrap_or_default()
+        }
+        None => NodeNetworkConfigurationEnactmentStatus::default(),
+    };
+    Some(Existing {
+        name: &object.name,
+        node,
+        revision: object.revision,
+        status,
+    })
+}
+
+/// One write of a batch.
+enum Write {
+    /// A write to an enactment of the named policy.
+    Enactment(String, Action),
+    PolicyStatus {
+        object: Arc<CachedObject>,
+        status: NodeNetworkConfigurationPolicyStatus,
+    },
+}
+
+impl Write {
+    /// The policy the write is about (for requeueing).
+    fn policy(&self) -> String {
+        match self {
+            Write::Enactment(policy, _) => policy.clone(),
+            Write::PolicyStatus { object, .. } => object.name.clone(),
+        }
+    }
+
+    async fn apply(self, state: &AppState) -> Result<Revision, storage::Error> {
+        let enactments = ResourceKind::NodeNetworkConfigurationEnactment;
+        let store = &state.store;
+        match self {
+            Write::Enactment(policy, Action::Create { name, node, status }) => {
+                let mut enactment =
+                    NodeNetworkConfigurationEnactment::new(&node, &policy, &time_now());
+                enactment.metadata.name = Some(name.clone());
+                // Owned by the policy, as upstream: `kubectl get nnce -o
+                // yaml` shows where it comes from. (The controller deletes
+                // enactments itself; there is no garbage collector here.)
+                let owner = state
+                    .caches
+                    .get(ResourceKind::NodeNetworkConfigurationPolicy)
+                    .get(&policy)
+                    .and_then(|object| object::meta_str(&object.value, "uid").map(str::to_owned));
+                if let Some(uid) = owner {
+                    enactment.metadata.owner_references = Some(vec![OwnerReference {
+                        api_version: nmstate_openapi::api_version(nmstate_openapi::V1)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        kind: ResourceKind::NodeNetworkConfigurationPolicy
+                            .kind()
+                            .to_owned(),
+                        name: policy.clone(),
+                        uid,
+                        controller: Some(true),
+                        block_owner_deletion: None,
+                    }]);
+                }
+                let mut value = to_value(&enactment)?;
+                value = prepare_create(enactments, value, &object::now())
+                    .map_err(|e| internal(&name, e))?;
+                set_status(&mut value, &status)?;
+                let kv = store
+                    .create(&object_key(enactments.plural(), &name), to_bytes(&value)?)
+                    .await?;
+                Ok(kv.mod_revision)
+            }
+            Write::Enactment(
+                _,
+                Action::UpdateStatus {
+                    name,
+                    revision,
+                    status,
+                },
+            ) => {
+                let cached = state
+                    .caches
+                    .get(enactments)
+                    .get(&name)
+                    .filter(|cached| cached.revision == revision)
+                    .ok_or_else(|| storage::Error::Conflict {
+                        key: name.clone(),
+                        expected: revision,
+                        actual: 0,
+                    })?;
+                let mut new = cached.value.clone();
+                set_status(&mut new, &status)?;
+                write_status(state, enactments, &name, &cached.value, new, revision).await
+            }
+            Write::Enactment(_, Action::Delete { name, revision }) => {
+                let (_, deleted) = store
+                    .delete(&object_key(enactments.plural(), &name), Some(revision))
+                    .await?;
+                Ok(deleted)
+            }
+            Write::PolicyStatus { object, status } => {
+                let mut new = object.value.clone();
+                set_status(&mut new, &status)?;
+                write_status(
+                    state,
+                    ResourceKind::NodeNetworkConfigurationPolicy,
+                    &object.name,
+                    &object.value,
+                    new,
+                    object.revision,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Writes `new` over `old` (read at `revision`) through the `/status`
+/// rules.
+async fn write_status(
+    state: &AppState,
+    kind: ResourceKind,
+    name: &str,
+    old: &Value,
+    new: Value,
+    revision: Revision,
+) -> Result<Revision, storage::Error> {
+    let mut old = old.clone();
+    object::metadata_mut(&mut old).remove("resourceVersion");
+    let merged =
+        prepare_update(kind, &old, new, UpdateScope::Status).map_err(|e| internal(name, e))?;
+    let kv = state
+        .store
+        .update(
+            &object_key(kind.plural(), name),
+            to_bytes(&merged)?,
+            revision,
+        )
+        .await?;
+    Ok(kv.mod_revision)
+}
+
+fn set_status(object: &mut Value, status: &impl serde::Serialize) -> Result<(), storage::Error> {
+    let status = to_value(status)?;
+    if let Some(map) = object.as_object_mut() {
+        map.insert("status".into(), status);
+    }
+    Ok(())
+}
+
+fn time_now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn to_value(value: &impl serde::Serialize) -> Result<Value, storage::Error> {
+    serde_json::to_value(value).map_err(|error| storage::Error::Corrupt {
+        key: String::new(),
+        message: error.to_string(),
+    })
+}
+
+fn to_bytes(value: &Value) -> Result<Vec<u8>, storage::Error> {
+    serde_json::to_vec(value).map_err(|error| storage::Error::Corrupt {
+        key: String::new(),
+        message: error.to_string(),
+    })
+}
+
+fn internal(name: &str, error: crate::api::error::ApiError) -> storage::Error {
+    storage::Error::Corrupt {
+        key: name.to_owned(),
+        message: error.to_string(),
+    }
+}
