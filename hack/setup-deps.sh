@@ -10,6 +10,7 @@ declare -A PACKAGES=(
   [etcd]=etcd-server         # the storage conformance and e2e tests start a real etcd
   [ip]=iproute2              # network-namespace test nodes
   [python3]=python3          # tests/python/client_test.py (the Python client test)
+  [curl]=curl                # tests/tests/render_subresources.rs calls the API as curl users do
 )
 
 # The kubectl the end-to-end suite drives when the machine has none: the

@@ -1,14 +1,19 @@
 //! `nmstate-bench`: measures the API server against a baseline taken in the
 //! same run (raw etcd, or one watcher), so that figures from different
-//! machines compare as ratios. Each scenario starts its own etcd and
-//! `nmstate-apiserver` and stops them at the end.
+//! machines compare as ratios. Each scenario but `render` starts its own
+//! etcd and `nmstate-apiserver` and stops them at the end.
 //!
 //! - `write`: create + status update of node states through the API against
 //!   the same puts straight into etcd;
 //! - `list`: listing every node state (JSON and Table) against one etcd range
 //!   read;
 //! - `watch`: many per-node enactment watches: event delivery latency and
-//!   the server's memory, against one watcher of all enactments.
+//!   the server's memory, against one watcher of all enactments;
+//! - `rollout`: the policy controller rolling a capture policy out to many
+//!   fake nodes: convergence time and writes per node;
+//! - `render`: rendering a policy with captures for a node, in process,
+//!   against upstream's path (an `nmstatectl policy` process per node); it
+//!   needs no server.
 //!
 //! Progress goes to stderr, the report to stdout; with `--json` the report
 //! ends with one line holding a JSON object of the figures. The figures are
@@ -18,6 +23,7 @@ pub mod objects;
 pub mod stats;
 
 mod list;
+mod render;
 mod rollout;
 mod watch;
 mod write;
@@ -74,6 +80,8 @@ pub enum Scenario {
     /// The policy controller rolling a capture policy out to many fake
     /// nodes: convergence time and writes per node.
     Rollout,
+    /// Rendering a policy for a node: in process against `nmstatectl policy`.
+    Render,
 }
 
 impl Scenario {
@@ -84,6 +92,7 @@ impl Scenario {
             Scenario::List => "list",
             Scenario::Watch => "watch",
             Scenario::Rollout => "rollout",
+            Scenario::Render => "render",
         }
     }
 }
@@ -180,6 +189,11 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
     raise_open_file_limit();
     let counts = Counts::new(quick);
     let mut report = Report::new(scenario, quick);
+    if scenario == Scenario::Render {
+        // Pure CPU work in this process: no server to start.
+        render::run(quick, &mut report)?;
+        return Ok(report);
+    }
     let controller = scenario == Scenario::Rollout;
     let cluster = Cluster::start(apiserver, controller).await?;
     let result = match scenario {
@@ -187,6 +201,7 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
+        Scenario::Render => Ok(()),
     };
     if let Err(error) = result {
         return Err(error.context(format!(
