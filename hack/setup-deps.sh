@@ -15,6 +15,7 @@ declare -A PACKAGES=(
   [nsenter]=util-linux       # nsenter/unshare for the namespace nodes
   [ping]=iputils-ping        # reachability checks inside namespace nodes
   [python3]=python3          # tests/python/client_test.py (the Python client test)
+  [curl]=curl                # tests/tests/render_subresources.rs calls the API as curl users do
 )
 
 # The kubectl the end-to-end suite drives when the machine has none: the

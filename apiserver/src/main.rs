@@ -78,7 +78,10 @@ fn issue_kubeconfig(kubeconfig: KubeconfigArgs, args: Args) -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        // nmstate logs every step of a diff or capture at info: noise in a
+        // server that renders for every node.
+        .unwrap_or_else(|_| EnvFilter::new("info,nmstate=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

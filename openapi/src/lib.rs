@@ -6,7 +6,8 @@
 //! their upstream kubernetes-nmstate JSON names, the condition vocabulary and
 //! its update rules, the validation of every user-supplied field with
 //! Kubernetes-style field errors, the rendering of a policy for one node
-//! ([`render`]), the constants that name the API group, and
+//! ([`render`]), the answers of the `render` and `dry-run` subresources
+//! ([`subresources`]), the constants that name the API group, and
 //! the OpenAPI documents generated from the types ([`openapi_doc`]).
 //!
 //! It is pure: no IO, no async, no HTTP. Functions take values (including the
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod render;
 pub mod resources;
 pub mod state;
+pub mod subresources;
 pub mod validation;
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time};

@@ -175,7 +175,7 @@ fn run_captures(
     captured: &BTreeMap<String, CapturedState>,
 ) -> Result<HashMap<String, NetworkState>, RenderError> {
     // Syntax errors first, in nmstate's words.
-    parse(
+    let rules = parse(
         expressions
             .iter()
             .map(|(name, expression)| (name.clone(), expression.clone())),
@@ -195,6 +195,12 @@ fn run_captures(
             }
         }
     }
+    if captured.is_empty() {
+        // The common case: nmstate runs them all, parsed once.
+        return rules
+            .execute(current)
+            .map_err(|error| RenderError::Capture(error.to_string()));
+    }
     let mut known = HashMap::new();
     for (name, given) in captured {
         let state = given.state.clone().unwrap_or_default();
@@ -206,19 +212,10 @@ fn run_captures(
             })?;
         known.insert(name.clone(), state);
     }
-    let pending: BTreeMap<&String, &String> = expressions
+    let mut remaining: Vec<(&String, &String)> = expressions
         .iter()
         .filter(|(name, _)| !known.contains_key(*name))
         .collect();
-    if known.is_empty() {
-        return execute(
-            pending
-                .into_iter()
-                .map(|(name, expression)| (name.clone(), expression.clone())),
-            current,
-        );
-    }
-    let mut remaining: Vec<(&String, &String)> = pending.into_iter().collect();
     while !remaining.is_empty() {
         let ready = remaining.iter().position(|(_, expression)| {
             capture_references(expression)

@@ -97,6 +97,18 @@ fn every_scenario_runs_quick_and_reports_json() {
             "rollout_agent_writes",
         ],
     );
+    check(
+        &run("render"),
+        "render",
+        &["render_us", "typing_us", "upstream_median_ms"],
+        &[
+            "interfaces",
+            "renders",
+            "renders_per_s",
+            "upstream_nodes",
+            "upstream_renders_per_s",
+        ],
+    );
     let agent = run("agent");
     check(
         &agent,

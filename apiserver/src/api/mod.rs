@@ -1,5 +1,6 @@
 //! The Kubernetes REST API for nmstate.io: routing, discovery, OpenAPI,
-//! the verbs on objects, watches, and the one mapping of errors to
+//! the verbs on objects, watches, the policy subresources `render` and
+//! `dry-run`, and the one mapping of errors to
 //! `metav1.Status`.
 //!
 //! This module decides what a request means and answers it; it does not
@@ -16,6 +17,7 @@ pub mod patch;
 pub mod rest;
 pub mod route;
 pub mod selector;
+pub mod subresource;
 pub mod table;
 pub mod watch;
 
@@ -220,8 +222,14 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
                 obligation: obligation.as_ref(),
             };
             match (verb, path.subresource) {
+                (Verb::Get | Verb::Create, Some(route::Subresource::Render)) => {
+                    subresource::render_policy(&rest, verb == Verb::Create, &bytes).await
+                }
+                (Verb::Create, Some(route::Subresource::DryRun)) => {
+                    subresource::dry_run(&rest, &bytes).await
+                }
                 (_, Some(route::Subresource::Render | route::Subresource::DryRun)) => {
-                    Err(ApiError::NoSuchPath)
+                    Err(ApiError::MethodNotAllowed(parts.method.clone()))
                 }
                 (Verb::Get, _) => rest::get(&rest).await,
                 (Verb::List, _) => rest::list(&rest).await,

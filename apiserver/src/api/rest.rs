@@ -128,7 +128,7 @@ fn partial_metadata(object: &Value) -> Value {
 
 /// Adds `Warning: 299 - "..."` headers, as Kubernetes sends for dropped
 /// unknown fields under `fieldValidation=Warn`.
-fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+pub(crate) fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
     for warning in warnings {
         let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
         if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {

@@ -87,17 +87,6 @@ pub fn openapi_v3(version: &str) -> Option<Value> {
 
     let mut components = meta::schemas();
     components.extend(schemas::schemas(version));
-    // The policy subresources answer `nmstate.io/v1` objects whatever the
-    // version asked, so every document carries those schemas.
-    if version != crate::V1 {
-        let v1 = schemas::schemas(crate::V1);
-        for name in [schemas::RENDER, schemas::DRY_RUN] {
-            let name = schemas::schema_name(crate::V1, name);
-            if let Some(schema) = v1.get(&name) {
-                components.insert(name, schema.clone());
-            }
-        }
-    }
     let object = document.as_object_mut()?;
     object.insert("openapi".to_owned(), json!(OPENAPI_VERSION));
     let components_object = object

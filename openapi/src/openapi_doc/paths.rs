@@ -24,7 +24,7 @@ use super::{
     schemas::{DRY_RUN, RENDER, RENDER_REQUEST, schema_name},
 };
 use crate::{
-    GROUP, V1,
+    GROUP,
     resources::{ResourceKind, SUBRESOURCE_DRY_RUN, SUBRESOURCE_RENDER, SUBRESOURCE_STATUS},
 };
 
@@ -321,10 +321,9 @@ impl Api<'_> {
         ))
     }
 
-    /// The subresources answer `nmstate.io/v1` objects whatever version
-    /// was asked.
+    /// The subresources answer objects of the version asked.
     fn subresource_answer(&self, name: &str) -> Ref {
-        Ref::new(format!("{V3_REF_PREFIX}{}", schema_name(V1, name)))
+        self.own(name)
     }
 }
 

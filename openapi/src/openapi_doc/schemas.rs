@@ -1,7 +1,7 @@
 //! The schemas of the nmstate.io kinds in one version: derived by utoipa
 //! from the Rust types (doc comments become descriptions), renamed to
-//! Kubernetes' `io.nmstate.<version>.<Name>`, plus the list kinds and the
-//! bodies of the `render` and `dry-run` subresources.
+//! Kubernetes' `io.nmstate.<version>.<Name>`, plus the list kinds; the bodies of
+//! the `render` and `dry-run` subresources are derived the same way.
 
 use serde_json::{Map, Value, json};
 use utoipa::{
@@ -16,7 +16,11 @@ use utoipa::{
 use super::{GVK_EXTENSION, V3_REF_PREFIX, meta};
 use crate::{
     GROUP, IntOrString, NodeNetworkConfigurationEnactment, NodeNetworkConfigurationPolicy,
-    NodeNetworkState, ResourceKind, State, V1,
+    NodeNetworkState, ResourceKind, State,
+    subresources::{
+        NodeNetworkConfigurationPolicyDryRun, NodeNetworkConfigurationPolicyRender,
+        NodeNetworkConfigurationPolicyRenderRequest,
+    },
 };
 
 /// An nmstate document: any JSON object, kept as written. Fields of this
@@ -79,6 +83,9 @@ pub(crate) fn schemas(version: &str) -> Map<String, Value> {
     collect::<NodeNetworkState>(&mut derived);
     collect::<NodeNetworkConfigurationPolicy>(&mut derived);
     collect::<NodeNetworkConfigurationEnactment>(&mut derived);
+    collect::<NodeNetworkConfigurationPolicyRenderRequest>(&mut derived);
+    collect::<NodeNetworkConfigurationPolicyRender>(&mut derived);
+    collect::<NodeNetworkConfigurationPolicyDryRun>(&mut derived);
 
     // utoipa names our types by their Rust names; Kubernetes prefixes the
     // reversed group and the version.
@@ -106,8 +113,10 @@ pub(crate) fn schemas(version: &str) -> Map<String, Value> {
             list_schema(version, kind),
         );
     }
-    for (name, schema) in subresource_schemas() {
-        schemas.insert(schema_name(version, name), schema);
+    for kind in [RENDER, DRY_RUN] {
+        if let Some(Value::Object(schema)) = schemas.get_mut(&schema_name(version, kind)) {
+            schema.insert(GVK_EXTENSION.to_owned(), gvk_list(version, kind));
+        }
     }
     schemas
 }
@@ -182,56 +191,7 @@ fn list_schema(version: &str, kind: ResourceKind) -> Value {
 
 /// Schema name of the `render` request body.
 pub(crate) const RENDER_REQUEST: &str = "NodeNetworkConfigurationPolicyRenderRequest";
-/// Schema name of the `render` answer.
-pub(crate) const RENDER: &str = "NodeNetworkConfigurationPolicyRender";
-/// Schema name of the `dry-run` answer.
-pub(crate) const DRY_RUN: &str = "NodeNetworkConfigurationPolicyDryRun";
-
-/// The bodies of the policy subresources `render` and `dry-run`. The
-/// answers are described loosely (their fields are the API server's to
-/// define): an object with `apiVersion` and `kind` whose other fields are
-/// kept as they are.
-fn subresource_schemas() -> [(&'static str, Value); 3] {
-    let free_form = |description: &str| {
-        json!({
-            "type": "object",
-            "description": description,
-            "x-kubernetes-preserve-unknown-fields": true,
-        })
-    };
-    let answer = |description: &str| {
-        json!({
-            "type": "object",
-            "description": description,
-            "properties": {
-                "apiVersion": { "type": "string", "description": format!("`{GROUP}/{V1}`.") },
-                "kind": { "type": "string", "description": "The kind of the answer." },
-            },
-            "x-kubernetes-preserve-unknown-fields": true,
-        })
-    };
-    [
-        (
-            RENDER_REQUEST,
-            json!({
-                "type": "object",
-                "description": "A network state to render the policy against, in place of a node's stored NodeNetworkState.",
-                "properties": {
-                    "currentState": free_form("The nmstate document the captures run against, as `nmstatectl show` prints it."),
-                },
-            }),
-        ),
-        (
-            RENDER,
-            answer(
-                "The policy rendered for one node: its captures run against the node's current state and the desired state with every template filled in, or the error that stopped it. Nothing is written.",
-            ),
-        ),
-        (
-            DRY_RUN,
-            answer(
-                "What applying a policy would do, without writing anything: the nodes it matches and, for each, the rendered desired state, the captured states, the difference from its current state and any error; plus the rollout batches `maxUnavailable` gives.",
-            ),
-        ),
-    ]
-}
+/// Schema name (and kind) of the `render` answer.
+pub(crate) const RENDER: &str = crate::subresources::RENDER_KIND;
+/// Schema name (and kind) of the `dry-run` answer.
+pub(crate) const DRY_RUN: &str = crate::subresources::DRY_RUN_KIND;

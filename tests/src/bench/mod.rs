@@ -1,7 +1,7 @@
 //! `nmstate-bench`: measures the API server against a baseline taken in the
 //! same run (raw etcd, or one watcher), so that figures from different
-//! machines compare as ratios. Each scenario starts its own etcd and
-//! `nmstate-apiserver` and stops them at the end.
+//! machines compare as ratios. Each scenario but `render` starts its own
+//! etcd and `nmstate-apiserver` and stops them at the end.
 //!
 //! - `write`: create + status update of node states through the API against
 //!   the same puts straight into etcd;
@@ -9,6 +9,11 @@
 //!   read;
 //! - `watch`: many per-node enactment watches: event delivery latency and
 //!   the server's memory, against one watcher of all enactments;
+//! - `rollout`: the policy controller rolling a capture policy out to many
+//!   fake nodes: convergence time and writes per node;
+//! - `render`: rendering a policy with captures for a node, in process,
+//!   against upstream's path (an `nmstatectl policy` process per node); it
+//!   needs no server.
 //! - `agent`: one hollow `nmstate-agent` against an embedded-store server:
 //!   idle RSS against the 20 MiB goal, idle writes, CPU of start and apply.
 //!
@@ -21,6 +26,7 @@ pub mod stats;
 
 mod agent;
 mod list;
+mod render;
 mod rollout;
 mod watch;
 mod write;
@@ -77,6 +83,8 @@ pub enum Scenario {
     /// The policy controller rolling a capture policy out to many fake
     /// nodes: convergence time and writes per node.
     Rollout,
+    /// Rendering a policy for a node: in process against `nmstatectl policy`.
+    Render,
     /// One hollow node agent: idle memory, idle writes, CPU.
     Agent,
 }
@@ -89,6 +97,7 @@ impl Scenario {
             Scenario::List => "list",
             Scenario::Watch => "watch",
             Scenario::Rollout => "rollout",
+            Scenario::Render => "render",
             Scenario::Agent => "agent",
         }
     }
@@ -186,6 +195,11 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
     raise_open_file_limit();
     let counts = Counts::new(quick);
     let mut report = Report::new(scenario, quick);
+    if scenario == Scenario::Render {
+        // Pure CPU work in this process: no server to start.
+        render::run(quick, &mut report)?;
+        return Ok(report);
+    }
     if scenario == Scenario::Agent {
         // The agent runs against the embedded store: no etcd to start.
         agent::run(apiserver, quick, &mut report).await?;
@@ -198,7 +212,7 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
-        Scenario::Agent => unreachable!("handled above"),
+        Scenario::Render | Scenario::Agent => unreachable!("handled above"),
     };
     if let Err(error) = result {
         return Err(error.context(format!(

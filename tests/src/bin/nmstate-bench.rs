@@ -15,7 +15,12 @@ async fn main() -> ExitCode {
              (cargo build --release -p nmstate-apiserver -p nmstate-e2e)"
         );
     }
-    let result = match bench::apiserver_binary() {
+    // The render scenario runs in this process and needs no server.
+    let apiserver = match args.scenario {
+        bench::Scenario::Render => Ok(std::path::PathBuf::new()),
+        _ => bench::apiserver_binary(),
+    };
+    let result = match apiserver {
         Ok(apiserver) => bench::run(args.scenario, args.quick, &apiserver).await,
         Err(error) => Err(error),
     };
