@@ -15,7 +15,7 @@ use crate::{
     enactor::{Enactor, EnactorConfig},
     health,
     metrics::Metrics,
-    probe::{ApiServerProbe, Probe},
+    probe,
     reporter::{Reporter, ReporterConfig},
 };
 
@@ -74,12 +74,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let mut labels = node_labels(&client, &config.node_name).await;
     labels.extend(config.node_labels.clone());
 
-    // The default-gateway and DNS probes are not built yet (see probe.rs);
-    // the API-server probe guards every backend.
-    let probes: Vec<Box<dyn Probe>> = vec![Box::new(ApiServerProbe::new(
-        client.clone(),
+    let probes = probe::for_backend(
+        config.backend.is_simulated(),
+        &client,
         config.probe_timeout,
-    ))];
+        &config.dns_probe_host,
+    );
 
     let applied = Arc::new(Notify::new());
     let reporter = Reporter::new(

@@ -95,13 +95,7 @@ pub fn plan(
     status.host_network_manager_version = versions.host_network_manager.clone();
     status.handler_network_manager_version = versions.handler_network_manager.clone();
     status.handler_nmstate_version = versions.handler_nmstate.clone();
-    let heartbeat_due = find_condition(&status.conditions, &ConditionType::Ready)
-        .filter(|ready| ready.is_true())
-        .and_then(|ready| ready.last_heartbeat_time.as_ref())
-        .is_none_or(|beat| {
-            let age = now.0.duration_since(beat.0);
-            age.is_negative() || age.unsigned_abs() >= ready_interval
-        });
+    let heartbeat_due = heartbeat_due(&status, ready_interval, now);
     let status_changed = status != old_status;
     if status_changed || heartbeat_due {
         // A state change renews the heartbeat as well: it is a write anyway.
@@ -125,6 +119,22 @@ pub fn plan(
         Some(status) => Plan::Status(status),
         None => Plan::Nothing,
     }
+}
+
+/// Whether the `Ready` heartbeat in `status` is missing, not true, or at
+/// least `ready_interval` old at `now`.
+pub fn heartbeat_due(
+    status: &NodeNetworkStateStatus,
+    ready_interval: Duration,
+    now: &Time,
+) -> bool {
+    find_condition(&status.conditions, &ConditionType::Ready)
+        .filter(|ready| ready.is_true())
+        .and_then(|ready| ready.last_heartbeat_time.as_ref())
+        .is_none_or(|beat| {
+            let age = now.0.duration_since(beat.0);
+            age.is_negative() || age.unsigned_abs() >= ready_interval
+        })
 }
 
 /// Publishes the node's state until `shutdown` turns true.
@@ -210,7 +220,17 @@ impl Reporter {
                 }
                 _ = self.applied.notified() => report = true,
                 _ = resync.tick() => report = true,
-                _ = heartbeat.tick() => report = true,
+                // Only a due heartbeat costs a state read.
+                _ = heartbeat.tick() => {
+                    let now = Time(jiff::Timestamp::now());
+                    report = stored.as_ref().is_none_or(|stored| {
+                        heartbeat_due(
+                            &stored.status.clone().unwrap_or_default(),
+                            self.config.ready_interval,
+                            &now,
+                        )
+                    });
+                }
             }
             if !(report || pending) {
                 continue;
