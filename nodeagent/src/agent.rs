@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::{api::core::v1::Node, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::Api;
 use tokio::sync::{Notify, watch};
 
@@ -15,7 +15,7 @@ use crate::{
     enactor::{Enactor, EnactorConfig},
     health,
     metrics::Metrics,
-    probe::{ApiServerProbe, Probe},
+    probe,
     reporter::{Reporter, ReporterConfig},
 };
 
@@ -74,15 +74,15 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         tracing::warn!(%error, "rolling back a stale checkpoint failed");
     }
 
-    let mut labels = node_labels(&client, &config.node_name).await;
+    let (mut labels, owner) = node_object(&client, &config.node_name).await;
     labels.extend(config.node_labels.clone());
 
-    // The default-gateway and DNS probes are not built yet (see probe.rs);
-    // the API-server probe guards every backend.
-    let probes: Vec<Box<dyn Probe>> = vec![Box::new(ApiServerProbe::new(
-        client.clone(),
+    let probes = probe::for_backend(
+        config.backend.is_simulated(),
+        &client,
         config.probe_timeout,
-    ))];
+        &config.dns_probe_host,
+    );
 
     let applied = Arc::new(Notify::new());
     let reporter = Reporter::new(
@@ -91,6 +91,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             labels,
             resync: config.resync,
             ready_interval: config.ready_interval,
+            owner,
         },
         &client,
         Arc::clone(&backend),
@@ -118,16 +119,29 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     Ok(())
 }
 
-/// The labels of the Node object named `node`, when the server has Nodes
-/// and lets the agent read its own (in a cluster); none otherwise.
-async fn node_labels(client: &kube::Client, node: &str) -> BTreeMap<String, String> {
+/// The labels of the Node object named `node` and an owner reference to
+/// it, when the server has Nodes and lets the agent read its own (in a
+/// cluster); nothing otherwise.
+async fn node_object(
+    client: &kube::Client,
+    node: &str,
+) -> (BTreeMap<String, String>, Option<OwnerReference>) {
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes.get_opt(node).await {
-        Ok(Some(object)) => object.metadata.labels.unwrap_or_default(),
-        Ok(None) => BTreeMap::new(),
+        Ok(Some(object)) => {
+            let owner = object.metadata.uid.clone().map(|uid| OwnerReference {
+                api_version: "v1".to_owned(),
+                kind: "Node".to_owned(),
+                name: node.to_owned(),
+                uid,
+                ..OwnerReference::default()
+            });
+            (object.metadata.labels.unwrap_or_default(), owner)
+        }
+        Ok(None) => (BTreeMap::new(), None),
         Err(error) => {
             tracing::info!(%error, "the Node object is not readable: using --node-labels only");
-            BTreeMap::new()
+            (BTreeMap::new(), None)
         }
     }
 }

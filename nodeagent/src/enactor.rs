@@ -320,15 +320,20 @@ impl Enactor {
             .apply(desired, self.config.checkpoint_timeout)
             .await
             .map_err(|e| failed(e.message))?;
-        let verdict = if *shutdown.borrow() {
-            Err(ApplyError::Interrupted)
-        } else {
-            match self.backend.retrieve().await {
-                Ok(after) => probe::run_all(&self.probes, &applicable, &after)
-                    .await
-                    .map_err(failed),
-                Err(error) => Err(failed(error.to_string())),
-            }
+        // A stop before the commit rolls back rather than wait for probes
+        // that may take minutes: the node keeps its old configuration and
+        // the enactment is still Progressing for the next run.
+        let mut stop = shutdown.clone();
+        let verdict = tokio::select! {
+            verdict = async {
+                match self.backend.retrieve().await {
+                    Ok(after) => probe::run_all(&self.probes, &applicable, &after)
+                        .await
+                        .map_err(failed),
+                    Err(error) => Err(failed(error.to_string())),
+                }
+            } => verdict,
+            _ = stop.wait_for(|stop| *stop) => Err(ApplyError::Interrupted),
         };
         match verdict {
             Ok(()) => self

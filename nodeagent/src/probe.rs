@@ -6,15 +6,23 @@
 //! default route or the gateway did not answer before the apply), then
 //! checks the state after the apply, within its own timeout.
 //!
-//! Built here: the API-server probe (a GET `/version` through the agent's
-//! own client), which every backend runs. The default-gateway (ICMP) and
-//! DNS probes need a real network and are not built yet; the hollow backend
-//! would skip them anyway ([`crate::backend::BackendKind::is_simulated`]).
+//! - [`ApiServerProbe`]: a GET `/version` through the agent's own client
+//!   (every backend);
+//! - [`GatewayProbe`]: an ICMP echo to the next hop of the main table's
+//!   default route, sent over that route's interface; it applies only when
+//!   the gateway answered before the apply (as upstream);
+//! - [`DnsProbe`]: resolving a name through each running name server; it
+//!   applies only when that worked before the apply. One answering server
+//!   is enough.
+//!
+//! The hollow backend's network is simulated, so it runs only the API-server
+//! probe ([`for_backend`]).
 
-use std::{fmt::Debug, time::Duration};
+use std::{fmt::Debug, net::IpAddr, time::Duration};
 
 use async_trait::async_trait;
 use nmstate_openapi::State;
+use serde_json::Value;
 
 /// One post-apply check.
 #[async_trait]
@@ -73,6 +81,211 @@ impl Probe for ApiServerProbe {
     }
 }
 
+/// The probes for a backend: all three for a real network, the API-server
+/// probe alone for a simulated one.
+pub fn for_backend(
+    simulated: bool,
+    client: &kube::Client,
+    timeout: Duration,
+    dns_probe_host: &str,
+) -> Vec<Box<dyn Probe>> {
+    let api: Box<dyn Probe> = Box::new(ApiServerProbe::new(client.clone(), timeout));
+    if simulated {
+        return vec![api];
+    }
+    vec![
+        Box::new(GatewayProbe::new(timeout)),
+        Box::new(DnsProbe::new(dns_probe_host, timeout)),
+        api,
+    ]
+}
+
+/// The default gateway of a state: the next hop and interface of the
+/// running IPv4 default route in the main table (IPv6 if there is no IPv4
+/// one), lowest metric first.
+pub fn default_gateway(state: &State) -> Option<(IpAddr, String)> {
+    let routes = state.0["routes"]["running"].as_array()?;
+    let main_table = |route: &&Value| {
+        route["table-id"]
+            .as_u64()
+            .is_none_or(|table| table == 0 || table == 254)
+    };
+    for destination in ["0.0.0.0/0", "::/0"] {
+        let best = routes
+            .iter()
+            .filter(|route| route["destination"] == destination)
+            .filter(main_table)
+            .filter_map(|route| {
+                let hop: IpAddr = route["next-hop-address"].as_str()?.parse().ok()?;
+                let interface = route["next-hop-interface"].as_str()?.to_owned();
+                (!hop.is_unspecified()).then_some((
+                    route["metric"].as_u64().unwrap_or(0),
+                    hop,
+                    interface,
+                ))
+            })
+            .min_by_key(|(metric, _, _)| *metric);
+        if let Some((_, hop, interface)) = best {
+            return Some((hop, interface));
+        }
+    }
+    None
+}
+
+/// The running name servers of a state.
+pub fn name_servers(state: &State) -> Vec<IpAddr> {
+    state.0["dns-resolver"]["running"]["server"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|server| server.as_str()?.split('%').next()?.parse().ok())
+        .collect()
+}
+
+/// ICMP echo to the default gateway over its interface.
+#[derive(Clone, Debug)]
+pub struct GatewayProbe {
+    timeout: Duration,
+}
+
+impl GatewayProbe {
+    /// A probe that waits at most `timeout` for an answer.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    /// Pings `gateway` over `interface` until it answers or the timeout
+    /// passes (one echo a second).
+    pub async fn ping(&self, gateway: IpAddr, interface: &str) -> Result<(), String> {
+        use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence};
+        let kind = if gateway.is_ipv4() {
+            ICMP::V4
+        } else {
+            ICMP::V6
+        };
+        let config = Config::builder().kind(kind).interface(interface).build();
+        let client = Client::new(&config)
+            .map_err(|error| format!("opening an ICMP socket on {interface}: {error}"))?;
+        let mut pinger = client
+            .pinger(gateway, PingIdentifier(std::process::id() as u16))
+            .await;
+        pinger.timeout(Duration::from_secs(1).min(self.timeout));
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut last_error = String::new();
+        for sequence in 0u16.. {
+            match pinger.ping(PingSequence(sequence), &[0; 8]).await {
+                Ok(_) => return Ok(()),
+                Err(error) => last_error = error.to_string(),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(
+                (tokio::time::Instant::now() + Duration::from_millis(200)).min(deadline),
+            )
+            .await;
+        }
+        Err(format!(
+            "the default gateway {gateway} did not answer on {interface} within {:?}: {last_error}",
+            self.timeout
+        ))
+    }
+}
+
+#[async_trait]
+impl Probe for GatewayProbe {
+    fn name(&self) -> &'static str {
+        "default-gateway"
+    }
+
+    async fn applies(&self, before: &State) -> bool {
+        match default_gateway(before) {
+            Some((gateway, interface)) => self.ping(gateway, &interface).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn check(&self, after: &State) -> Result<(), String> {
+        let (gateway, interface) =
+            default_gateway(after).ok_or_else(|| "the default route is gone".to_owned())?;
+        self.ping(gateway, &interface).await
+    }
+}
+
+/// Resolves a name through each running name server.
+#[derive(Clone, Debug)]
+pub struct DnsProbe {
+    host: String,
+    timeout: Duration,
+}
+
+impl DnsProbe {
+    /// A probe resolving `host`, waiting at most `timeout` per server.
+    pub fn new(host: &str, timeout: Duration) -> Self {
+        Self {
+            host: host.to_owned(),
+            timeout,
+        }
+    }
+
+    /// Resolves the host through `server` (port 53, UDP then TCP).
+    pub async fn resolve_through(&self, server: IpAddr) -> Result<(), String> {
+        use hickory_resolver::{
+            Resolver,
+            config::{NameServerConfigGroup, ResolverConfig},
+            name_server::TokioConnectionProvider,
+        };
+        let servers = NameServerConfigGroup::from_ips_clear(&[server], 53, true);
+        let config = ResolverConfig::from_parts(None, vec![], servers);
+        let mut builder = Resolver::builder_with_config(config, TokioConnectionProvider::default());
+        let options = builder.options_mut();
+        options.timeout = self.timeout;
+        options.attempts = 1;
+        options.cache_size = 0;
+        let resolver = builder.build();
+        match tokio::time::timeout(self.timeout, resolver.lookup_ip(self.host.as_str())).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!("{server}: {error}")),
+            Err(_) => Err(format!("{server}: no answer within {:?}", self.timeout)),
+        }
+    }
+
+    async fn resolve_any(&self, servers: &[IpAddr]) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for server in servers {
+            match self.resolve_through(*server).await {
+                Ok(()) => return Ok(()),
+                Err(error) => errors.push(error),
+            }
+        }
+        Err(format!(
+            "resolving {} failed through every name server: {}",
+            self.host,
+            errors.join("; ")
+        ))
+    }
+}
+
+#[async_trait]
+impl Probe for DnsProbe {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    async fn applies(&self, before: &State) -> bool {
+        let servers = name_servers(before);
+        !servers.is_empty() && self.resolve_any(&servers).await.is_ok()
+    }
+
+    async fn check(&self, after: &State) -> Result<(), String> {
+        let servers = name_servers(after);
+        if servers.is_empty() {
+            return Err("no name server is running any more".to_owned());
+        }
+        self.resolve_any(&servers).await
+    }
+}
+
 /// Runs every probe that applies, in order, and returns the first failure
 /// as `probe <name> failed: <message>`.
 pub async fn run_all(
@@ -100,4 +313,95 @@ pub async fn applicable(probes: &[Box<dyn Probe>], before: &State) -> Vec<bool> 
         result.push(probe.applies(before).await);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn finds_the_main_table_default_gateway() {
+        let state = State(json!({"routes": {"running": [
+            {"destination": "10.0.0.0/8", "next-hop-address": "10.0.0.1", "next-hop-interface": "eth1"},
+            {"destination": "0.0.0.0/0", "next-hop-address": "192.0.2.9", "next-hop-interface": "eth9", "table-id": 100},
+            {"destination": "0.0.0.0/0", "next-hop-address": "192.0.2.2", "next-hop-interface": "eth2", "metric": 200, "table-id": 254},
+            {"destination": "0.0.0.0/0", "next-hop-address": "192.0.2.1", "next-hop-interface": "eth0", "metric": 100, "table-id": 254},
+            {"destination": "::/0", "next-hop-address": "2001:db8::1", "next-hop-interface": "eth0"},
+        ]}}));
+        assert_eq!(
+            default_gateway(&state),
+            Some(("192.0.2.1".parse().unwrap(), "eth0".to_owned()))
+        );
+        let v6_only = State(json!({"routes": {"running": [
+            {"destination": "::/0", "next-hop-address": "2001:db8::1", "next-hop-interface": "eth0"},
+        ]}}));
+        assert_eq!(
+            default_gateway(&v6_only),
+            Some(("2001:db8::1".parse().unwrap(), "eth0".to_owned()))
+        );
+        assert_eq!(default_gateway(&State(json!({}))), None);
+        let no_hop = State(json!({"routes": {"running": [
+            {"destination": "0.0.0.0/0", "next-hop-interface": "eth0"},
+        ]}}));
+        assert_eq!(default_gateway(&no_hop), None);
+    }
+
+    #[test]
+    fn reads_running_name_servers() {
+        let state = State(json!({"dns-resolver": {"running": {"server": [
+            "192.0.2.53", "fe80::1%eth0", "not-an-address"]}}}));
+        assert_eq!(
+            name_servers(&state),
+            [
+                "192.0.2.53".parse::<IpAddr>().unwrap(),
+                "fe80::1".parse().unwrap()
+            ]
+        );
+        assert!(name_servers(&State(json!({}))).is_empty());
+    }
+
+    #[tokio::test]
+    async fn gateway_probe_pings_over_loopback() {
+        // Loopback answers echo requests; nothing leaves the machine.
+        let probe = GatewayProbe::new(Duration::from_secs(5));
+        probe
+            .ping("127.0.0.1".parse().unwrap(), "lo")
+            .await
+            .unwrap();
+        let state = State(json!({"routes": {"running": [
+            {"destination": "0.0.0.0/0", "next-hop-address": "127.0.0.1", "next-hop-interface": "lo"},
+        ]}}));
+        assert!(probe.applies(&state).await);
+        probe.check(&state).await.unwrap();
+        // No default route after the apply: the probe fails and says why.
+        assert_eq!(
+            probe.check(&State(json!({}))).await.unwrap_err(),
+            "the default route is gone"
+        );
+        // No default route before: the probe does not apply.
+        assert!(!probe.applies(&State(json!({}))).await);
+    }
+
+    #[tokio::test]
+    async fn dns_probe_reports_an_unanswering_server() {
+        // Nothing listens on port 53 of 127.0.0.9 (loopback): refused.
+        let probe = DnsProbe::new("root-servers.net", Duration::from_secs(2));
+        let state = State(json!({"dns-resolver": {"running": {"server": ["127.0.0.9"]}}}));
+        assert!(!probe.applies(&state).await);
+        let error = probe.check(&state).await.unwrap_err();
+        assert!(
+            error.starts_with(
+                "resolving root-servers.net failed through every name server: 127.0.0.9: "
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            probe.check(&State(json!({}))).await.unwrap_err(),
+            "no name server is running any more"
+        );
+    }
 }

@@ -16,6 +16,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{
     Api,
     api::PostParams,
@@ -48,6 +49,9 @@ pub struct ReporterConfig {
     pub resync: Duration,
     /// The `Ready` heartbeat is renewed when older than this.
     pub ready_interval: Duration,
+    /// The Node object owning the NodeNetworkState (in a cluster), so that
+    /// deleting the Node deletes its state.
+    pub owner: Option<OwnerReference>,
 }
 
 /// What a report must write.
@@ -74,16 +78,16 @@ pub enum Plan {
 }
 
 /// Decides what to write, given what is stored (`None`: no object), the
-/// filtered state just read, the versions, the wanted labels, and the time.
+/// reporter's settings (node, labels, owner, heartbeat interval), the
+/// filtered state just read, the versions, and the time.
 pub fn plan(
     stored: Option<&NodeNetworkState>,
-    node: &str,
+    config: &ReporterConfig,
     state: &State,
     versions: &Versions,
-    labels: &BTreeMap<String, String>,
-    ready_interval: Duration,
     now: &Time,
 ) -> Plan {
+    let labels = &config.labels;
     let old_status = stored
         .and_then(|object| object.status.clone())
         .unwrap_or_default();
@@ -95,21 +99,16 @@ pub fn plan(
     status.host_network_manager_version = versions.host_network_manager.clone();
     status.handler_network_manager_version = versions.handler_network_manager.clone();
     status.handler_nmstate_version = versions.handler_nmstate.clone();
-    let heartbeat_due = find_condition(&status.conditions, &ConditionType::Ready)
-        .filter(|ready| ready.is_true())
-        .and_then(|ready| ready.last_heartbeat_time.as_ref())
-        .is_none_or(|beat| {
-            let age = now.0.duration_since(beat.0);
-            age.is_negative() || age.unsigned_abs() >= ready_interval
-        });
+    let heartbeat_due = heartbeat_due(&status, config.ready_interval, now);
     let status_changed = status != old_status;
     if status_changed || heartbeat_due {
         // A state change renews the heartbeat as well: it is a write anyway.
         set_state_ready(&mut status.conditions, now);
     }
     let Some(stored) = stored else {
-        let mut object = NodeNetworkState::new(node);
+        let mut object = NodeNetworkState::new(&config.node_name);
         object.metadata.labels = Some(labels.clone());
+        object.metadata.owner_references = config.owner.clone().map(|owner| vec![owner]);
         return Plan::Create { object, status };
     };
     let stored_labels = stored.metadata.labels.clone().unwrap_or_default();
@@ -125,6 +124,22 @@ pub fn plan(
         Some(status) => Plan::Status(status),
         None => Plan::Nothing,
     }
+}
+
+/// Whether the `Ready` heartbeat in `status` is missing, not true, or at
+/// least `ready_interval` old at `now`.
+pub fn heartbeat_due(
+    status: &NodeNetworkStateStatus,
+    ready_interval: Duration,
+    now: &Time,
+) -> bool {
+    find_condition(&status.conditions, &ConditionType::Ready)
+        .filter(|ready| ready.is_true())
+        .and_then(|ready| ready.last_heartbeat_time.as_ref())
+        .is_none_or(|beat| {
+            let age = now.0.duration_since(beat.0);
+            age.is_negative() || age.unsigned_abs() >= ready_interval
+        })
 }
 
 /// Publishes the node's state until `shutdown` turns true.
@@ -210,7 +225,17 @@ impl Reporter {
                 }
                 _ = self.applied.notified() => report = true,
                 _ = resync.tick() => report = true,
-                _ = heartbeat.tick() => report = true,
+                // Only a due heartbeat costs a state read.
+                _ = heartbeat.tick() => {
+                    let now = Time(jiff::Timestamp::now());
+                    report = stored.as_ref().is_none_or(|stored| {
+                        heartbeat_due(
+                            &stored.status.clone().unwrap_or_default(),
+                            self.config.ready_interval,
+                            &now,
+                        )
+                    });
+                }
             }
             if !(report || pending) {
                 continue;
@@ -247,15 +272,7 @@ impl Reporter {
         self.metrics.observe_state(&state);
         let versions = self.backend.versions().await;
         let now = Time(jiff::Timestamp::now());
-        let plan = plan(
-            stored,
-            &self.config.node_name,
-            &state,
-            &versions,
-            &self.config.labels,
-            self.config.ready_interval,
-            &now,
-        );
+        let plan = plan(stored, &self.config, &state, &versions, &now);
         let post = PostParams::default();
         let name = self.config.node_name.as_str();
         let written = match plan {
@@ -354,6 +371,16 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    fn config(labels: BTreeMap<String, String>) -> ReporterConfig {
+        ReporterConfig {
+            node_name: "n1".into(),
+            labels,
+            resync: MINUTE,
+            ready_interval: MINUTE,
+            owner: None,
+        }
+    }
+
     /// The object as it is after applying `plan`.
     fn stored_after(plan: Plan) -> NodeNetworkState {
         match plan {
@@ -374,12 +401,13 @@ mod tests {
     #[test]
     fn creates_then_stays_quiet_until_something_changes() {
         let state = State(json!({"interfaces": [{"name": "eth0", "type": "ethernet"}]}));
-        let created = plan(None, "n1", &state, &versions(), &labels(), MINUTE, &at(0));
+        let created = plan(None, &config(labels()), &state, &versions(), &at(0));
         let Plan::Create { object, status } = &created else {
             panic!("{created:?}");
         };
         assert_eq!(object.metadata.name.as_deref(), Some("n1"));
         assert_eq!(object.metadata.labels, Some(labels()));
+        assert_eq!(object.metadata.owner_references, None);
         assert_eq!(status.current_state.as_ref(), Some(&state));
         assert_eq!(status.last_successful_update_time, Some(at(0)));
         assert_eq!(status.handler_nmstate_version.as_deref(), Some("2.2.62"));
@@ -391,11 +419,9 @@ mod tests {
         assert_eq!(
             plan(
                 Some(&stored),
-                "n1",
+                &config(labels()),
                 &state,
                 &versions(),
-                &labels(),
-                MINUTE,
                 &at(59)
             ),
             Plan::Nothing
@@ -404,11 +430,9 @@ mod tests {
         // A minute later: only the heartbeat moves.
         let Plan::Status(status) = plan(
             Some(&stored),
-            "n1",
+            &config(labels()),
             &state,
             &versions(),
-            &labels(),
-            MINUTE,
             &at(60),
         ) else {
             panic!("heartbeat expected");
@@ -422,11 +446,9 @@ mod tests {
         let changed = State(json!({"interfaces": []}));
         let Plan::Status(status) = plan(
             Some(&stored),
-            "n1",
+            &config(labels()),
             &changed,
             &versions(),
-            &labels(),
-            MINUTE,
             &at(10),
         ) else {
             panic!("status expected");
@@ -440,11 +462,9 @@ mod tests {
         let state = State(json!({}));
         let mut stored = stored_after(plan(
             None,
-            "n1",
+            &config(BTreeMap::new()),
             &state,
             &versions(),
-            &BTreeMap::new(),
-            MINUTE,
             &at(0),
         ));
         stored
@@ -454,11 +474,9 @@ mod tests {
             .insert("extra".into(), "kept".into());
         let Plan::Labels { object, status } = plan(
             Some(&stored),
-            "n1",
+            &config(labels()),
             &state,
             &versions(),
-            &labels(),
-            MINUTE,
             &at(1),
         ) else {
             panic!("labels expected");
@@ -472,28 +490,50 @@ mod tests {
     #[test]
     fn a_not_ready_condition_is_renewed_at_once() {
         let state = State(json!({}));
-        let mut stored = stored_after(plan(
-            None,
-            "n1",
-            &state,
-            &versions(),
-            &labels(),
-            MINUTE,
-            &at(0),
-        ));
+        let mut stored = stored_after(plan(None, &config(labels()), &state, &versions(), &at(0)));
         let status = stored.status.as_mut().unwrap();
         status.conditions[0].status = nmstate_openapi::ConditionStatus::False;
         let Plan::Status(status) = plan(
             Some(&stored),
-            "n1",
+            &config(labels()),
             &state,
             &versions(),
-            &labels(),
-            MINUTE,
             &at(5),
         ) else {
             panic!("status expected");
         };
         assert!(status.conditions[0].is_true());
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_cluster_node_owns_its_state() {
+        let owner = OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name: "n1".into(),
+            uid: "3f1c".into(),
+            ..OwnerReference::default()
+        };
+        let config = ReporterConfig {
+            node_name: "n1".into(),
+            labels: BTreeMap::new(),
+            resync: Duration::from_secs(60),
+            ready_interval: Duration::from_secs(60),
+            owner: Some(owner.clone()),
+        };
+        let now = Time(jiff::Timestamp::from_second(0).unwrap());
+        let Plan::Create { object, .. } =
+            plan(None, &config, &State::default(), &Versions::default(), &now)
+        else {
+            panic!("create expected");
+        };
+        assert_eq!(object.metadata.owner_references, Some(vec![owner]));
     }
 }

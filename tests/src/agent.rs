@@ -25,6 +25,19 @@ use crate::apiserver::{free_port, workspace_binary};
 /// How long the agent may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How to start the agent, beyond its flags.
+#[derive(Clone, Debug, Default)]
+pub struct AgentOptions {
+    /// The binary; by default the debug build next to the tests.
+    pub binary: Option<PathBuf>,
+    /// Run it inside this network namespace (`ip netns exec`); its health
+    /// address is then that namespace's loopback.
+    pub netns: Option<String>,
+    /// Extra environment (e.g. `DBUS_SYSTEM_BUS_ADDRESS` of the
+    /// namespace's own bus).
+    pub env: Vec<(String, String)>,
+}
+
 /// A running `nmstate-agent`.
 #[derive(Debug)]
 pub struct AgentProcess {
@@ -39,7 +52,7 @@ impl AgentProcess {
     /// Starts the agent binary from target/ for `node` with `kubeconfig`,
     /// a health port on loopback, and `args` (backend flags and more).
     pub fn start(node: &str, kubeconfig: &Path, args: &[&str]) -> Result<Self> {
-        Self::start_binary(&workspace_binary("nmstate-agent")?, node, kubeconfig, args)
+        Self::start_with(node, kubeconfig, args, &AgentOptions::default())
     }
 
     /// As [`Self::start`], with another binary (a release build).
@@ -49,18 +62,47 @@ impl AgentProcess {
         kubeconfig: &Path,
         args: &[&str],
     ) -> Result<Self> {
+        let options = AgentOptions {
+            binary: Some(binary.to_path_buf()),
+            ..AgentOptions::default()
+        };
+        Self::start_with(node, kubeconfig, args, &options)
+    }
+
+    /// As [`Self::start`], with `options` (binary, network namespace,
+    /// environment).
+    pub fn start_with(
+        node: &str,
+        kubeconfig: &Path,
+        args: &[&str],
+        options: &AgentOptions,
+    ) -> Result<Self> {
+        let binary = match &options.binary {
+            Some(binary) => binary.clone(),
+            None => workspace_binary("nmstate-agent")?,
+        };
         let log_dir = tempfile::tempdir()?;
         let log_file = log_dir.path().join(format!("{node}.log"));
         let log = std::fs::File::create(&log_file)
             .with_context(|| format!("creating {}", log_file.display()))?;
         let health_address: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let child = Command::new(binary)
+        // `ip netns exec` execs the agent, so the PID stays the agent's.
+        let mut command = match &options.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .args(["--node-name", node])
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--health-address", &health_address.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(options.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
