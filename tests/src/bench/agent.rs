@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{ENACTMENTS, Report, STATES, process_cpu, progress, stats};
+use super::{ENACTMENTS, Report, STATES, progress, stats};
 use crate::{
     agent::AgentProcess,
     apiserver::{ApiserverProcess, StartOptions},
@@ -68,18 +68,18 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     // Let allocations from start-up settle before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = agent.pid().to_string();
-    let start_cpu = process_cpu(&pid)?;
+    let start_cpu = cpu_time(&pid)?;
     let rss_idle = rss_bytes(agent.pid())?;
 
     progress(format!("idle for {idle_window:?}"));
     let writes_before = state_writes(&admin).await?;
     tokio::time::sleep(idle_window).await;
     let idle_writes = state_writes(&admin).await?.saturating_sub(writes_before);
-    let idle_cpu = process_cpu(&pid)?.saturating_sub(start_cpu);
+    let idle_cpu = cpu_time(&pid)?.saturating_sub(start_cpu);
     let rss_after_idle = rss_bytes(agent.pid())?;
 
     progress("one apply");
-    let before_apply = process_cpu(&pid)?;
+    let before_apply = cpu_time(&pid)?;
     release_enactment(&admin).await?;
     wait_for(&admin, "the applied bridge in the state", &agent, |state| {
         state["status"]["currentState"]["interfaces"]
@@ -87,7 +87,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
             .is_some_and(|interfaces| interfaces.iter().any(|i| i["name"] == "br-bench"))
     })
     .await?;
-    let apply_cpu = process_cpu(&pid)?.saturating_sub(before_apply);
+    let apply_cpu = cpu_time(&pid)?.saturating_sub(before_apply);
     let rss_after_apply = rss_bytes(agent.pid())?;
     let exit = agent.terminate()?;
     if !exit.success() {
@@ -98,7 +98,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     }
 
     let mib = |bytes: u64| stats::round(bytes as f64 / (1024.0 * 1024.0), 1);
-    let ms = |time: Duration| stats::round(time.as_secs_f64() * 1000.0, 1);
+    let ms = |time: Duration| stats::round(time.as_secs_f64() * 1000.0, 2);
     report.line("agent (hollow backend, embedded apiserver on loopback):");
     report.line(format!(
         "  start to first report: {:.0} ms wall, {} ms CPU",
@@ -277,4 +277,25 @@ fn rss_bytes(pid: u32) -> Result<u64> {
         .and_then(|kib| kib.trim().parse::<u64>().ok())
         .with_context(|| format!("no VmRSS in {path}"))?;
     Ok(kib * 1024)
+}
+
+/// CPU time of every thread of process `pid` so far, in nanoseconds of run
+/// time from `/proc/<pid>/task/*/schedstat` (`/proc/<pid>/stat` counts in
+/// 10 ms ticks, too coarse for an idle agent).
+fn cpu_time(pid: &str) -> Result<Duration> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0u64;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+        let path = task?.path().join("schedstat");
+        // A thread may end between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .with_context(|| format!("no run time in {}", path.display()))?;
+    }
+    Ok(Duration::from_nanos(total))
 }
