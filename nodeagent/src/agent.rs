@@ -49,9 +49,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         &BackendOptions {
             node_name: config.node_name.clone(),
             hollow: config.hollow.clone(),
-            // No flag for it yet: a kernel-backend agent keeps its snapshot
-            // in memory, so a restart cannot roll back an open apply.
-            kernel_snapshot_file: None,
+            kernel_snapshot_file: config.kernel_snapshot_file.clone(),
         },
     )
     .await

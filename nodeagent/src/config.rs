@@ -32,6 +32,9 @@ pub struct Config {
     pub health_address: SocketAddr,
     /// Options of the hollow backend.
     pub hollow: HollowOptions,
+    /// Kernel backend: the snapshot file that lets a restarted agent roll
+    /// back an apply its predecessor left open (`None`: in memory only).
+    pub kernel_snapshot_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -49,6 +52,7 @@ impl Config {
             ready_interval: Duration::from_secs(60),
             health_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             hollow: HollowOptions::default(),
+            kernel_snapshot_file: None,
         }
     }
 }

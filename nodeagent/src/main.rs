@@ -71,6 +71,11 @@ struct Args {
     /// Hollow backend: seed of the random failures.
     #[arg(long, default_value_t = 0)]
     hollow_seed: u64,
+    /// Kernel backend: where to keep the snapshot taken before an apply,
+    /// so that an agent restarted in the middle of an apply rolls it back
+    /// (a file on a host path that survives the agent's restart).
+    #[arg(long)]
+    kernel_snapshot_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -123,6 +128,7 @@ impl Args {
                 fail_probability: self.hollow_fail_probability,
                 seed: self.hollow_seed,
             },
+            kernel_snapshot_file: self.kernel_snapshot_file,
         })
     }
 }
