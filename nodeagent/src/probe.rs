@@ -154,9 +154,18 @@ impl GatewayProbe {
         Self { timeout }
     }
 
-    /// Pings `gateway` over `interface` until it answers or the timeout
-    /// passes (one echo a second).
+    /// Pings `gateway` over `interface` until it answers or the probe's
+    /// timeout passes (one echo a second).
     pub async fn ping(&self, gateway: IpAddr, interface: &str) -> Result<(), String> {
+        self.ping_within(gateway, interface, self.timeout).await
+    }
+
+    async fn ping_within(
+        &self,
+        gateway: IpAddr,
+        interface: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence};
         let kind = if gateway.is_ipv4() {
             ICMP::V4
@@ -169,8 +178,8 @@ impl GatewayProbe {
         let mut pinger = client
             .pinger(gateway, PingIdentifier(std::process::id() as u16))
             .await;
-        pinger.timeout(Duration::from_secs(1).min(self.timeout));
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        pinger.timeout(Duration::from_secs(1).min(timeout));
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut last_error = String::new();
         for sequence in 0u16.. {
             match pinger.ping(PingSequence(sequence), &[0; 8]).await {
@@ -186,8 +195,7 @@ impl GatewayProbe {
             .await;
         }
         Err(format!(
-            "the default gateway {gateway} did not answer on {interface} within {:?}: {last_error}",
-            self.timeout
+            "the default gateway {gateway} did not answer on {interface} within {timeout:?}: {last_error}"
         ))
     }
 }
@@ -200,7 +208,10 @@ impl Probe for GatewayProbe {
 
     async fn applies(&self, before: &State) -> bool {
         match default_gateway(before) {
-            Some((gateway, interface)) => self.ping(gateway, &interface).await.is_ok(),
+            Some((gateway, interface)) => self
+                .ping_within(gateway, &interface, precheck(self.timeout))
+                .await
+                .is_ok(),
             None => false,
         }
     }
@@ -228,8 +239,13 @@ impl DnsProbe {
         }
     }
 
-    /// Resolves the host through `server` (port 53, UDP then TCP).
+    /// Resolves the host through `server` (port 53, UDP then TCP) within
+    /// the probe's timeout.
     pub async fn resolve_through(&self, server: IpAddr) -> Result<(), String> {
+        self.resolve_within(server, self.timeout).await
+    }
+
+    async fn resolve_within(&self, server: IpAddr, timeout: Duration) -> Result<(), String> {
         use hickory_resolver::{
             Resolver,
             config::{NameServerConfigGroup, ResolverConfig},
@@ -239,21 +255,21 @@ impl DnsProbe {
         let config = ResolverConfig::from_parts(None, vec![], servers);
         let mut builder = Resolver::builder_with_config(config, TokioConnectionProvider::default());
         let options = builder.options_mut();
-        options.timeout = self.timeout;
+        options.timeout = timeout;
         options.attempts = 1;
         options.cache_size = 0;
         let resolver = builder.build();
-        match tokio::time::timeout(self.timeout, resolver.lookup_ip(self.host.as_str())).await {
+        match tokio::time::timeout(timeout, resolver.lookup_ip(self.host.as_str())).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(format!("{server}: {error}")),
-            Err(_) => Err(format!("{server}: no answer within {:?}", self.timeout)),
+            Err(_) => Err(format!("{server}: no answer within {timeout:?}")),
         }
     }
 
-    async fn resolve_any(&self, servers: &[IpAddr]) -> Result<(), String> {
+    async fn resolve_any(&self, servers: &[IpAddr], timeout: Duration) -> Result<(), String> {
         let mut errors = Vec::new();
         for server in servers {
-            match self.resolve_through(*server).await {
+            match self.resolve_within(*server, timeout).await {
                 Ok(()) => return Ok(()),
                 Err(error) => errors.push(error),
             }
@@ -274,7 +290,11 @@ impl Probe for DnsProbe {
 
     async fn applies(&self, before: &State) -> bool {
         let servers = name_servers(before);
-        !servers.is_empty() && self.resolve_any(&servers).await.is_ok()
+        !servers.is_empty()
+            && self
+                .resolve_any(&servers, precheck(self.timeout))
+                .await
+                .is_ok()
     }
 
     async fn check(&self, after: &State) -> Result<(), String> {
@@ -282,8 +302,18 @@ impl Probe for DnsProbe {
         if servers.is_empty() {
             return Err("no name server is running any more".to_owned());
         }
-        self.resolve_any(&servers).await
+        self.resolve_any(&servers, self.timeout).await
     }
+}
+
+/// How long the check before an apply may wait: it only decides whether a
+/// probe applies (did the gateway answer, did DNS work), so an unreachable
+/// gateway or name server must not hold every apply for the whole probe
+/// timeout.
+const PRECHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn precheck(timeout: Duration) -> Duration {
+    timeout.min(PRECHECK_TIMEOUT)
 }
 
 /// Runs every probe that applies, in order, and returns the first failure
