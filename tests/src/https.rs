@@ -182,6 +182,28 @@ impl HttpsClient {
         })
     }
 
+    /// `method path` with `body` as JSON: a merge patch for `PATCH`, plain
+    /// JSON otherwise.
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<TestResponse> {
+        let content_type = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        self.request_with(
+            method,
+            path,
+            &[("content-type", content_type)],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<TestResponse> {
         self.request("GET", path, None).await

@@ -53,15 +53,7 @@ async fn get_json(client: &HttpsClient, path: &str) -> Option<Value> {
 }
 
 async fn send(client: &HttpsClient, method: &str, path: &str, body: &Value) -> TestResponse {
-    client
-        .request_with(
-            method,
-            path,
-            &[("content-type", "application/json")],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .unwrap()
+    client.send_json(method, path, body).await.unwrap()
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, for at most

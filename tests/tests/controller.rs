@@ -95,20 +95,7 @@ async fn send(
     path: &str,
     body: &Value,
 ) -> nmstate_e2e::https::TestResponse {
-    let content_type = if method == "PATCH" {
-        "application/merge-patch+json"
-    } else {
-        "application/json"
-    };
-    client
-        .request_with(
-            method,
-            path,
-            &[("content-type", content_type)],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .unwrap()
+    client.send_json(method, path, body).await.unwrap()
 }
 
 /// What the simulated agents do and what the watch saw.

@@ -19,20 +19,7 @@ const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 const ENACTMENTS: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationenactments";
 
 async fn send(client: &HttpsClient, method: &str, path: &str, body: Value) -> TestResponse {
-    let content_type = if method == "PATCH" {
-        "application/merge-patch+json"
-    } else {
-        "application/json"
-    };
-    client
-        .request_with(
-            method,
-            path,
-            &[("content-type", content_type)],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .unwrap()
+    client.send_json(method, path, &body).await.unwrap()
 }
 
 #[track_caller]

@@ -173,20 +173,7 @@ impl Curl {
 }
 
 async fn send(client: &HttpsClient, method: &str, path: &str, body: &Value) -> TestResponse {
-    let content_type = if method == "PATCH" {
-        "application/merge-patch+json"
-    } else {
-        "application/json"
-    };
-    client
-        .request_with(
-            method,
-            path,
-            &[("content-type", content_type)],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .unwrap()
+    client.send_json(method, path, body).await.unwrap()
 }
 
 /// Creates node state `name` with `labels` and reports `state` in its
