@@ -19,7 +19,7 @@ use prometheus_client::{
 };
 
 use crate::storage::{
-    KeyValue, ListOptions, ListResult, Result, Revision, SharedStore, Store, Watch,
+    KeyValue, ListOptions, ListResult, PreviousValues, Result, Revision, SharedStore, Store, Watch,
 };
 
 /// Labels of one request.
@@ -306,9 +306,14 @@ impl Store for MeteredStore {
         result
     }
 
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+        previous: PreviousValues,
+    ) -> Result<Watch> {
         let started = Instant::now();
-        let result = self.inner.watch(prefix, after).await;
+        let result = self.inner.watch(prefix, after, previous).await;
         self.observe("watch", started, &result);
         result
     }

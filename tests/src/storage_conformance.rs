@@ -12,8 +12,8 @@ use std::{collections::BTreeSet, time::Duration};
 
 use futures::StreamExt;
 use nmstate_apiserver::storage::{
-    Error, KeyValue, ListOptions, Revision, SharedStore, Watch, WatchEvent, object_key,
-    resource_prefix,
+    Error, KeyValue, ListOptions, PreviousValues, Revision, SharedStore, Watch, WatchEvent,
+    object_key, resource_prefix,
 };
 
 /// The resource most checks use.
@@ -349,7 +349,10 @@ pub async fn pagination_is_consistent_at_a_fixed_revision(store: SharedStore) {
 /// and in watches.
 pub async fn prefixes_end_at_the_slash(store: SharedStore) {
     let start = current(&store).await;
-    let mut watch = store.watch(&prefix(), start).await.expect("watch");
+    let mut watch = store
+        .watch(&prefix(), start, PreviousValues::Include)
+        .await
+        .expect("watch");
     let longer = create(&store, &object_key(LONGER_PLURAL, "a"), "longer").await;
     let ours = create(&store, &key("a"), "ours").await;
 
@@ -373,7 +376,7 @@ pub async fn prefixes_end_at_the_slash(store: SharedStore) {
 }
 
 /// A watch from revision N delivers exactly the events after N, in order,
-/// with the previous values of updates and deletes.
+/// with the previous values of updates and deletes (or without, if asked).
 pub async fn watch_replays_exactly_the_events_after_a_revision(store: SharedStore) {
     let a1 = create(&store, &key("a"), "a1").await;
     let b1 = create(&store, &key("b"), "b1").await;
@@ -383,7 +386,7 @@ pub async fn watch_replays_exactly_the_events_after_a_revision(store: SharedStor
     let a3 = update(&store, &a2, "a3").await;
 
     let mut watch = store
-        .watch(&prefix(), a1.mod_revision)
+        .watch(&prefix(), a1.mod_revision, PreviousValues::Include)
         .await
         .expect("watch");
     let expected = vec![
@@ -413,20 +416,40 @@ pub async fn watch_replays_exactly_the_events_after_a_revision(store: SharedStor
     assert_eq!(revision, a3.mod_revision);
 
     // From 0: everything, starting with the first write.
-    let mut all = store.watch(&prefix(), 0).await.expect("watch from 0");
+    let mut all = store
+        .watch(&prefix(), 0, PreviousValues::Include)
+        .await
+        .expect("watch from 0");
     assert_eq!(
         next_event(&mut all).await,
-        WatchEvent::Put { kv: a1, prev: None }
+        WatchEvent::Put {
+            kv: a1.clone(),
+            prev: None
+        }
     );
     for want in &expected {
         assert_eq!(&next_event(&mut all).await, want);
+    }
+
+    // Without previous values (the watch cache's watch): the same events,
+    // each with `prev: None`.
+    let mut lean = store
+        .watch(&prefix(), a1.mod_revision, PreviousValues::Omit)
+        .await
+        .expect("watch without previous values");
+    for want in &expected {
+        let want = PreviousValues::Omit.apply(want.clone());
+        assert_eq!(next_event(&mut lean).await, want);
     }
 }
 
 /// A watch from the current revision sees the writes made after it started.
 pub async fn watch_follows_live_writes(store: SharedStore) {
     let start = current(&store).await;
-    let mut watch = store.watch(&prefix(), start).await.expect("watch");
+    let mut watch = store
+        .watch(&prefix(), start, PreviousValues::Include)
+        .await
+        .expect("watch");
     let mut expected = Vec::new();
     let mut a = create(&store, &key("a"), "0").await;
     expected.push(WatchEvent::Put {
@@ -481,7 +504,10 @@ pub async fn watch_before_the_compaction_point_is_compacted(store: SharedStore) 
     assert_eq!(store.compacted_revision().await.expect("compacted"), point);
 
     let too_old = writes[0].mod_revision;
-    let error = match store.watch(&prefix(), too_old).await {
+    let error = match store
+        .watch(&prefix(), too_old, PreviousValues::Include)
+        .await
+    {
         Err(error) => error,
         Ok(mut watch) => match next_item(&mut watch).await {
             Some(Err(error)) => error,
@@ -494,7 +520,7 @@ pub async fn watch_before_the_compaction_point_is_compacted(store: SharedStore) 
     }
 
     let mut watch = store
-        .watch(&prefix(), point - 1)
+        .watch(&prefix(), point - 1, PreviousValues::Include)
         .await
         .expect("watch from the compaction point");
     for write in &writes[2..] {
@@ -566,7 +592,10 @@ pub async fn future_revisions_are_refused(store: SharedStore) {
 /// up to it.
 pub async fn progress_reports_the_current_revision(store: SharedStore) {
     let start = current(&store).await;
-    let mut watch = store.watch(&prefix(), start).await.expect("watch");
+    let mut watch = store
+        .watch(&prefix(), start, PreviousValues::Include)
+        .await
+        .expect("watch");
     let (events, revision) = events_until_progress(&mut watch).await;
     assert_eq!((events, revision), (vec![], start));
 
@@ -599,7 +628,10 @@ pub async fn progress_waits_until_a_catching_up_watch_has_caught_up(store: Share
         expected.insert(kv.mod_revision);
     }
     let last = current(&store).await;
-    let mut watch = store.watch(&prefix(), start).await.expect("watch");
+    let mut watch = store
+        .watch(&prefix(), start, PreviousValues::Include)
+        .await
+        .expect("watch");
     let (events, revision) = events_until_progress(&mut watch).await;
     let seen: BTreeSet<Revision> = events.iter().map(WatchEvent::revision).collect();
     assert_eq!(events.len(), 200, "every event once");

@@ -10,8 +10,8 @@ use std::{
 };
 
 use nmstate_apiserver::storage::{
-    Error, ListOptions, SharedStore, Store, WatchEvent, embedded::EmbeddedStore, object_key,
-    resource_prefix,
+    Error, ListOptions, PreviousValues, SharedStore, Store, WatchEvent, embedded::EmbeddedStore,
+    object_key, resource_prefix,
 };
 use nmstate_e2e::storage_conformance::{events_until_progress, next_event};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -55,7 +55,11 @@ async fn reopening_keeps_data_revisions_history_and_the_compaction_point() {
 
     // The history after the compaction point is still there to replay.
     let mut watch = store
-        .watch(&resource_prefix(PLURAL), a1.mod_revision)
+        .watch(
+            &resource_prefix(PLURAL),
+            a1.mod_revision,
+            PreviousValues::Include,
+        )
         .await
         .unwrap();
     let expected = [
@@ -146,7 +150,10 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(current >= *acknowledged.values().max().unwrap());
 
     // One create per revision, no gap, no duplicate: the history is whole.
-    let mut watch = store.watch(&resource_prefix(PLURAL), 0).await.unwrap();
+    let mut watch = store
+        .watch(&resource_prefix(PLURAL), 0, PreviousValues::Include)
+        .await
+        .unwrap();
     let (events, progress) = events_until_progress(&mut watch).await;
     let revisions: Vec<i64> = events.iter().map(WatchEvent::revision).collect();
     assert_eq!(revisions, (1..=current).collect::<Vec<_>>());

@@ -7,7 +7,7 @@
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use nmstate_apiserver::storage::{
-    Error, ListOptions, SharedStore, Store,
+    Error, ListOptions, PreviousValues, SharedStore, Store,
     etcd::{EtcdConfig, EtcdStore},
     object_key, resource_prefix,
 };
@@ -81,7 +81,11 @@ async fn a_dead_endpoint_among_live_ones_fails_no_request() {
             .unwrap();
     }
     let mut watch = store
-        .watch(&resource_prefix(PLURAL), kv.mod_revision)
+        .watch(
+            &resource_prefix(PLURAL),
+            kv.mod_revision,
+            PreviousValues::Include,
+        )
         .await
         .unwrap();
     let (events, revision) =
@@ -99,7 +103,11 @@ async fn operations_fail_while_etcd_is_down_and_work_again_after_it_restarts() {
         .await
         .unwrap();
     let mut watch = store
-        .watch(&resource_prefix(PLURAL), a.mod_revision)
+        .watch(
+            &resource_prefix(PLURAL),
+            a.mod_revision,
+            PreviousValues::Include,
+        )
         .await
         .unwrap();
 

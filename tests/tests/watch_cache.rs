@@ -19,7 +19,8 @@ use futures::StreamExt;
 use nmstate_apiserver::{
     cache::{CacheConfig, CacheEvent, CacheWatcher, Error, WatchCache, WatchEnd, WatchFilter},
     storage::{
-        self, KeyValue, ListOptions, ListResult, Revision, SharedStore, Store, Watch, object_key,
+        self, KeyValue, ListOptions, ListResult, PreviousValues, Revision, SharedStore, Store,
+        Watch, object_key,
     },
 };
 use nmstate_openapi::{API_VERSION_V1BETA1, ResourceKind};
@@ -783,7 +784,12 @@ impl Store for Interruptible {
         self.inner.current_revision()
     }
 
-    fn watch<'s, 'p, 'f>(&'s self, prefix: &'p str, after: Revision) -> BoxFuture<'f, Watch>
+    fn watch<'s, 'p, 'f>(
+        &'s self,
+        prefix: &'p str,
+        after: Revision,
+        previous: PreviousValues,
+    ) -> BoxFuture<'f, Watch>
     where
         's: 'f,
         'p: 'f,
@@ -793,7 +799,7 @@ impl Store for Interruptible {
             let mut open = self.open.subscribe();
             let _ = open.wait_for(|open| *open).await;
             let mut cuts = self.cuts.subscribe();
-            let watch = self.inner.watch(prefix, after).await?;
+            let watch = self.inner.watch(prefix, after, previous).await?;
             let cut = async move {
                 let _ = cuts.changed().await;
             };

@@ -82,21 +82,31 @@ pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> R
 pub fn decode_object(
     kind: ResourceKind,
     name: &str,
-    value: &Value,
+    mut value: Value,
     field_validation: FieldValidation,
     status_only: bool,
 ) -> Result<(Decoded, Vec<String>)> {
     let decoded = match kind {
         ResourceKind::NodeNetworkState => {
-            decode_as::<NodeNetworkState>(value, |state| state.validate())
+            // The current state is tens of kilobytes of nmstate document,
+            // kept verbatim (`State`) and only required to be an object:
+            // typing it would copy it three times for nothing. It is set
+            // aside while the rest is decoded and put back as it came.
+            let current = set_aside(&mut value, &["status", "currentState"]);
+            decode_as::<NodeNetworkState>(&value, |state| state.validate()).map(|mut decoded| {
+                if let Some(current) = current {
+                    put_back(&mut decoded.value, &["status", "currentState"], current);
+                }
+                decoded
+            })
         }
         ResourceKind::NodeNetworkConfigurationPolicy => {
-            decode_as::<NodeNetworkConfigurationPolicy>(value, |policy| {
+            decode_as::<NodeNetworkConfigurationPolicy>(&value, |policy| {
                 validate_policy(policy, status_only)
             })
         }
         ResourceKind::NodeNetworkConfigurationEnactment => {
-            decode_as::<NodeNetworkConfigurationEnactment>(value, |enactment| enactment.validate())
+            decode_as::<NodeNetworkConfigurationEnactment>(&value, |enactment| enactment.validate())
         }
     }
     .map_err(|error| ApiError::Invalid {
@@ -161,6 +171,33 @@ fn decode_as<T: Resource>(
         unknown,
         errors,
     })
+}
+
+/// Takes the object at `path` out of `value`, leaving an empty object in
+/// its place; `None` (and nothing taken) when there is no object there.
+fn set_aside(value: &mut Value, path: &[&str]) -> Option<Value> {
+    let (last, parents) = path.split_last()?;
+    let mut parent = value;
+    for key in parents {
+        parent = parent.get_mut(*key)?;
+    }
+    let slot = parent.get_mut(*last)?;
+    slot.is_object()
+        .then(|| std::mem::replace(slot, Value::Object(Map::new())))
+}
+
+/// Puts `taken` back at `path` (see [`set_aside`]) in the decoded object.
+fn put_back(value: &mut Value, path: &[&str], taken: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut parent = Some(value);
+    for key in parents {
+        parent = parent.and_then(|value| value.get_mut(*key));
+    }
+    if let Some(parent) = parent.and_then(Value::as_object_mut) {
+        parent.insert((*last).to_owned(), taken);
+    }
 }
 
 /// Drops empty maps and lists from `metadata`, as Kubernetes' `omitempty`
@@ -641,15 +678,62 @@ mod tests {
             "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
             "metadata": {"name": "p"}, "spec": {"desiredState": {}, "nodeSelecter": {"a": "b"}}
         });
-        let err = decode_object(POLICY, "p", &body, FieldValidation::Strict, false).unwrap_err();
+        let err =
+            decode_object(POLICY, "p", body.clone(), FieldValidation::Strict, false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: unknown field \"spec.nodeSelecter\""
         );
         let (decoded, warnings) =
-            decode_object(POLICY, "p", &body, FieldValidation::Warn, false).unwrap();
+            decode_object(POLICY, "p", body, FieldValidation::Warn, false).unwrap();
         assert_eq!(warnings, ["unknown field \"spec.nodeSelecter\""]);
         assert!(decoded.value["spec"].get("nodeSelecter").is_none());
+    }
+
+    #[test]
+    fn node_state_current_state_is_kept_as_written() {
+        let current = json!({
+            "routes": {"running": []},
+            "interfaces": [{"type": "ethernet", "name": "eth1", "x-future": {"b": 1, "a": 2}}],
+            "dns-resolver": {},
+        });
+        let body = json!({
+            "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkState",
+            "metadata": {"name": "node01"},
+            "status": {"currentState": current, "handlerNmstateVersion": "2.2.62", "x": 1},
+        });
+        let (decoded, warnings) = decode_object(
+            ResourceKind::NodeNetworkState,
+            "node01",
+            body,
+            FieldValidation::Warn,
+            true,
+        )
+        .unwrap();
+        // Nothing inside the nmstate document is an unknown field.
+        assert_eq!(warnings, ["unknown field \"status.x\""]);
+        assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+        // Same value, same key order.
+        assert_eq!(
+            serde_json::to_string(&decoded.value["status"]["currentState"]).unwrap(),
+            serde_json::to_string(&current).unwrap()
+        );
+
+        let body = json!({
+            "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkState",
+            "metadata": {"name": "node01"}, "status": {"currentState": ["eth1"]},
+        });
+        let (decoded, _) = decode_object(
+            ResourceKind::NodeNetworkState,
+            "node01",
+            body,
+            FieldValidation::Strict,
+            true,
+        )
+        .unwrap();
+        let errors: Vec<String> = decoded.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("status.currentState"), "{errors:?}");
     }
 
     #[test]

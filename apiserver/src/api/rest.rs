@@ -569,7 +569,7 @@ fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decod
     decode_object(
         request.kind(),
         name,
-        &body,
+        body,
         request.query.field_validation,
         request.scope() == UpdateScope::Status,
     )
@@ -596,7 +596,7 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
         obligation.check_name(&name).map_err(ApiError::Forbidden)?;
     }
     let (decoded, warnings) =
-        decode_object(kind, &name, &body, request.query.field_validation, false)?;
+        decode_object(kind, &name, body, request.query.field_validation, false)?;
     ApiError::check(kind, &name, decoded.errors)?;
     let now = object::now();
     let mut created = prepare_create(kind, decoded.value, &now)?;
@@ -806,7 +806,7 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
         let (decoded, warnings) = decode_object(
             kind,
             &name,
-            &patched,
+            patched,
             request.query.field_validation,
             request.scope() == UpdateScope::Status,
         )?;
@@ -850,7 +850,7 @@ async fn apply_create(
     check_type_meta(&mut object, kind, request.path.version)?;
     object::metadata_mut(&mut object).insert("name".into(), name.clone().into());
     let (decoded, warnings) =
-        decode_object(kind, &name, &object, request.query.field_validation, false)?;
+        decode_object(kind, &name, object, request.query.field_validation, false)?;
     ApiError::check(kind, &name, decoded.errors)?;
     let created = prepare_create(kind, decoded.value, now)?;
     store_new(request, &name, created, &warnings).await

@@ -324,7 +324,7 @@ fn proposed_policy(
         }
     }
     let (decoded, warnings) =
-        decode_object(POLICY, name, &body, request.query.field_validation, false)?;
+        decode_object(POLICY, name, body, request.query.field_validation, false)?;
     ApiError::check(POLICY, name, decoded.errors)?;
     let policy = serde_json::from_value(decoded.value)
         .map_err(|error| ApiError::Internal(format!("decoded policy does not decode: {error}")))?;

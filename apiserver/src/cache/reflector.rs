@@ -18,7 +18,8 @@ use super::{
     state::{CacheState, Change},
 };
 use crate::storage::{
-    Error, KeyValue, ListOptions, ProgressRequester, Revision, SharedStore, Watch, WatchEvent,
+    Error, KeyValue, ListOptions, PreviousValues, ProgressRequester, Revision, SharedStore, Watch,
+    WatchEvent,
 };
 
 /// The first pause after a failure; it doubles up to [`MAX_BACKOFF`].
@@ -184,7 +185,11 @@ impl Reflector {
 
     async fn open_watch(&mut self) -> Phase {
         let after = self.shared.read_state().revision();
-        match self.store.watch(&self.prefix, after).await {
+        match self
+            .store
+            .watch(&self.prefix, after, PreviousValues::Omit)
+            .await
+        {
             Ok(watch) => {
                 self.progress.answered();
                 // Waiters that asked the previous watch for progress must

@@ -40,7 +40,8 @@ use tokio::sync::{broadcast, oneshot};
 use self::codec::{DecodeError, StoredValue};
 use self::writer::{WriteOp, WriteOutcome, WriteRequest};
 use crate::storage::{
-    Error, KeyValue, ListOptions, ListResult, Result, Revision, Store, Watch, WatchEvent,
+    Error, KeyValue, ListOptions, ListResult, PreviousValues, Result, Revision, Store, Watch,
+    WatchEvent,
 };
 
 /// The file name inside the data directory.
@@ -207,7 +208,12 @@ impl Store for EmbeddedStore {
         Ok(self.shared.committed.load(Ordering::Acquire))
     }
 
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+        previous: PreviousValues,
+    ) -> Result<Watch> {
         // Subscribe before looking at the file: every commit after the
         // revision the watcher reads next is then certain to be in its feed.
         let live = self.live.subscribe();
@@ -219,6 +225,7 @@ impl Store for EmbeddedStore {
             live,
             prefix.to_owned(),
             after,
+            previous,
         ))
     }
 

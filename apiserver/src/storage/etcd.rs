@@ -43,8 +43,8 @@ use etcd_client::{
 };
 
 use crate::storage::{
-    Error, KEY_PREFIX, KeyValue, Leadership, ListOptions, ListResult, Result, Revision, Store,
-    Watch,
+    Error, KEY_PREFIX, KeyValue, Leadership, ListOptions, ListResult, PreviousValues, Result,
+    Revision, Store, Watch,
 };
 
 /// How to reach etcd (`--etcd-servers`, `--etcd-cafile`, `--etcd-certfile`,
@@ -262,8 +262,13 @@ impl Store for EtcdStore {
         self.etcd.current_revision().await
     }
 
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
-        watch::start(self.etcd.clone(), prefix, after).await
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+        previous: PreviousValues,
+    ) -> Result<Watch> {
+        watch::start(self.etcd.clone(), prefix, after, previous).await
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

@@ -103,6 +103,35 @@ pub struct ListResult {
     pub remaining: u64,
 }
 
+/// Whether a watch's events carry the value each key had before the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreviousValues {
+    /// `prev` is filled in (etcd then reads and sends each old value too).
+    Include,
+    /// `prev` is always `None`: for watchers that keep their own copy, as
+    /// the watch cache does, at half the bytes per event.
+    Omit,
+}
+
+impl PreviousValues {
+    /// `event` as a watch asking for `self` delivers it.
+    pub fn apply(self, event: WatchEvent) -> WatchEvent {
+        match (self, event) {
+            (PreviousValues::Omit, WatchEvent::Put { kv, .. }) => {
+                WatchEvent::Put { kv, prev: None }
+            }
+            (PreviousValues::Omit, WatchEvent::Delete { key, revision, .. }) => {
+                WatchEvent::Delete {
+                    key,
+                    revision,
+                    prev: None,
+                }
+            }
+            (_, event) => event,
+        }
+    }
+}
+
 /// One change seen by a watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
@@ -221,8 +250,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// [`Error::Compacted`] either here or as the stream's first item
     /// (etcd only says so after accepting the watch). The stream ends after
     /// its first `Err` (etcd gone, compacted while lagging): watch again
-    /// from the last revision seen.
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch>;
+    /// from the last revision seen. Events carry previous values as
+    /// `previous` says.
+    async fn watch(&self, prefix: &str, after: Revision, previous: PreviousValues)
+    -> Result<Watch>;
 
     /// Forgets history before `revision`.
     async fn compact(&self, revision: Revision) -> Result<()>;

@@ -71,7 +71,10 @@ async fn a_garbage_history_record_is_corrupt_for_watches_and_past_lists() {
     });
 
     let store = EmbeddedStore::open(dir.path()).await.unwrap();
-    let mut watch = store.watch(PREFIX, 0).await.unwrap();
+    let mut watch = store
+        .watch(PREFIX, 0, PreviousValues::Include)
+        .await
+        .unwrap();
     let first = watch.events.next().await.unwrap().unwrap();
     assert_eq!(first.revision(), 1);
     assert_corrupt(watch.events.next().await.unwrap(), "history/2");

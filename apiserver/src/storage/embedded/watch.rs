@@ -21,7 +21,7 @@ use tokio::sync::{
 };
 
 use super::{Shared, blocking, unavailable};
-use crate::storage::{ProgressRequester, Result, Revision, Watch, WatchEvent};
+use crate::storage::{PreviousValues, ProgressRequester, Result, Revision, Watch, WatchEvent};
 
 /// Starts a watch of `prefix` delivering events after `after`. The caller
 /// subscribed `live` before checking the start, so no commit falls between
@@ -31,12 +31,14 @@ pub(super) fn start(
     live: broadcast::Receiver<Arc<[WatchEvent]>>,
     prefix: String,
     after: Revision,
+    previous: PreviousValues,
 ) -> Watch {
     let (requests, progress) = mpsc::unbounded_channel();
     let state = WatchState {
         shared,
         live,
         prefix,
+        previous,
         position: after,
         mode: Mode::CatchingUp,
         queue: VecDeque::new(),
@@ -85,6 +87,7 @@ struct WatchState {
     shared: Arc<Shared>,
     live: broadcast::Receiver<Arc<[WatchEvent]>>,
     prefix: String,
+    previous: PreviousValues,
     /// Every event with a revision up to here has been queued or skipped.
     position: Revision,
     mode: Mode,
@@ -105,7 +108,7 @@ impl WatchState {
     async fn step(&mut self) -> Option<Result<WatchEvent>> {
         loop {
             if let Some(event) = self.queue.pop_front() {
-                return Some(Ok(event));
+                return Some(Ok(self.previous.apply(event)));
             }
             if self.done {
                 return None;

@@ -27,19 +27,28 @@ use etcd_client::{
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{Etcd, convert_kv, key_string, map_error, prefix_range_end};
-use crate::storage::{Error, ProgressRequester, Result, Revision, Watch, WatchEvent};
+use crate::storage::{
+    Error, PreviousValues, ProgressRequester, Result, Revision, Watch, WatchEvent,
+};
 
 /// How long to wait before asking again when a progress answer could not be
 /// confirmed yet.
 const PROGRESS_RETRY: Duration = Duration::from_millis(20);
 
 /// Opens the etcd watch and waits for etcd to confirm it.
-pub(super) async fn start(etcd: Arc<Etcd>, prefix: &str, after: Revision) -> Result<Watch> {
+pub(super) async fn start(
+    etcd: Arc<Etcd>,
+    prefix: &str,
+    after: Revision,
+    previous: PreviousValues,
+) -> Result<Watch> {
     let range_end = prefix_range_end(prefix);
-    let options = WatchOptions::new()
+    let mut options = WatchOptions::new()
         .with_range(range_end.clone())
-        .with_start_revision(after + 1)
-        .with_prev_key();
+        .with_start_revision(after + 1);
+    if previous == PreviousValues::Include {
+        options = options.with_prev_key();
+    }
     // The first answer is the creation; a watch from a compacted revision is
     // created too and cancelled right after (the stream reports that).
     let (stream, first) = etcd
