@@ -324,6 +324,16 @@ def check_agent(problems, objects, target):
             env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
             where, "NODE_NAME must come from spec.nodeName",
         )
+        # The liveness probe reaches the health port the agent is told to
+        # serve, on the node's loopback (host network).
+        probe = agent.get("livenessProbe", {}).get("httpGet", {})
+        ports = {p.get("name"): p.get("containerPort") for p in agent.get("ports", [])}
+        port = ports.get(probe.get("port"), probe.get("port"))
+        problems.check(
+            probe.get("path") == "/healthz" and probe.get("host") == "127.0.0.1"
+            and f"--health-address=127.0.0.1:{port}" in agent.get("args", []),
+            where, f"livenessProbe {probe} must reach --health-address on 127.0.0.1",
+        )
         host_paths = [v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v]
         problems.check(host_paths == ["/run/dbus/system_bus_socket"], where, f"hostPath volumes {host_paths}")
 
