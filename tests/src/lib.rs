@@ -9,4 +9,5 @@ pub mod kube_double;
 pub mod kubectl;
 pub mod netns;
 pub mod pki;
+pub mod policies;
 pub mod storage_conformance;

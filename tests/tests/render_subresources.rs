@@ -19,6 +19,7 @@ use nmstate_e2e::{
     apiserver::ApiserverProcess,
     https::{HttpsClient, TestResponse},
     kubectl::Kubectl,
+    policies,
 };
 use serde_json::{Value, json};
 
@@ -77,34 +78,14 @@ fn current_state(eth0_ip: &str, eth1_ip: &str, gw_iface: Option<&str>) -> Value 
 /// Upstream's bridge-on-the-default-gateway policy (nmpolicy's example),
 /// for workers, two nodes at a time.
 fn policy(name: &str) -> Value {
+    let mut spec = policies::bridge_on_default_gateway();
+    spec["nodeSelector"] = json!({WORKER: ""});
+    spec["maxUnavailable"] = json!(2);
     json!({
         "apiVersion": "nmstate.io/v1",
         "kind": "NodeNetworkConfigurationPolicy",
         "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {WORKER: ""},
-            "maxUnavailable": 2,
-            "capture": {
-                "default-gw": "routes.running.destination==\"0.0.0.0/0\"",
-                "base-iface": "interfaces.name==capture.default-gw.routes.running.0.next-hop-interface",
-                "base-iface-routes": "routes.running.next-hop-interface==capture.base-iface.interfaces.0.name",
-                "bridge-routes": "capture.base-iface-routes | routes.running.next-hop-interface:=\"br1\"",
-            },
-            "desiredState": {
-                "interfaces": [{
-                    "name": "br1",
-                    "description": "Linux bridge with base interface as a port",
-                    "type": "linux-bridge",
-                    "state": "up",
-                    "ipv4": "{{ capture.base-iface.interfaces.0.ipv4 }}",
-                    "bridge": {
-                        "options": {"stp": {"enabled": false}},
-                        "port": [{"name": "{{ capture.base-iface.interfaces.0.name }}"}],
-                    },
-                }],
-                "routes": {"config": "{{ capture.bridge-routes.routes.running }}"},
-            },
-        },
+        "spec": spec,
     })
 }
 

@@ -66,28 +66,7 @@ impl RenderCounts {
 
 /// The capture expressions and desired state of the benchmark's policy.
 pub(super) fn policy_spec() -> Value {
-    json!({
-        "capture": {
-            "default-gw": "routes.running.destination==\"0.0.0.0/0\"",
-            "base-iface": "interfaces.name==capture.default-gw.routes.running.0.next-hop-interface",
-            "base-iface-routes": "routes.running.next-hop-interface==capture.base-iface.interfaces.0.name",
-            "bridge-routes": "capture.base-iface-routes | routes.running.next-hop-interface:=\"br1\"",
-        },
-        "desiredState": {
-            "interfaces": [{
-                "name": "br1",
-                "description": "Linux bridge with base interface as a port",
-                "type": "linux-bridge",
-                "state": "up",
-                "ipv4": "{{ capture.base-iface.interfaces.0.ipv4 }}",
-                "bridge": {
-                    "options": {"stp": {"enabled": false}},
-                    "port": [{"name": "{{ capture.base-iface.interfaces.0.name }}"}],
-                },
-            }],
-            "routes": {"config": "{{ capture.bridge-routes.routes.running }}"},
-        },
-    })
+    crate::policies::bridge_on_default_gateway()
 }
 
 /// The name of the interface node `node`'s default route leaves through.
