@@ -77,6 +77,7 @@ on_both_backends!(
     undecodable_values_are_skipped,
     a_slow_watcher_is_terminated_without_holding_back_others,
     shutdown_ends_every_watcher,
+    offered_objects_are_taken_for_their_write_only,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -191,6 +192,56 @@ fn counting(
 }
 
 // ----------------------------------------------------------------- checks
+
+/// What the write path does after a write through the API: offer the
+/// object it stored, so that the cache need not parse the value again.
+/// Here each offer says what it is in `status.data`, unlike the stored
+/// value, to show which one the cache serves. Both stores give a write the
+/// next revision, so the offer can be made before the write, when the
+/// cache cannot have passed it yet.
+async fn offered_objects_are_taken_for_their_write_only(store: SharedStore) {
+    let cache = started(
+        &store,
+        CacheConfig::for_kind(ResourceKind::NodeNetworkState),
+    )
+    .await;
+    let offered = |name: &str, revision: Revision, data: &str| {
+        let value: Value = serde_json::from_slice(&object(name, &[], data)).unwrap();
+        Arc::new(nmstate_apiserver::cache::CachedObject::from_value(name, revision, value).unwrap())
+    };
+    let data = |name: &str| {
+        cache
+            .get(name)
+            .map(|object| object.value["status"]["data"].clone())
+    };
+
+    // Taken: the offer of the write's revision and name.
+    let next = store.current_revision().await.unwrap() + 1;
+    cache.offer(offered("a", next, "offered"));
+    let a = create(&store, STATES, "a", &[]).await;
+    assert_eq!(a.mod_revision, next);
+    fresh(&store, &cache).await;
+    assert_eq!(data("a"), Some(json!("offered")));
+    assert_eq!(
+        cache.get("a").unwrap().value["metadata"]["resourceVersion"],
+        json!(next.to_string())
+    );
+
+    // Not taken: an offer for another name at that revision, and one the
+    // cache has already passed.
+    let next = store.current_revision().await.unwrap() + 1;
+    cache.offer(offered("other", next, "offered"));
+    let b = create(&store, STATES, "b", &[]).await;
+    assert_eq!(b.mod_revision, next);
+    cache.offer(offered("a", a.mod_revision, "stale"));
+    fresh(&store, &cache).await;
+    assert_eq!(data("b"), Some(json!("0")));
+    assert_eq!(data("a"), Some(json!("offered")));
+    assert!(cache.get("other").is_none());
+    update(&store, &a, &[], "1").await;
+    fresh(&store, &cache).await;
+    assert_eq!(data("a"), Some(json!("1")));
+}
 
 async fn the_first_list_serves_every_object_with_its_revision(store: SharedStore) {
     let b = create(&store, STATES, "b", &[]).await;

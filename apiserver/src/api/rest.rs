@@ -622,8 +622,53 @@ async fn store_new(
         .create(&object_key(kind.plural(), name), encode(&created)?)
         .await
         .map_err(|e| ApiError::from_storage(kind, name, e))?;
-    let object = for_response(created, request.path.version, kv.mod_revision);
-    Ok(request.reply_object(StatusCode::CREATED, object, warnings))
+    reply_stored(
+        request,
+        StatusCode::CREATED,
+        name,
+        created,
+        kv.mod_revision,
+        warnings,
+    )
+}
+
+/// The answer to a write the store took at `revision`. The object is
+/// offered to the watch cache, which then need not parse the stored value
+/// again when the store's event arrives, and plain JSON answers are the
+/// serialisation the cache keeps for its watchers anyway.
+fn reply_stored(
+    request: &Request<'_>,
+    code: StatusCode,
+    name: &str,
+    stored: Value,
+    revision: i64,
+    warnings: &[String],
+) -> Result<Response<Body>> {
+    // Decoding already checked everything `from_value` requires.
+    let object = CachedObject::from_value(name, revision, stored).map_err(|error| {
+        ApiError::Internal(format!(
+            "stored at revision {revision}, but cannot be served: {error}"
+        ))
+    })?;
+    let object = Arc::new(object);
+    request
+        .state
+        .caches
+        .get(request.kind())
+        .offer(object.clone());
+    let version = request.path.version;
+    if request.format == ResponseFormat::Json && !request.encoding.pretty {
+        let api_version = nmstate_openapi::api_version(version).unwrap_or_default();
+        let response = codec::respond_bytes(
+            code,
+            object.json(api_version).to_vec(),
+            "application/json",
+            request.encoding.gzip,
+        );
+        return Ok(with_warnings(response, warnings));
+    }
+    let served = for_response(object.value.clone(), version, revision);
+    Ok(request.reply_object(code, served, warnings))
 }
 
 fn without_rv(mut object: Value) -> Value {
@@ -686,19 +731,43 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
             message: MODIFIED.into(),
         });
     }
-    let (code, object) = write_update(request, &kv, &old, decoded.value, false).await?;
-    Ok(request.reply_object(code, object, &warnings))
+    let written = write_update(request, &kv, &old, decoded.value, false).await?;
+    reply_written(request, &name, written, &warnings)
 }
 
-/// Merges, validates and writes an update of `old` (read at `kv`). Returns
-/// the object as served. An update that changes nothing is not written.
+/// What an update came to.
+enum Written {
+    /// Not stored (nothing changed, a dry run, or the object went away
+    /// with its last finalizer): the object as served.
+    Served(Value),
+    /// Stored at `revision`.
+    Stored { object: Value, revision: i64 },
+}
+
+/// The 200 answer to an update.
+fn reply_written(
+    request: &Request<'_>,
+    name: &str,
+    written: Written,
+    warnings: &[String],
+) -> Result<Response<Body>> {
+    match written {
+        Written::Served(object) => Ok(request.reply_object(StatusCode::OK, object, warnings)),
+        Written::Stored { object, revision } => {
+            reply_stored(request, StatusCode::OK, name, object, revision, warnings)
+        }
+    }
+}
+
+/// Merges, validates and writes an update of `old` (read at `kv`). An
+/// update that changes nothing is not written.
 async fn write_update(
     request: &Request<'_>,
     kv: &KeyValue,
     old: &Value,
     new: Value,
     already_tracked: bool,
-) -> Result<(StatusCode, Value)> {
+) -> Result<Written> {
     let kind = request.kind();
     let name = request.name()?.to_string();
     let scope = request.scope();
@@ -709,16 +778,18 @@ async fn write_update(
     }
     let version = request.path.version;
     if object::unchanged(old, &merged) {
-        return Ok((
-            StatusCode::OK,
-            for_response(old.clone(), version, kv.mod_revision),
-        ));
+        return Ok(Written::Served(for_response(
+            old.clone(),
+            version,
+            kv.mod_revision,
+        )));
     }
     if request.query.dry_run {
-        return Ok((
-            StatusCode::OK,
-            for_response(merged, version, kv.mod_revision),
-        ));
+        return Ok(Written::Served(for_response(
+            merged,
+            version,
+            kv.mod_revision,
+        )));
     }
     let store = &request.state.store;
     let key = request.key()?;
@@ -727,16 +798,16 @@ async fn write_update(
             .delete(&key, Some(kv.mod_revision))
             .await
             .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-        return Ok((StatusCode::OK, for_response(merged, version, revision)));
+        return Ok(Written::Served(for_response(merged, version, revision)));
     }
     let written = store
         .update(&key, encode(&merged)?, kv.mod_revision)
         .await
         .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-    Ok((
-        StatusCode::OK,
-        for_response(merged, version, written.mod_revision),
-    ))
+    Ok(Written::Stored {
+        object: merged,
+        revision: written.mod_revision,
+    })
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or
@@ -816,7 +887,7 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             managed_fields::update_managed_fields(Some(&live), &mut new, &manager, &now);
         }
         match write_update(request, &kv, &old, new, true).await {
-            Ok((code, object)) => return Ok(request.reply_object(code, object, &warnings)),
+            Ok(written) => return reply_written(request, &name, written, &warnings),
             Err(ApiError::Conflict { .. })
                 if precondition.is_none() && attempt + 1 < PATCH_ATTEMPTS =>
             {

@@ -25,6 +25,7 @@
 //! stops on a value it cannot decode (it logs the key and skips it).
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicU64, Ordering},
@@ -62,6 +63,9 @@ pub const DEFAULT_STATE_WINDOW: usize = 1_000;
 pub const DEFAULT_WATCHER_BUFFER: usize = 1_000;
 /// Default page size of the reflector's lists.
 pub const DEFAULT_PAGE_SIZE: usize = 500;
+/// How many objects written through this server may wait for their event
+/// (see [`WatchCache::offer`]).
+pub const MAX_OFFERS: usize = 1_024;
 
 /// How one cache is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +177,10 @@ struct Shared {
     progress_wanted: Notify,
     lists: AtomicU64,
     corrupt: AtomicU64,
+    /// Objects written through this server, by the revision of their
+    /// write, for the reflector to take instead of parsing the stored value
+    /// again (see [`WatchCache::offer`]).
+    offers: Mutex<BTreeMap<Revision, Arc<CachedObject>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -190,6 +198,36 @@ impl Shared {
     // is ignored rather than spread.
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn offers(&self) -> MutexGuard<'_, BTreeMap<Revision, Arc<CachedObject>>> {
+        self.offers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The offered object of the write at `revision` to `name`, if any;
+    /// offers up to `revision` are dropped either way (the store's events
+    /// come in revision order, so they can no longer be taken).
+    fn take_offer(&self, name: &str, revision: Revision) -> Option<Arc<CachedObject>> {
+        let mut offers = self.offers();
+        if offers.is_empty() {
+            return None;
+        }
+        let later = offers.split_off(&(revision + 1));
+        let passed = std::mem::replace(&mut *offers, later);
+        drop(offers);
+        passed
+            .into_iter()
+            .find(|(at, object)| *at == revision && object.name == name)
+            .map(|(_, object)| object)
+    }
+
+    /// Drops the offers up to `revision`.
+    fn drop_offers_until(&self, revision: Revision) {
+        let mut offers = self.offers();
+        if !offers.is_empty() {
+            let later = offers.split_off(&(revision + 1));
+            *offers = later;
+        }
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, CacheState> {
@@ -250,6 +288,7 @@ impl WatchCache {
             progress_wanted: Notify::new(),
             lists: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            offers: Mutex::new(BTreeMap::new()),
         });
         let (stop, stopped) = oneshot::channel();
         let reflector = reflector::Reflector::new(shared.clone(), store);
@@ -270,6 +309,24 @@ impl WatchCache {
     pub fn is_ready(&self) -> bool {
         let freshness = *self.shared.freshness.borrow();
         freshness.ready && !freshness.stopped
+    }
+
+    /// Offers the object a write through this server has just stored, at
+    /// `object.revision`: when the store's event of that revision arrives,
+    /// the cache takes this object instead of parsing the stored value
+    /// again. The object must be what decoding the stored value gives
+    /// ([`CachedObject::from_value`] of the value that was encoded). An
+    /// offer the cache has already passed is dropped, and at most
+    /// [`MAX_OFFERS`] wait (a cache that is not following its store takes
+    /// none).
+    pub fn offer(&self, object: Arc<CachedObject>) {
+        if object.revision <= self.revision() {
+            return;
+        }
+        let mut offers = self.shared.offers();
+        if offers.len() < MAX_OFFERS {
+            offers.insert(object.revision, object);
+        }
     }
 
     /// The revision up to which the cache has applied (and handed to its
