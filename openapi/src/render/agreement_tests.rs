@@ -69,7 +69,9 @@ fn agrees_with_nmstate_on_the_conformance_vectors() {
         "016-go-res-eqfilter-default-gw",
         "037-rs-ex-bridge-on-default-gw-dhcp",
         "038-rs-ex-bridge-on-default-gw-no-dhcp",
+        "034-rs-ex-all-ethernet-up",
         "039-rs-ex-bridge_ref_port_by_mac",
+        "043-rs-ex-enable_lldp",
         "041-rs-ex-change-gateway-iface-to-mac-identifier",
     ] {
         assert!(
@@ -166,6 +168,17 @@ fn states() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "interface types nmstate maps, knows not, or spells otherwise",
+            with(&|state| {
+                let interfaces = state["interfaces"].as_array_mut().unwrap();
+                interfaces.push(json!({"name": "veth0", "type": "veth", "state": "up",
+                    "veth": {"peer": "veth1"}}));
+                interfaces.push(json!({"name": "x0", "type": "future-kind", "state": "up"}));
+                interfaces.push(json!({"name": "x1", "type": "Ethernet", "state": "up"}));
+                interfaces.push(json!({"name": "x2", "type": "unknown", "state": "up"}));
+            }),
+        ),
+        (
             "sections missing or of the wrong kind",
             json!({"interfaces": {"eth0": {}}, "routes": {"running": "none"}}),
         ),
@@ -192,6 +205,15 @@ fn capture_sets() -> Vec<Value> {
         json!({"eth": "interfaces.mac-address==\"02:00:00:00:00:01\""}),
         json!({"eth": "interfaces.mac-address==\"02:00:00:00:00:0A\""}),
         json!({"eth": "interfaces.type==\"ethernet\""}),
+        json!({"eth": "interfaces.type==\"veth\""}),
+        json!({"eth": "interfaces.type==\"future-kind\""}),
+        json!({"eth": "interfaces.type==\"Ethernet\""}),
+        json!({"eth": "interfaces.type==\"unknown\""}),
+        json!({
+            "ethernets": "interfaces.type==\"ethernet\"",
+            "ethernets-lldp": "capture.ethernets-up | interfaces.lldp.enabled:=true",
+            "ethernets-up": "capture.ethernets | interfaces.state==\"up\"",
+        }),
         json!({"eth": "interfaces.description==\"\""}),
         json!({"eth": "interfaces.ipv6.address.ip==\"2001:db8::1\""}),
         json!({
@@ -205,6 +227,8 @@ fn capture_sets() -> Vec<Value> {
             "by-mtu": "capture.eth | interfaces.mtu==1500",
             "by-ip": "capture.eth | interfaces.ipv4.address.ip==\"10.0.1.2\"",
             "by-mac": "capture.eth | interfaces.mac-address==\"02:00:00:00:00:01\"",
+            "keyed": "capture.eth.interfaces.state==\"up\"",
+            "keyed-routes": "capture.eth-routes.routes.running.destination==\"10.0.1.0/24\"",
         }),
         json!({
             "gw": "routes.running.destination==\"0.0.0.0/0\"",

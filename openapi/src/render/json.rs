@@ -13,14 +13,15 @@
 //! nmstate's engine, whenever:
 //!
 //! - an expression is not one of `[capture.<x> |] <path>==<value>`,
-//!   `capture.<x> | <path>:=<value>` or `capture.<x> | <path>`, with
+//!   `[capture.<x> |] <path>:=<value>` (on a captured state only),
+//!   `capture.<x>.<path>==<value>` or `capture.<x> | <path>`, with
 //!   `<value>` a literal, `null` or `capture.<y>.<path>` (and not both an
 //!   input capture and a value capture: nmstate orders captures by only
 //!   one of them), or the captures do not form a tree at most ten deep;
 //! - a filter reads the current state itself by anything but fields nmstate
-//!   keeps as the string it was given: an interface's `name` or
-//!   `mac-address` (names unique, as nmstate keeps only the last interface
-//!   of a name) and a route's
+//!   keeps as the string it was given: an interface's `name`, `type` (when
+//!   every interface has one) or `mac-address` (names unique, as nmstate
+//!   keeps only the last interface of a name) and a route's
 //!   `destination`, `next-hop-interface` or `next-hop-address`; captured
 //!   states are nmstate's serialisation already, so any field of them is;
 //! - anything fails: no match, a missing capture or index, a part that
@@ -50,7 +51,9 @@ use serde_json::{Map, Value};
 const MAX_DEPTH: usize = 10;
 
 /// Interface fields nmstate's model keeps as the string it was given.
-const VERBATIM_INTERFACE_FIELDS: [&str; 2] = ["name", "mac-address"];
+/// (`type` only when every interface has one: nmstate says `unknown` for
+/// an interface without.)
+const VERBATIM_INTERFACE_FIELDS: [&str; 3] = ["name", "mac-address", "type"];
 
 /// Route fields nmstate's model keeps as the string it was given.
 const VERBATIM_ROUTE_FIELDS: [&str; 3] = ["destination", "next-hop-interface", "next-hop-address"];
@@ -244,12 +247,21 @@ impl Command {
             }
             _ => return None,
         };
-        if path.first().is_some_and(|first| first == "capture") {
-            return None;
-        }
+        // `capture.<x>.<path>==...` reads capture x, as `capture.<x> |
+        // <path>==...` does (nmstate ignores the x of such a path after a
+        // pipe, and keeps `capture` as the path of a bare one: left to it).
+        let (input, path) = match path.as_slice() {
+            [capture, ..] if capture != "capture" => (input, path.clone()),
+            [_, name, rest @ ..]
+                if input.is_none() && action != Action::Retain && !rest.is_empty() =>
+            {
+                (Some(name.clone()), rest.to_vec())
+            }
+            _ => return None,
+        };
         let command = Command {
             input,
-            path: path.clone(),
+            path,
             action,
         };
         let reads_value_capture = matches!(
@@ -333,7 +345,8 @@ impl Command {
                 let field = &self.path[1..];
                 if raw
                     && (replace
-                        || !matches!(field, [field] if verbatim_strings(items, field, &VERBATIM_INTERFACE_FIELDS))
+                        || !matches!(field, [field] if verbatim_strings(items, field, &VERBATIM_INTERFACE_FIELDS)
+                            && (field != "type" || items.iter().all(|item| item.get("type").is_some())))
                         || !unique_names(items))
                 {
                     return None;
@@ -563,13 +576,24 @@ mod tests {
 
     #[test]
     fn other_forms_are_left_to_nmstate() {
+        assert_eq!(
+            Command::parse("capture.eth.interfaces.state==\"up\""),
+            Some(Command {
+                input: Some("eth".to_owned()),
+                path: path("interfaces.state"),
+                action: Action::Filter(Operand::Literal("up".to_owned())),
+            })
+        );
         for expression in [
             "routes.running",
+            "capture.eth.interfaces",
+            "capture.a | capture.b.interfaces.name==\"eth1\"",
+            "capture.eth==\"eth1\"",
+            "capture.a.interfaces.name==capture.b.interfaces.0.name",
             "interfaces.name!=\"eth1\"",
             "interfaces.name==\"\"",
             "interfaces.name=\"eth1\"",
             "capture.a | interfaces.name==capture.b.interfaces.0.name",
-            "capture.a.interfaces.name==\"eth1\"",
             "interfaces.name==routes.running.0.next-hop-interface",
             "interfaces.name==capture.b",
             "capture.a | capture.b | routes.running",
