@@ -285,3 +285,19 @@ impl Connection {
         let _ = self.task.await;
     }
 }
+
+/// Reads a watch response's body (one JSON event per line), handing each
+/// line to `each`, until the body ends or breaks (the server stopped).
+pub async fn watch_lines(mut body: Incoming, mut each: impl FnMut(&[u8])) {
+    let mut buffer = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buffer.extend_from_slice(&data);
+        while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            each(&line);
+        }
+    }
+}

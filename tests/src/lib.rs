@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod https;
 pub mod kube_double;
 pub mod kubectl;
+pub mod metrics;
 pub mod netns;
 pub mod pki;
 pub mod policies;

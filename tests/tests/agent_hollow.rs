@@ -128,21 +128,9 @@ async fn plain_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// The apiserver's count of writes (any verb but get/list/watch) to
-/// NodeNetworkStates and their status.
+/// The apiserver's count of NodeNetworkState writes.
 async fn state_writes(admin: &HttpsClient) -> u64 {
-    let metrics = admin.get("/metrics").await.unwrap().body;
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("nmstate_apiserver_requests_total{"))
-        .filter(|line| line.contains(r#"resource="nodenetworkstates"#))
-        .filter(|line| {
-            !["get", "list", "watch"]
-                .iter()
-                .any(|verb| line.contains(&format!(r#"verb="{verb}""#)))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    nmstate_e2e::metrics::state_writes(&admin.get("/metrics").await.unwrap().body)
 }
 
 #[tokio::test]

@@ -576,16 +576,51 @@ async fn node_state(kubectl: &Kubectl, node: &str) -> Result<Value> {
     Ok(output.json()["status"]["currentState"].clone())
 }
 
+/// Waits until node-1's agent has created its NodeNetworkState.
+async fn node_reported(kubectl: &Kubectl) -> Result<()> {
+    eventually("NodeNetworkState node-1", || async {
+        Ok(node_state(kubectl, "node-1").await.is_ok())
+    })
+    .await
+}
+
+/// Enactment `name` and its condition `kind` (null when it has none).
+async fn enactment_condition(kubectl: &Kubectl, name: &str, kind: &str) -> (Value, Value) {
+    let enactment = kubectl
+        .run(&["get", "nnce", name, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let condition = enactment["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["type"] == kind)
+        .cloned()
+        .unwrap_or_default();
+    (enactment, condition)
+}
+
+/// Applies policy `cut-off`: node-1's eth0 loses the address its agent
+/// reaches the API server with, so the API-server probe cannot pass.
+async fn apply_cut_off(kubectl: &Kubectl) {
+    let cut_off = json!({"interfaces": [{
+        "name": "eth0", "type": "veth", "state": "up",
+        "ipv4": {"enabled": false},
+    }]});
+    kubectl
+        .run_stdin(&["apply", "-f", "-"], &policy_yaml("cut-off", &cut_off))
+        .await
+        .ok();
+}
+
 #[tokio::test]
 async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nmstatectl()
 -> Result<()> {
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    eventually("NodeNetworkState node-1", || async {
-        Ok(node_state(&kubectl, "node-1").await.is_ok())
-    })
-    .await?;
+    node_reported(&kubectl).await?;
 
     kubectl
         .run_stdin(
@@ -607,18 +642,8 @@ async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nms
         "{wait}\n--- agent log\n{}",
         cluster.process_log("node-1")
     );
-    let enactment = kubectl
-        .run(&["get", "nnce", "node-1.br1-eth1", "-o", "json"])
-        .await
-        .ok()
-        .json();
-    let available = enactment["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|condition| condition["type"] == "Available")
-        .cloned()
-        .unwrap_or_default();
+    let (enactment, available) =
+        enactment_condition(&kubectl, "node-1.br1-eth1", "Available").await;
     assert_eq!(available["status"], "True", "{enactment}");
     assert_eq!(available["reason"], "SuccessfullyConfigured", "{enactment}");
 
@@ -671,22 +696,11 @@ async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_d
     let cluster = LocalUp::start(1, &["--probe-timeout=5s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    eventually("NodeNetworkState node-1", || async {
-        Ok(node_state(&kubectl, "node-1").await.is_ok())
-    })
-    .await?;
+    node_reported(&kubectl).await?;
     let address = format!("{}/24", node.address);
     assert_eq!(node.ipv4_addresses("eth0").await?, vec![address.clone()]);
 
-    // Takes away the address the agent reaches the apiserver with.
-    let cut_off = json!({"interfaces": [{
-        "name": "eth0", "type": "veth", "state": "up",
-        "ipv4": {"enabled": false},
-    }]});
-    kubectl
-        .run_stdin(&["apply", "-f", "-"], &policy_yaml("cut-off", &cut_off))
-        .await
-        .ok();
+    apply_cut_off(&kubectl).await;
     // Five tries, each with its probe timeout, and the back-off between.
     let limit = Duration::from_secs(400);
     let degraded = wait_for_condition(&kubectl, "nncp/cut-off", "Degraded", limit).await;
@@ -696,18 +710,7 @@ async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_d
         cluster.process_log("node-1")
     );
 
-    let enactment = kubectl
-        .run(&["get", "nnce", "node-1.cut-off", "-o", "json"])
-        .await
-        .ok()
-        .json();
-    let failing = enactment["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|condition| condition["type"] == "Failing")
-        .cloned()
-        .unwrap_or_default();
+    let (enactment, failing) = enactment_condition(&kubectl, "node-1.cut-off", "Failing").await;
     assert_eq!(failing["status"], "True", "{enactment}");
     assert_eq!(failing["reason"], "FailedToConfigure", "{enactment}");
     assert!(
@@ -728,20 +731,10 @@ async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() ->
     let cluster = LocalUp::start(1, &["--checkpoint-timeout=8s", "--probe-timeout=120s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    eventually("NodeNetworkState node-1", || async {
-        Ok(node_state(&kubectl, "node-1").await.is_ok())
-    })
-    .await?;
+    node_reported(&kubectl).await?;
     let address = format!("{}/24", node.address);
 
-    let cut_off = json!({"interfaces": [{
-        "name": "eth0", "type": "veth", "state": "up",
-        "ipv4": {"enabled": false},
-    }]});
-    kubectl
-        .run_stdin(&["apply", "-f", "-"], &policy_yaml("cut-off", &cut_off))
-        .await
-        .ok();
+    apply_cut_off(&kubectl).await;
     // Applied, not committed: the agent is waiting for its probe.
     eventually("eth0 without its address", || async {
         Ok(node.ipv4_addresses("eth0").await?.is_empty())
@@ -778,25 +771,13 @@ async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() ->
     Ok(())
 }
 
-/// The apiserver's count of writes (any verb but get/list/watch) to
-/// NodeNetworkStates and their status, from its `/metrics`.
+/// The apiserver's count of NodeNetworkState writes, from its `/metrics`.
 async fn state_writes(kubectl: &Kubectl) -> Result<u64> {
     let output = kubectl.run(&["get", "--raw", "/metrics"]).await;
     if !output.success() {
         bail!("{output}");
     }
-    Ok(output
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("nmstate_apiserver_requests_total{"))
-        .filter(|line| line.contains(r#"resource="nodenetworkstates""#))
-        .filter(|line| {
-            !["get", "list", "watch"]
-                .iter()
-                .any(|verb| line.contains(&format!(r#"verb="{verb}""#)))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
+    Ok(nmstate_e2e::metrics::state_writes(&output.stdout))
 }
 
 #[tokio::test]
@@ -805,10 +786,7 @@ async fn cluster_an_idle_node_writes_nothing() -> Result<()> {
     // out of the window; a short resync re-reads the real state often.
     let cluster = LocalUp::start(1, &["--ready-interval=10m", "--resync=5s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
-    eventually("NodeNetworkState node-1", || async {
-        Ok(node_state(&kubectl, "node-1").await.is_ok())
-    })
-    .await?;
+    node_reported(&kubectl).await?;
     // Let the first reports settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes_before = state_writes(&kubectl).await?;
@@ -873,10 +851,7 @@ async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_beco
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    eventually("NodeNetworkState node-1", || async {
-        Ok(node_state(&kubectl, "node-1").await.is_ok())
-    })
-    .await?;
+    node_reported(&kubectl).await?;
 
     // Two bridges.
     apply_available(

@@ -17,8 +17,11 @@ use std::{
 };
 
 use http::StatusCode;
-use http_body_util::BodyExt;
-use nmstate_e2e::{apiserver::ApiserverProcess, https::HttpsClient, kubectl::Kubectl};
+use nmstate_e2e::{
+    apiserver::ApiserverProcess,
+    https::{HttpsClient, watch_lines},
+    kubectl::Kubectl,
+};
 use nmstate_openapi::{
     ConditionType, EnactmentPhase, NodeNetworkConfigurationEnactment,
     condition::{
@@ -191,20 +194,12 @@ impl Cluster {
                 )
                 .await
                 .unwrap();
-            let mut body = response.into_body();
-            let mut buffer = Vec::new();
             // Ends when the server stops at the end of the test.
-            while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                buffer.extend_from_slice(&data);
-                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let event: Value = serde_json::from_slice(&line).unwrap();
-                    handle_event(&event, &nodes, &observed);
-                }
-            }
+            watch_lines(response.into_body(), |line| {
+                let event: Value = serde_json::from_slice(line).unwrap();
+                handle_event(&event, &nodes, &observed);
+            })
+            .await;
         });
     }
 

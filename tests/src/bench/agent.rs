@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{ENACTMENTS, Report, STATES, progress, stats};
+use super::{ENACTMENTS, Report, STATES, progress, rss_bytes, stats};
 use crate::{
     agent::AgentProcess,
     apiserver::{ApiserverProcess, StartOptions},
@@ -245,38 +245,13 @@ async fn release_enactment(admin: &HttpsClient) -> Result<()> {
     Ok(())
 }
 
-/// The apiserver's count of NodeNetworkState writes (every verb but get,
-/// list and watch, on the object and its status).
+/// The apiserver's count of NodeNetworkState writes.
 async fn state_writes(admin: &HttpsClient) -> Result<u64> {
     let metrics = admin.get("/metrics").await?;
     if !metrics.status.is_success() {
         bail!("/metrics answered {}", metrics.status);
     }
-    Ok(metrics
-        .body
-        .lines()
-        .filter(|line| line.starts_with("nmstate_apiserver_requests_total{"))
-        .filter(|line| line.contains(r#"resource="nodenetworkstates"#))
-        .filter(|line| {
-            !["get", "list", "watch"]
-                .iter()
-                .any(|verb| line.contains(&format!(r#"verb="{verb}""#)))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
-}
-
-/// Resident memory of `pid`, from `/proc/<pid>/status`.
-fn rss_bytes(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse::<u64>().ok())
-        .with_context(|| format!("no VmRSS in {path}"))?;
-    Ok(kib * 1024)
+    Ok(crate::metrics::state_writes(&metrics.body))
 }
 
 /// CPU time of every thread of process `pid` so far, in nanoseconds of run

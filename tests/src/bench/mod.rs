@@ -319,17 +319,9 @@ impl Cluster {
         Ok(etcd_client::Client::connect([self.etcd.endpoint()], None).await?)
     }
 
-    /// The API server's resident memory, from `/proc/<pid>/status`.
+    /// The API server's resident memory.
     fn apiserver_rss_bytes(&self) -> Result<u64> {
-        let path = format!("/proc/{}/status", self.apiserver.pid());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse::<u64>().ok())
-            .with_context(|| format!("no VmRSS in {path}"))?;
-        Ok(kib * 1024)
+        rss_bytes(self.apiserver.pid())
     }
 
     /// CPU time used so far by the server, etcd and this process.
@@ -393,6 +385,19 @@ impl CpuTimes {
 
 /// The user and system CPU time of process `pid` (or `self`), from
 /// `/proc/<pid>/stat`.
+/// Resident memory of process `pid`, from `/proc/<pid>/status`.
+fn rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .with_context(|| format!("no VmRSS in {path}"))?;
+    Ok(kib * 1024)
+}
+
 fn process_cpu(pid: &str) -> Result<Duration> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;

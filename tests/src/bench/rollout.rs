@@ -18,11 +18,11 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures::future::try_join_all;
 use http::StatusCode;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Cluster, Report, STATES, objects, progress, report_cpu, stats};
+use crate::https::watch_lines;
 
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 const ENACTMENTS: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationenactments";
@@ -269,35 +269,23 @@ async fn spawn_agents(cluster: &Cluster) -> Result<Arc<AtomicUsize>> {
     let response = connection
         .open("GET", &format!("{ENACTMENTS}?watch=1"), &[], Bytes::new())
         .await?;
-    tokio::spawn(async move {
-        let mut body = response.into_body();
-        let mut buffer = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buffer.extend_from_slice(&data);
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let Ok(event) = serde_json::from_slice::<Value>(&line) else {
-                    continue;
-                };
-                let released = event["object"]["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| {
-                        c["type"] == "Progressing"
-                            && c["status"] == "True"
-                            && c["message"]
-                                == nmstate_openapi::condition::ENACTMENT_RELEASED_MESSAGE
-                    });
-                if event["type"] != "DELETED" && released {
-                    let _ = sender.send(event["object"].clone());
-                }
-            }
+    tokio::spawn(watch_lines(response.into_body(), move |line| {
+        let Ok(event) = serde_json::from_slice::<Value>(line) else {
+            return;
+        };
+        let released = event["object"]["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["type"] == "Progressing"
+                    && c["status"] == "True"
+                    && c["message"] == nmstate_openapi::condition::ENACTMENT_RELEASED_MESSAGE
+            });
+        if event["type"] != "DELETED" && released {
+            let _ = sender.send(event["object"].clone());
         }
-    });
+    }));
     Ok(writes)
 }
 
