@@ -40,6 +40,15 @@ fn driver(node: &NetnsNode, backend: &str) -> Result<BackendDriver> {
 
 /// upstream's linux-bridge example, on eth1, with `vlan: {}` on the port
 /// (this kernel has no bridge VLAN filtering) and a static address.
+/// Applies bridge br1 over eth1 (192.0.2.1/24) through `backend`, with a
+/// checkpoint of `timeout_ms`; the checkpoint's id.
+async fn apply_br1(backend: &mut BackendDriver, timeout_ms: u64) -> Result<Value> {
+    let state = bridge_state("br1", "eth1", "192.0.2.1");
+    backend
+        .call_ok(json!({"op": "apply", "state": state, "timeout_ms": timeout_ms}))
+        .await
+}
+
 fn bridge_state(name: &str, port: &str, address: &str) -> Value {
     json!({
         "interfaces": [{
@@ -186,9 +195,7 @@ async fn nm_backend_applies_a_bridge_and_commits_it() -> Result<()> {
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
 
-    let checkpoint = backend
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
-        .await?;
+    let checkpoint = apply_br1(&mut backend, LONG_TIMEOUT_MS).await?;
     let checkpoint = checkpoint.as_str().context("checkpoint id")?.to_owned();
     assert!(
         checkpoint.starts_with("/org/freedesktop/NetworkManager/Checkpoint/"),
@@ -242,9 +249,7 @@ async fn nm_backend_rolls_back_an_apply() -> Result<()> {
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
 
-    let checkpoint = backend
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
-        .await?;
+    let checkpoint = apply_br1(&mut backend, LONG_TIMEOUT_MS).await?;
     assert!(kernel_bridge(node, "br1").await?.is_some());
     backend
         .call_ok(json!({"op": "rollback", "checkpoint": checkpoint}))
@@ -264,9 +269,7 @@ async fn network_manager_rolls_back_by_itself_when_the_checkpoint_times_out() ->
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
 
-    let checkpoint = backend
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": 3_000}))
-        .await?;
+    let checkpoint = apply_br1(&mut backend, 3_000).await?;
     assert!(kernel_bridge(node, "br1").await?.is_some());
     // No commit, no rollback: NetworkManager's own timer undoes the change.
     eventually("br1 removed by NetworkManager", || async {
@@ -288,9 +291,7 @@ async fn a_checkpoint_left_by_a_killed_agent_is_rolled_back_on_start() -> Result
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut first = driver(node, "nm")?;
-    first
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
-        .await?;
+    apply_br1(&mut first, LONG_TIMEOUT_MS).await?;
     first.kill().await?;
     assert!(
         kernel_bridge(node, "br1").await?.is_some(),
@@ -452,9 +453,7 @@ async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager
     assert!(interface(&ours, "eth1").is_some(), "{ours}");
 
     // Apply, then roll back.
-    let checkpoint = backend
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
-        .await?;
+    let checkpoint = apply_br1(&mut backend, LONG_TIMEOUT_MS).await?;
     assert_eq!(
         kernel_bridge(node, "br1").await?,
         Some(vec!["eth1".to_owned()])
@@ -483,9 +482,7 @@ async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager
     );
 
     // Apply without commit: the backend's timer rolls back.
-    backend
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": 2_000}))
-        .await?;
+    apply_br1(&mut backend, 2_000).await?;
     assert!(kernel_bridge(node, "br1").await?.is_some());
     eventually("br1 removed at the checkpoint timeout", || async {
         Ok(kernel_bridge(node, "br1").await?.is_none())
@@ -497,9 +494,7 @@ async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager
     );
 
     // An agent killed with a checkpoint open: the next one restores the snapshot.
-    backend
-        .call_ok(json!({"op": "apply", "state": bridge_state("br1", "eth1", "192.0.2.1"), "timeout_ms": LONG_TIMEOUT_MS}))
-        .await?;
+    apply_br1(&mut backend, LONG_TIMEOUT_MS).await?;
     backend.kill().await?;
     assert!(kernel_bridge(node, "br1").await?.is_some());
     let mut restarted = BackendDriver::start(
