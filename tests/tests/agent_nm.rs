@@ -579,6 +579,18 @@ async fn node_reported(kubectl: &Kubectl) -> Result<()> {
     .await
 }
 
+/// Waits until node-1's NodeNetworkState gives `interface` exactly the
+/// IPv4 `addresses`.
+async fn reported_addresses(kubectl: &Kubectl, interface: &str, addresses: &[&str]) -> Result<()> {
+    eventually(
+        &format!("{interface} with {addresses:?} in NodeNetworkState node-1"),
+        || async {
+            Ok(ipv4_addresses(&node_state(kubectl, "node-1").await?, interface) == addresses)
+        },
+    )
+    .await
+}
+
 /// Enactment `name` and its condition `kind` (null when it has none).
 async fn enactment_condition(kubectl: &Kubectl, name: &str, kind: &str) -> (Value, Value) {
     let enactment = kubectl
@@ -659,13 +671,7 @@ async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nms
 
     // The node state shows it, and agrees with nmstatectl after the
     // agent's own filtering.
-    eventually("br1 in NodeNetworkState node-1", || async {
-        Ok(
-            ipv4_addresses(&node_state(&kubectl, "node-1").await?, "br1")
-                == vec!["192.0.2.1/24".to_owned()],
-        )
-    })
-    .await?;
+    reported_addresses(&kubectl, "br1", &["192.0.2.1/24"]).await?;
     let reported = node_state(&kubectl, "node-1").await?;
     let filtered = nmstate_agent::filter::filter_state(&State(theirs)).0;
     assert_eq!(interface_summary(&reported), interface_summary(&filtered));
@@ -746,10 +752,7 @@ async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() ->
     // The restarted agent reports the node as it is, and tries again (and
     // fails again: the probe guards the node, the policy ends Degraded).
     cluster.restart_agent(1, &["--probe-timeout=5s"])?;
-    eventually("eth0's address in NodeNetworkState node-1", || async {
-        Ok(ipv4_addresses(&node_state(&kubectl, "node-1").await?, "eth0") == vec![address.clone()])
-    })
-    .await?;
+    reported_addresses(&kubectl, "eth0", &[&address]).await?;
     let degraded = wait_for_condition(
         &kubectl,
         "nncp/cut-off",
@@ -929,13 +932,7 @@ async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_beco
         node.ipv4_addresses("br1").await?,
         vec!["192.0.2.10/24".to_owned()]
     );
-    eventually("the new address in NodeNetworkState node-1", || async {
-        Ok(
-            ipv4_addresses(&node_state(&kubectl, "node-1").await?, "br1")
-                == vec!["192.0.2.10/24".to_owned()],
-        )
-    })
-    .await?;
+    reported_addresses(&kubectl, "br1", &["192.0.2.10/24"]).await?;
     Ok(())
 }
 
