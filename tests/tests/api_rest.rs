@@ -597,3 +597,61 @@ async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
         "true"
     );
 }
+
+/// Patches that race each other all land, as `kubectl label` and
+/// `kubectl patch` expect: the server applies a patch again on the object
+/// that won. A patch naming a `resourceVersion` is a precondition instead.
+#[tokio::test]
+async fn racing_patches_all_land_unless_they_name_a_resource_version() {
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
+    let client = server.client().unwrap();
+    let created = send(
+        &client,
+        "POST",
+        POLICIES,
+        "application/json",
+        policy("raced"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let first_rv = json_of(&created)["metadata"]["resourceVersion"].clone();
+
+    const WRITERS: usize = 16;
+    let path = format!("{POLICIES}/raced");
+    let answers = futures::future::join_all((0..WRITERS).map(|i| {
+        let (client, path) = (client.clone(), path.clone());
+        async move {
+            send(
+                &client,
+                "PATCH",
+                &path,
+                "application/merge-patch+json",
+                json!({"metadata": {"labels": {format!("writer-{i}"): "yes"}}}),
+            )
+            .await
+        }
+    }))
+    .await;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    let labels = json_of(&client.get(&path).await.unwrap())["metadata"]["labels"].clone();
+    for i in 0..WRITERS {
+        assert_eq!(labels[format!("writer-{i}")], "yes", "{labels}");
+    }
+
+    let stale = send(
+        &client,
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        json!({"metadata": {"resourceVersion": first_rv, "labels": {"late": "yes"}}}),
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert_eq!(json_of(&stale)["reason"], "Conflict");
+    let labels = json_of(&client.get(&path).await.unwrap())["metadata"]["labels"].clone();
+    assert!(labels.get("late").is_none(), "{labels}");
+}

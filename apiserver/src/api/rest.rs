@@ -34,8 +34,10 @@ use crate::{
     storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
 };
 
-/// How many times a patch is retried when another writer wins the race.
-const PATCH_ATTEMPTS: usize = 5;
+/// How many times a patch is applied again when another writer wins the
+/// race. Every lost race is another writer's success, so this bounds only
+/// a pathological stream of writers; Kubernetes retries without bound.
+const PATCH_ATTEMPTS: usize = 64;
 
 /// Everything a verb needs about its request.
 #[derive(Debug)]
@@ -811,8 +813,9 @@ async fn write_update(
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or
-/// server-side apply. A lost race is retried on the new object, unless the
-/// patch itself names a `resourceVersion`.
+/// server-side apply. A lost race is retried on the new object; a patch
+/// that names a `resourceVersion` then fails its precondition, as in
+/// Kubernetes.
 pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
     let kind = request.kind();
     let name = request.name()?.to_string();
@@ -861,11 +864,9 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             }
             other => patch::apply_patch(&live, other, bytes)?,
         };
-        // A resourceVersion the patch sets is a precondition.
-        let precondition = meta_str(&patched, "resourceVersion").map(str::to_string);
-        if precondition
-            .as_deref()
-            .is_some_and(|rv| rv != kv.mod_revision.to_string())
+        // A resourceVersion the patch sets is a precondition: the patched
+        // object keeps the live one otherwise.
+        if meta_str(&patched, "resourceVersion").is_some_and(|rv| rv != kv.mod_revision.to_string())
         {
             return Err(ApiError::Conflict {
                 kind,
@@ -888,11 +889,7 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
         }
         match write_update(request, &kv, &old, new, true).await {
             Ok(written) => return reply_written(request, &name, written, &warnings),
-            Err(ApiError::Conflict { .. })
-                if precondition.is_none() && attempt + 1 < PATCH_ATTEMPTS =>
-            {
-                continue;
-            }
+            Err(ApiError::Conflict { .. }) if attempt + 1 < PATCH_ATTEMPTS => continue,
             Err(e) => return Err(e),
         }
     }
