@@ -151,7 +151,7 @@ async fn next(watcher: &mut CacheWatcher) -> Result<CacheEvent, WatchEnd> {
 fn describe(event: &CacheEvent) -> String {
     match event.object() {
         Some(object) => {
-            let served = &object.value["metadata"]["resourceVersion"];
+            let served = &object.summary()["metadata"]["resourceVersion"];
             assert_eq!(
                 served,
                 &Value::String(object.revision.to_string()),
@@ -212,7 +212,7 @@ async fn offered_objects_are_taken_for_their_write_only(store: SharedStore) {
     let data = |name: &str| {
         cache
             .get(name)
-            .map(|object| object.value["status"]["data"].clone())
+            .map(|object| object.summary()["status"]["data"].clone())
     };
 
     // Taken: the offer of the write's revision and name.
@@ -223,7 +223,7 @@ async fn offered_objects_are_taken_for_their_write_only(store: SharedStore) {
     fresh(&store, &cache).await;
     assert_eq!(data("a"), Some(json!("offered")));
     assert_eq!(
-        cache.get("a").unwrap().value["metadata"]["resourceVersion"],
+        cache.get("a").unwrap().summary()["metadata"]["resourceVersion"],
         json!(next.to_string())
     );
 
@@ -274,7 +274,7 @@ async fn the_first_list_serves_every_object_with_its_revision(store: SharedStore
     let a_cached = cache.get("a").unwrap();
     assert_eq!(a_cached.label("x"), Some("2"));
     assert_eq!(
-        a_cached.value["metadata"]["resourceVersion"],
+        a_cached.summary()["metadata"]["resourceVersion"],
         a.mod_revision.to_string()
     );
     let beta: Value = serde_json::from_slice(&a_cached.json(API_VERSION_V1BETA1)).unwrap();
@@ -419,7 +419,7 @@ async fn leaving_or_entering_a_filter_is_deleted_or_added(store: SharedStore) {
     assert_eq!(describe(&left), format!("DELETED a@{}", a3.mod_revision));
     let left = left.object().unwrap();
     assert_eq!(left.label("role"), Some("x"));
-    assert_eq!(left.value["status"]["data"], "2");
+    assert_eq!(left.summary()["status"]["data"], "2");
     assert_eq!(
         take(&mut watcher, 2).await,
         [

@@ -239,7 +239,7 @@ impl Selectors {
             .flatten()
             .map(str::to_string);
         let selectors = self.clone();
-        let predicate = move |object: &CachedObject| selectors.matches(&object.value);
+        let predicate = move |object: &CachedObject| selectors.matches(object.summary());
         match node {
             Some(node) => {
                 WatchFilter::indexed(nmstate_openapi::ENACTMENT_NODE_LABEL, node, predicate)
@@ -331,7 +331,7 @@ pub async fn list_page(
             Ok(objects) => {
                 let matching = objects
                     .into_iter()
-                    .filter(|o| selectors.matches(&o.value))
+                    .filter(|o| selectors.matches(o.summary()))
                     .collect();
                 Ok(paginate(matching, revision, &start_after, limit, selectors))
             }
@@ -441,7 +441,7 @@ async fn store_page(
         for (index, kv) in page.items.iter().enumerate() {
             let name = kv.key.trim_start_matches(&prefix).to_string();
             match CachedObject::decode(&name, kv.mod_revision, &kv.value) {
-                Ok(object) if selectors.matches(&object.value) => items.push(Arc::new(object)),
+                Ok(object) if selectors.matches(object.summary()) => items.push(Arc::new(object)),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(key = %kv.key, error = %e, "skipping undecodable object in list")
@@ -497,19 +497,22 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             {
                 page.items
                     .iter()
-                    .map(|object| for_response(object.value.clone(), version, object.revision))
+                    .map(|object| for_response(object.to_value(), version, object.revision))
                     .collect()
             } else {
                 Vec::new()
             };
-            let refs: Vec<&Value> = if converted.is_empty() {
-                page.items.iter().map(|object| &object.value).collect()
+            let printed: Vec<table::Printed<'_>> = if converted.is_empty() {
+                page.items
+                    .iter()
+                    .map(|object| table::Printed::new(object.summary(), object.current_state()))
+                    .collect()
             } else {
-                converted.iter().collect()
+                converted.iter().map(table::Printed::from).collect()
             };
             table::table(
                 kind,
-                &refs,
+                &printed,
                 request.table,
                 list_meta,
                 jiff::Timestamp::now(),
@@ -519,7 +522,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": list_meta,
-            "items": page.items.iter().map(|o| partial_metadata(&o.value)).collect::<Vec<_>>(),
+            "items": page.items.iter().map(|o| partial_metadata(o.summary())).collect::<Vec<_>>(),
         }),
         ResponseFormat::Json if !request.encoding.pretty => {
             // The common case, and the one that must be fast for thousands
@@ -547,7 +550,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             "apiVersion": api_version,
             "kind": kind.list_kind(),
             "metadata": list_meta,
-            "items": page.items.iter().map(|o| for_response(o.value.clone(), version, o.revision)).collect::<Vec<_>>(),
+            "items": page.items.iter().map(|o| for_response(o.to_value(), version, o.revision)).collect::<Vec<_>>(),
         }),
     };
     Ok(respond(StatusCode::OK, &body, request.encoding))
@@ -669,7 +672,7 @@ fn reply_stored(
         );
         return Ok(with_warnings(response, warnings));
     }
-    let served = for_response(object.value.clone(), version, revision);
+    let served = for_response(object.to_value(), version, revision);
     Ok(request.reply_object(code, served, warnings))
 }
 
@@ -713,8 +716,8 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     // refuses a stale copy), as Kubernetes does.
     let (kv, old) = match request.state.caches.get(kind).get(&name) {
         Some(cached) if cached.revision == given_rv => {
-            check_obligation(request, &name, &cached.value)?;
-            let mut old = cached.value.clone();
+            check_obligation(request, &name, cached.summary())?;
+            let mut old = cached.to_value();
             object::metadata_mut(&mut old).remove("resourceVersion");
             let kv = KeyValue {
                 key: request.key()?,

@@ -77,7 +77,7 @@ pub async fn render_policy(
                     }
                 })?;
                 (
-                    current_state(&cached.value),
+                    current_state(&cached),
                     format!("{}[{node}].status.currentState", STATE.plural()),
                 )
             }
@@ -135,8 +135,8 @@ pub async fn dry_run(request: &rest::Request<'_>, bytes: &[u8]) -> Result<Respon
             .map(|object| {
                 (
                     object.name.as_str(),
-                    labels(object),
-                    current_state(&object.value),
+                    object.labels.clone(),
+                    current_state(object),
                 )
             })
             .collect();
@@ -220,34 +220,19 @@ fn stored_policy(
             kind: POLICY,
             name: name.to_owned(),
         })?;
-    serde_json::from_value(cached.value.clone()).map_err(|error| {
+    serde_json::from_value(cached.to_value()).map_err(|error| {
         ApiError::Internal(format!("stored policy {name} does not decode: {error}"))
     })
 }
 
 /// `status.currentState` of a stored node state; `{}` when it has none
 /// yet (its captures then fail as they would on an empty node).
-fn current_state(object: &Value) -> State {
+fn current_state(object: &CachedObject) -> State {
     object
-        .pointer("/status/currentState")
-        .filter(|state| state.is_object())
-        .cloned()
+        .current_state()
+        .and_then(|text| serde_json::from_str::<Value>(text.get()).ok())
+        .filter(Value::is_object)
         .map(State)
-        .unwrap_or_default()
-}
-
-/// The labels of a stored node state: the node's labels.
-fn labels(object: &CachedObject) -> BTreeMap<String, String> {
-    object
-        .value
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|labels| {
-            labels
-                .iter()
-                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
-                .collect()
-        })
         .unwrap_or_default()
 }
 

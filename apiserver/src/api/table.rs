@@ -32,7 +32,9 @@ use nmstate_openapi::{
     ENACTMENT_NODE_LABEL, ENACTMENT_POLICY_LABEL, ResourceKind, policy::DEFAULT_MAX_UNAVAILABLE,
     validation::BadValue,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value, json, value::RawValue};
+
+use crate::cache::with_current_state;
 
 /// `apiVersion` of tables and of the `PartialObjectMetadata` in their rows.
 pub const TABLE_API_VERSION: &str = "meta.k8s.io/v1";
@@ -112,7 +114,64 @@ pub struct Column {
     /// 0 for default columns, 1 for those `-o wide` adds.
     pub priority: i32,
     /// The cell of an object, given the current time.
-    cell: fn(&Value, Timestamp) -> Value,
+    cell: fn(&Printed<'_>, Timestamp) -> Value,
+}
+
+/// What a row is printed from: an object and, where the watch cache keeps
+/// it apart as JSON text, its `status.currentState` (then `null` in the
+/// object). Dereferences to the object.
+#[derive(Clone, Copy, Debug)]
+pub struct Printed<'a> {
+    object: &'a Value,
+    current_state: Option<&'a RawValue>,
+}
+
+impl<'a> Printed<'a> {
+    /// `object`, whose `status.currentState` is `current_state` if given.
+    pub fn new(object: &'a Value, current_state: Option<&'a RawValue>) -> Self {
+        Printed {
+            object,
+            current_state,
+        }
+    }
+
+    /// The length of `status.currentState.interfaces`, if it is a list.
+    fn interface_count(&self) -> Option<usize> {
+        /// Counts the list without keeping its items.
+        #[derive(serde::Deserialize)]
+        struct Interfaces {
+            interfaces: Vec<serde::de::IgnoredAny>,
+        }
+        match self.current_state {
+            Some(text) => serde_json::from_str::<Interfaces>(text.get())
+                .ok()
+                .map(|state| state.interfaces.len()),
+            None => self
+                .object
+                .pointer("/status/currentState/interfaces")
+                .and_then(Value::as_array)
+                .map(Vec::len),
+        }
+    }
+
+    /// The whole object.
+    fn to_value(self) -> Value {
+        with_current_state(self.object, self.current_state)
+    }
+}
+
+impl<'a> From<&'a Value> for Printed<'a> {
+    fn from(object: &'a Value) -> Self {
+        Printed::new(object, None)
+    }
+}
+
+impl std::ops::Deref for Printed<'_> {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.object
+    }
 }
 
 /// ObjectMeta's `name` documentation, as kube-apiserver describes the
@@ -154,12 +213,7 @@ const STATE_COLUMNS: &[Column] = &[
         format: "",
         description: "Number of interfaces in the node's current network state.",
         priority: 0,
-        cell: |state, _| {
-            state
-                .pointer("/status/currentState/interfaces")
-                .and_then(Value::as_array)
-                .map_or(Value::Null, |interfaces| Value::from(interfaces.len()))
-        },
+        cell: |state, _| state.interface_count().map_or(Value::Null, Value::from),
     },
     Column {
         name: "Last Update",
@@ -320,7 +374,7 @@ pub fn column_definitions(kind: ResourceKind) -> Value {
 
 /// The cells of `object`'s row, one per column (including the wide ones:
 /// kubectl hides those unless asked).
-pub fn cells(kind: ResourceKind, object: &Value, now: Timestamp) -> Vec<Value> {
+pub fn cells(kind: ResourceKind, object: &Printed<'_>, now: Timestamp) -> Vec<Value> {
     columns(kind)
         .iter()
         .map(|column| (column.cell)(object, now))
@@ -332,7 +386,7 @@ pub fn cells(kind: ResourceKind, object: &Value, now: Timestamp) -> Vec<Value> {
 /// `remainingItemCount`); `null` stands for `{}`.
 pub fn table(
     kind: ResourceKind,
-    objects: &[&Value],
+    objects: &[Printed<'_>],
     options: TableOptions,
     list_metadata: Value,
     now: Timestamp,
@@ -372,10 +426,21 @@ pub fn object_table(
     if let Some(resource_version) = object.pointer("/metadata/resourceVersion") {
         metadata.insert("resourceVersion".to_owned(), resource_version.clone());
     }
-    table(kind, &[object], options, Value::Object(metadata), now)
+    table(
+        kind,
+        &[Printed::from(object)],
+        options,
+        Value::Object(metadata),
+        now,
+    )
 }
 
-fn row(kind: ResourceKind, object: &Value, include_object: IncludeObject, now: Timestamp) -> Value {
+fn row(
+    kind: ResourceKind,
+    object: &Printed<'_>,
+    include_object: IncludeObject,
+    now: Timestamp,
+) -> Value {
     let embedded = match include_object {
         IncludeObject::None => Value::Null,
         IncludeObject::Metadata => json!({
@@ -383,7 +448,7 @@ fn row(kind: ResourceKind, object: &Value, include_object: IncludeObject, now: T
             "apiVersion": TABLE_API_VERSION,
             "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
         }),
-        IncludeObject::Object => object.clone(),
+        IncludeObject::Object => object.to_value(),
     };
     json!({
         "cells": cells(kind, object, now),

@@ -92,7 +92,7 @@ impl Encoder {
             line.extend_from_slice(b"}\n");
             return Bytes::from(line);
         }
-        self.event(event_type, object.value.clone())
+        self.event(event_type, object.to_value())
     }
 
     fn bookmark(&self, revision: Revision, initial_events_end: bool) -> Bytes {

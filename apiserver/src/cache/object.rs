@@ -2,6 +2,12 @@
 //! revision and labels pulled out, and its wire form memoised per served
 //! `apiVersion`.
 //!
+//! A node state's `status.currentState` (nmstate's whole report, tens of
+//! kilobytes, nine tenths of the cache) is kept as JSON text, not parsed:
+//! a parsed `Value` of it takes about fourteen times its text. It is
+//! parsed only where it is read (rendering, merging an update, a full copy
+//! of the object) and spliced verbatim into the served JSON.
+//!
 //! Decoding is strict about what the rest of the cache relies on (a JSON
 //! object whose `metadata.name` is the key's name, string labels) and
 //! lenient about everything else: the schema is the API layer's business.
@@ -10,15 +16,23 @@ use std::{collections::BTreeMap, fmt, sync::OnceLock};
 
 use bytes::Bytes;
 use nmstate_openapi::{API_VERSION_V1, API_VERSION_V1BETA1};
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, MapAccess, SeqAccess, Visitor},
+    ser::{Serialize, SerializeMap, Serializer},
+};
+use serde_json::{Map, Value, value::RawValue};
 
 use crate::storage::Revision;
+
+/// Where a node state's current state sits in the object.
+const STATUS: &str = "status";
+const CURRENT_STATE: &str = "currentState";
 
 /// An object as the cache serves it. Shared behind `Arc`: one instance per
 /// stored version of an object, however many lists and watchers see it.
 ///
-/// `value` carries `metadata.resourceVersion` = `revision`, whatever the
+/// The object carries `metadata.resourceVersion` = `revision`, whatever the
 /// stored bytes said.
 pub struct CachedObject {
     /// `metadata.name` (the last segment of the key).
@@ -28,8 +42,11 @@ pub struct CachedObject {
     pub revision: Revision,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
-    /// The whole object.
-    pub value: Value,
+    /// The object, with `status.currentState` (if any) left `null` in its
+    /// place and kept in `current_state`.
+    summary: Value,
+    /// `status.currentState` as JSON text.
+    current_state: Option<Box<RawValue>>,
     /// The serialisation for `nmstate.io/v1` and `nmstate.io/v1beta1`,
     /// made on first use.
     json: [OnceLock<Bytes>; 2],
@@ -59,11 +76,11 @@ pub enum DecodeError {
 
 impl CachedObject {
     /// Decodes a stored value of the object `name`, last modified at
-    /// `revision`.
+    /// `revision`. `status.currentState` is copied as text, not parsed.
     pub fn decode(name: &str, revision: Revision, bytes: &[u8]) -> Result<Self, DecodeError> {
-        let value: Value = serde_json::from_slice(bytes)
+        let split: Split = serde_json::from_slice(bytes)
             .map_err(|error| DecodeError::NotJson(error.to_string()))?;
-        Self::from_value(name, revision, value)
+        Self::new(name, revision, split.summary, split.current_state)
     }
 
     /// Builds a cached object from a decoded value (see [`decode`](Self::decode)).
@@ -72,7 +89,28 @@ impl CachedObject {
         revision: Revision,
         mut value: Value,
     ) -> Result<Self, DecodeError> {
-        let metadata = value
+        let current_state = value
+            .get_mut(STATUS)
+            .and_then(|status| status.get_mut(CURRENT_STATE))
+            .and_then(|state| match serde_json::value::to_raw_value(state) {
+                Ok(text) => {
+                    *state = Value::Null;
+                    Some(text)
+                }
+                // A `Value` always serialises; if it ever does not, it
+                // stays parsed.
+                Err(_) => None,
+            });
+        Self::new(name, revision, value, current_state)
+    }
+
+    fn new(
+        name: &str,
+        revision: Revision,
+        mut summary: Value,
+        current_state: Option<Box<RawValue>>,
+    ) -> Result<Self, DecodeError> {
+        let metadata = summary
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
             .ok_or(DecodeError::NoMetadata)?;
@@ -92,7 +130,8 @@ impl CachedObject {
             name: name.to_owned(),
             revision,
             labels,
-            value,
+            summary,
+            current_state,
             json: Default::default(),
         })
     }
@@ -101,8 +140,8 @@ impl CachedObject {
     /// sent when the object leaves its view (deleted, or changed so that
     /// the watcher's filter no longer matches) at `revision`.
     pub(super) fn at_revision(&self, revision: Revision) -> CachedObject {
-        let mut value = self.value.clone();
-        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut summary = self.summary.clone();
+        if let Some(metadata) = summary.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.insert(
                 "resourceVersion".to_owned(),
                 Value::String(revision.to_string()),
@@ -112,9 +151,29 @@ impl CachedObject {
             name: self.name.clone(),
             revision,
             labels: self.labels.clone(),
-            value,
+            summary,
+            current_state: self.current_state.clone(),
             json: Default::default(),
         }
+    }
+
+    /// The object without its current state: `status.currentState`, if the
+    /// object has one, is `null` here (see
+    /// [`current_state`](Self::current_state)). Everything else (metadata,
+    /// spec, conditions) is as stored.
+    pub fn summary(&self) -> &Value {
+        &self.summary
+    }
+
+    /// `status.currentState` as JSON text, if the object has one.
+    pub fn current_state(&self) -> Option<&RawValue> {
+        self.current_state.as_deref()
+    }
+
+    /// The whole object, current state included: a copy, which parses the
+    /// current state.
+    pub fn to_value(&self) -> Value {
+        with_current_state(&self.summary, self.current_state())
     }
 
     /// The value of one label.
@@ -136,13 +195,14 @@ impl CachedObject {
     }
 
     fn serialize(&self, api_version: &str) -> Bytes {
-        let Some(fields) = self.value.as_object() else {
-            // `from_value` only accepts objects.
+        let Some(fields) = self.summary.as_object() else {
+            // `new` only accepts objects.
             return Bytes::new();
         };
         let object = WithApiVersion {
             api_version,
             fields,
+            current_state: self.current_state(),
         };
         match serde_json::to_vec(&object) {
             Ok(bytes) => Bytes::from(bytes),
@@ -154,6 +214,23 @@ impl CachedObject {
             }
         }
     }
+}
+
+/// `summary` with `current_state` parsed into `status.currentState`: the
+/// whole object again. Text that does not parse (the cache only keeps what
+/// it parsed once) leaves `null`.
+pub fn with_current_state(summary: &Value, current_state: Option<&RawValue>) -> Value {
+    let mut value = summary.clone();
+    if let Some(text) = current_state
+        && let Some(status) = value.get_mut(STATUS).and_then(Value::as_object_mut)
+    {
+        let state = serde_json::from_str(text.get()).unwrap_or_else(|error| {
+            tracing::error!(%error, "a cached current state does not parse");
+            Value::Null
+        });
+        status.insert(CURRENT_STATE.to_owned(), state);
+    }
+    value
 }
 
 impl fmt::Debug for CachedObject {
@@ -181,11 +258,111 @@ fn labels_of(metadata: &Map<String, Value>) -> Result<BTreeMap<String, String>, 
     }
 }
 
+/// A stored object parsed in one pass, `status.currentState` copied as
+/// text and `null` in its place; any other JSON parses as a `Value`.
+struct Split {
+    summary: Value,
+    current_state: Option<Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for Split {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SplitVisitor { key: STATUS })
+    }
+}
+
+/// Visits an object, setting aside the value of `key`: at the top level
+/// `key` is `status`, whose own `currentState` is then copied as text.
+struct SplitVisitor {
+    key: &'static str,
+}
+
+/// Seeds the visit of the value of `status`.
+struct StatusSeed;
+
+impl<'de> de::DeserializeSeed<'de> for StatusSeed {
+    type Value = Split;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Split, D::Error> {
+        deserializer.deserialize_any(SplitVisitor { key: CURRENT_STATE })
+    }
+}
+
+impl<'de> Visitor<'de> for SplitVisitor {
+    type Value = Split;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Split, A::Error> {
+        let mut fields = Map::new();
+        let mut current_state = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let value = if key != self.key {
+                map.next_value::<Value>()?
+            } else if self.key == CURRENT_STATE {
+                current_state = Some(map.next_value::<Box<RawValue>>()?);
+                Value::Null
+            } else {
+                let status = map.next_value_seed(StatusSeed)?;
+                current_state = status.current_state;
+                status.summary
+            };
+            fields.insert(key, value);
+        }
+        Ok(Split {
+            summary: Value::Object(fields),
+            current_state,
+        })
+    }
+
+    // Anything else is no object to split: parsed as it is.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Split, A::Error> {
+        whole(Value::deserialize(de::value::SeqAccessDeserializer::new(
+            seq,
+        ))?)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Split, E> {
+        whole(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Split, E> {
+        whole(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Split, E> {
+        whole(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Split, E> {
+        whole(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Split, E> {
+        whole(Value::from(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Split, E> {
+        whole(Value::Null)
+    }
+}
+
+fn whole<E>(summary: Value) -> Result<Split, E> {
+    Ok(Split {
+        summary,
+        current_state: None,
+    })
+}
+
 /// An object's fields with `apiVersion` replaced (and written first, as
-/// Kubernetes does), without copying the value.
+/// Kubernetes does) and the current state spliced back into `status`,
+/// without copying the value.
 struct WithApiVersion<'a> {
     api_version: &'a str,
     fields: &'a Map<String, Value>,
+    current_state: Option<&'a RawValue>,
 }
 
 impl Serialize for WithApiVersion<'_> {
@@ -194,7 +371,38 @@ impl Serialize for WithApiVersion<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("apiVersion", self.api_version)?;
         for (key, value) in others {
-            map.serialize_entry(key, value)?;
+            match (key.as_str(), value, self.current_state) {
+                (STATUS, Value::Object(status), Some(current_state)) => {
+                    map.serialize_entry(
+                        key,
+                        &WithCurrentState {
+                            status,
+                            current_state,
+                        },
+                    )?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A `status` with its `currentState` text in place of the `null`.
+struct WithCurrentState<'a> {
+    status: &'a Map<String, Value>,
+    current_state: &'a RawValue,
+}
+
+impl Serialize for WithCurrentState<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.status.len()))?;
+        for (key, value) in self.status {
+            if key == CURRENT_STATE {
+                map.serialize_entry(key, self.current_state)?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
         }
         map.end()
     }
@@ -220,11 +428,11 @@ mod tests {
             "metadata": {"name": "a", "resourceVersion": "3", "labels": {"x": "1"}},
         });
         let object = object(stored).unwrap();
-        assert_eq!(object.value["metadata"]["resourceVersion"], "7");
+        assert_eq!(object.summary()["metadata"]["resourceVersion"], "7");
         assert_eq!(object.revision, 7);
         assert_eq!(object.label("x"), Some("1"));
         let later = object.at_revision(9);
-        assert_eq!(later.value["metadata"]["resourceVersion"], "9");
+        assert_eq!(later.summary()["metadata"]["resourceVersion"], "9");
         assert_eq!(later.labels, object.labels);
     }
 
@@ -250,6 +458,93 @@ mod tests {
         );
         let v1: Value = serde_json::from_slice(&object.json(API_VERSION_V1)).unwrap();
         assert_eq!(v1["apiVersion"], "nmstate.io/v1");
+    }
+
+    fn node_state() -> Value {
+        json!({
+            "apiVersion": "nmstate.io/v1beta1",
+            "kind": "NodeNetworkState",
+            "metadata": {"name": "a", "labels": {"x": "1"}},
+            "status": {
+                "currentState": {
+                    "interfaces": [{"name": "eth0", "type": "ethernet", "mtu": 1500, "ipv4": {"enabled": true, "address": [{"ip": "10.0.0.1", "prefix-length": 24}]}}],
+                    "routes": {"running": [], "config": []},
+                    "dns-resolver": {"running": {}, "config": null},
+                },
+                "lastSuccessfulUpdateTime": "2026-11-23T00:00:00Z",
+                "conditions": [{"type": "Available", "status": "True"}],
+            },
+        })
+    }
+
+    #[test]
+    fn the_current_state_is_kept_as_text_and_served_verbatim_in_place() {
+        let stored = node_state();
+        let text = stored.to_string();
+        let decoded = CachedObject::decode("a", 7, text.as_bytes()).unwrap();
+        let built = CachedObject::from_value("a", 7, stored.clone()).unwrap();
+        let mut expected = stored.clone();
+        expected["apiVersion"] = "nmstate.io/v1".into();
+        expected["metadata"]["resourceVersion"] = "7".into();
+        for object in [&decoded, &built] {
+            // Apart, and `null` in the summary.
+            assert_eq!(object.summary()["status"]["currentState"], Value::Null);
+            assert_eq!(
+                object.summary()["status"]["lastSuccessfulUpdateTime"],
+                stored["status"]["lastSuccessfulUpdateTime"]
+            );
+            let state: Value = serde_json::from_str(object.current_state().unwrap().get()).unwrap();
+            assert_eq!(state, stored["status"]["currentState"]);
+            // Whole again, in the stored order of keys.
+            let json = object.json(API_VERSION_V1);
+            let served: Value = serde_json::from_slice(&json).unwrap();
+            assert_eq!(served, expected);
+            let keys = |value: &Value| -> Vec<String> {
+                value["status"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(keys(&served), keys(&stored));
+            let mut whole = object.to_value();
+            whole["apiVersion"] = "nmstate.io/v1".into();
+            assert_eq!(whole, expected);
+            // A watcher's copy at another revision keeps it too.
+            let later: Value =
+                serde_json::from_slice(&object.at_revision(9).json(API_VERSION_V1)).unwrap();
+            assert_eq!(
+                later["status"]["currentState"],
+                stored["status"]["currentState"]
+            );
+            assert_eq!(later["metadata"]["resourceVersion"], "9");
+        }
+        // The decoded text is the stored text of that subtree.
+        assert_eq!(
+            decoded.current_state().unwrap().get(),
+            stored["status"]["currentState"].to_string()
+        );
+    }
+
+    #[test]
+    fn objects_without_a_current_state_object_decode_as_before() {
+        for status in [
+            json!(null),
+            json!(5),
+            json!(["x"]),
+            json!({"conditions": []}),
+            json!({"currentState": null, "x": 1.5}),
+        ] {
+            let stored = json!({"metadata": {"name": "a"}, "spec": {"n": -1}, "status": status});
+            let decoded = CachedObject::decode("a", 3, stored.to_string().as_bytes()).unwrap();
+            let mut expected = stored.clone();
+            expected["metadata"]["resourceVersion"] = "3".into();
+            assert_eq!(decoded.to_value(), expected, "{status}");
+            let served: Value = serde_json::from_slice(&decoded.json("x/v1")).unwrap();
+            expected["apiVersion"] = "x/v1".into();
+            assert_eq!(served, expected, "{status}");
+        }
     }
 
     #[test]

@@ -404,7 +404,10 @@ mod tests {
             .unwrap();
         assert_eq!(deleted.kind, EventKind::Delete);
         assert_eq!(deleted.object.revision, 12, "stamped with the deletion");
-        assert_eq!(deleted.object.value["metadata"]["resourceVersion"], "12");
+        assert_eq!(
+            deleted.object.summary()["metadata"]["resourceVersion"],
+            "12"
+        );
         assert_eq!(deleted.index_values(NODE), [None, Some("n1")]);
         assert!(
             state

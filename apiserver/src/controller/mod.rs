@@ -152,7 +152,7 @@ struct NodeKey {
 }
 
 fn node_key(object: &CachedObject) -> NodeKey {
-    let status = object.value.get("status");
+    let status = object.summary().get("status");
     let ready = status
         .and_then(|status| status.get("conditions"))
         .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
@@ -167,7 +167,7 @@ fn node_key(object: &CachedObject) -> NodeKey {
         heartbeat: ready
             .and_then(|ready| ready.last_heartbeat_time)
             .map(|time| time.0.as_second() / 60),
-        has_state: status.is_some_and(|status| status.get("currentState").is_some()),
+        has_state: object.current_state().is_some(),
     }
 }
 
@@ -335,7 +335,7 @@ impl Reconciler {
                 .unwrap_or_default();
             let policy_object = policy_cache.get(name);
             let decoded = policy_object.as_ref().and_then(|object| {
-                serde_json::from_value::<NodeNetworkConfigurationPolicy>(object.value.clone())
+                serde_json::from_value::<NodeNetworkConfigurationPolicy>(object.to_value())
                     .map_err(|error| {
                         tracing::warn!(policy = %name, %error, "policy controller: undecodable policy");
                     })
@@ -354,7 +354,7 @@ impl Reconciler {
                 }
                 continue;
             };
-            if object::meta_str(&object.value, "deletionTimestamp").is_some() {
+            if object::meta_str(object.summary(), "deletionTimestamp").is_some() {
                 continue;
             }
             let plan = plan::plan(
@@ -437,7 +437,7 @@ impl Reconciler {
 
 /// A node from its NodeNetworkState.
 fn node_of<'a>(object: &'a CachedObject, now: &Time, grace_seconds: i64) -> Node<'a> {
-    let status = object.value.get("status");
+    let status = object.summary().get("status");
     let alive = status
         .and_then(|status| status.get("conditions"))
         .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
@@ -452,7 +452,7 @@ fn node_of<'a>(object: &'a CachedObject, now: &Time, grace_seconds: i64) -> Node
         name: &object.name,
         labels: &object.labels,
         alive,
-        current_state: status.and_then(|status| status.get("currentState")),
+        current_state: object.current_state(),
     }
 }
 
@@ -462,7 +462,7 @@ fn existing_of(object: &CachedObject) -> Option<Existing<'_>> {
         .labels
         .get(nmstate_openapi::ENACTMENT_NODE_LABEL)?
         .as_str();
-    let status = match object.value.get("status") {
+    let status = match object.summary().get("status") {
         Some(status) => {
             serde_json::from_value::<NodeNetworkConfigurationEnactmentStatus>(status.clone())
                 .unwrap_or_default()
@@ -511,7 +511,9 @@ impl Write {
                     .caches
                     .get(ResourceKind::NodeNetworkConfigurationPolicy)
                     .get(&policy)
-                    .and_then(|object| object::meta_str(&object.value, "uid").map(str::to_owned));
+                    .and_then(|object| {
+                        object::meta_str(object.summary(), "uid").map(str::to_owned)
+                    });
                 if let Some(uid) = owner {
                     enactment.metadata.owner_references = Some(vec![OwnerReference {
                         api_version: nmstate_openapi::api_version(nmstate_openapi::V1)
@@ -553,9 +555,10 @@ impl Write {
                         expected: revision,
                         actual: 0,
                     })?;
-                let mut new = cached.value.clone();
+                let old = cached.to_value();
+                let mut new = old.clone();
                 set_status(&mut new, &status)?;
-                write_status(state, enactments, &name, &cached.value, new, revision).await
+                write_status(state, enactments, &name, &old, new, revision).await
             }
             Write::Enactment(_, Action::Delete { name, revision }) => {
                 let (_, deleted) = store
@@ -564,13 +567,14 @@ impl Write {
                 Ok(deleted)
             }
             Write::PolicyStatus { object, status } => {
-                let mut new = object.value.clone();
+                let old = object.to_value();
+                let mut new = old.clone();
                 set_status(&mut new, &status)?;
                 write_status(
                     state,
                     ResourceKind::NodeNetworkConfigurationPolicy,
                     &object.name,
-                    &object.value,
+                    &old,
                     new,
                     object.revision,
                 )

@@ -39,7 +39,7 @@ use nmstate_openapi::{
     enactment_name,
     render::{RenderOptions, render},
 };
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A node, as its NodeNetworkState tells.
 #[derive(Clone, Debug)]
@@ -50,8 +50,9 @@ pub struct Node<'a> {
     pub labels: &'a BTreeMap<String, String>,
     /// Whether its agent is alive (a recent `Ready` heartbeat).
     pub alive: bool,
-    /// `status.currentState`, if reported.
-    pub current_state: Option<&'a Value>,
+    /// `status.currentState` as JSON text, if reported (parsed only to
+    /// render).
+    pub current_state: Option<&'a RawValue>,
 }
 
 /// An existing enactment of the policy.
@@ -242,8 +243,12 @@ pub fn plan(
         };
         reset_for(&mut slot.status, generation, now);
         slot.changed = true;
-        let current = State(current.clone());
-        match render(policy.spec, &current, &options, now) {
+        let rendered = serde_json::from_str(current.get())
+            .map_err(|error| format!("the node's current state is no JSON: {error}"))
+            .and_then(|current| {
+                render(policy.spec, &State(current), &options, now).map_err(|e| e.to_string())
+            });
+        match rendered {
             Ok(rendered) => {
                 slot.status.desired_state = Some(rendered.desired_state);
                 slot.status.captured_states = rendered.captured_states;
@@ -255,7 +260,7 @@ pub fn plan(
             Err(error) => {
                 set_enactment_failed_to_configure(
                     &mut slot.status.conditions,
-                    &enactment_render_failure_message(&error.to_string()),
+                    &enactment_render_failure_message(&error),
                     now,
                 );
             }

@@ -74,6 +74,28 @@ fn enactment() -> Value {
     })
 }
 
+/// A node state as the watch cache keeps it (its current state as text)
+/// prints as the parsed one does, and embeds the whole object.
+#[test]
+fn rows_of_a_cached_node_state_read_its_current_state_text() {
+    let whole = state();
+    let cached = crate::cache::CachedObject::from_value("node01", 7, whole.clone()).unwrap();
+    assert!(cached.current_state().is_some());
+    let printed = Printed::new(cached.summary(), cached.current_state());
+    let kind = ResourceKind::NodeNetworkState;
+    assert_eq!(
+        cells(kind, &printed, now()),
+        cells(kind, &Printed::from(&whole), now())
+    );
+    assert_eq!(cells(kind, &printed, now())[1], 3, "interfaces");
+    let options = TableOptions {
+        include_object: IncludeObject::Object,
+        no_headers: true,
+    };
+    let table = table(kind, &[printed], options, Value::Null, now());
+    assert_eq!(table["rows"][0]["object"], whole);
+}
+
 /// An object of any kind with nothing but a name.
 fn bare(name: &str) -> Value {
     json!({"metadata": {"name": name}})
@@ -81,7 +103,11 @@ fn bare(name: &str) -> Value {
 
 /// Computes the row of `object` and compares its cells with `expected`.
 fn check(name: &str, kind: ResourceKind, object: &Value, expected: Value) {
-    assert_eq!(Value::from(cells(kind, object, now())), expected, "{name}");
+    assert_eq!(
+        Value::from(cells(kind, &Printed::from(object), now())),
+        expected,
+        "{name}"
+    );
 }
 
 #[test]
@@ -264,7 +290,7 @@ fn list_table_with_metadata_rows() {
     let (first, second) = (state(), bare("node02"));
     let table = table(
         ResourceKind::NodeNetworkState,
-        &[&first, &second],
+        &[Printed::from(&first), Printed::from(&second)],
         TableOptions::default(),
         json!({"resourceVersion": "9", "continue": "abc", "remainingItemCount": 1}),
         now(),
@@ -342,7 +368,7 @@ fn include_object_and_headers() {
             include_object,
             no_headers,
         };
-        let table = table(kind, &[&source], options, Value::Null, now());
+        let table = table(kind, &[Printed::from(&source)], options, Value::Null, now());
         assert_eq!(table["rows"][0]["object"], expected, "{name}");
         assert_eq!(table["metadata"], json!({}), "{name}");
         let headers = &table["columnDefinitions"];

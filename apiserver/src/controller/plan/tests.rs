@@ -12,9 +12,14 @@ use nmstate_openapi::{
     },
     render::RenderOptions,
 };
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use super::*;
+
+/// A current state as the watch cache keeps it: JSON text.
+fn text(state: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(state).unwrap()
+}
 
 fn at(second: i64) -> Time {
     Time(Timestamp::from_second(second).unwrap())
@@ -36,7 +41,7 @@ fn state(address: &str) -> Value {
 
 struct World {
     labels: Vec<BTreeMap<String, String>>,
-    states: Vec<Value>,
+    states: Vec<Box<RawValue>>,
     names: Vec<String>,
     alive: Vec<bool>,
 }
@@ -55,7 +60,7 @@ impl World {
                 })
                 .collect(),
             states: (0..count)
-                .map(|i| state(&format!("192.0.2.{}", i + 10)))
+                .map(|i| text(&state(&format!("192.0.2.{}", i + 10))))
                 .collect(),
             names,
             alive: vec![true; count],
@@ -70,7 +75,7 @@ impl World {
                 name,
                 labels: &self.labels[i],
                 alive: self.alive[i],
-                current_state: Some(&self.states[i]),
+                current_state: Some(&*self.states[i]),
             })
             .collect()
     }
@@ -427,7 +432,8 @@ fn not_ready_nodes_wait_and_are_counted_apart() {
 fn render_failure_fails_only_that_node() {
     let mut world = World::new(3);
     // No default route on node-01: the capture finds nothing to template.
-    world.states[1] = json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up"}]});
+    world.states[1] =
+        text(&json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up"}]}));
     let mut store = Store::default();
     step(&mut store, &world, &spec(Some(3.into())), 1, 0);
     let (_, _, failed) = &store.enactments["node-01.br1"];
