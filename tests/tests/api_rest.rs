@@ -655,3 +655,118 @@ async fn racing_patches_all_land_unless_they_name_a_resource_version() {
     let labels = json_of(&client.get(&path).await.unwrap())["metadata"]["labels"].clone();
     assert!(labels.get("late").is_none(), "{labels}");
 }
+
+/// A node state's `status.currentState` is nmstate's document as the agent
+/// wrote it: every way of reading it (get, list, watch, YAML, a Table with
+/// whole objects) gives it back unchanged, and writes that do not touch it
+/// (a label change by PUT of the object, a merge patch of another status
+/// field) keep it.
+#[tokio::test]
+async fn a_node_states_current_state_reads_back_as_written_everywhere() {
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
+    let client = server.client().unwrap();
+    let current = json!({
+        "interfaces": [
+            {"name": "eth0", "type": "ethernet", "state": "up", "mtu": 1500,
+             "description": "é \"quoted\" \\ line\nbreak ☃",
+             "zeta-last-alphabetically-first-here": true,
+             "ipv4": {"enabled": true, "address": [{"ip": "192.0.2.1", "prefix-length": 24}]},
+             "ethtool": {"feature": {}, "ring": {"rx": 18446744073709551615u64, "tx": -1, "ratio": 0.5}}},
+            {"name": "lo", "type": "loopback", "state": "up", "accept-all-mac-addresses": null},
+        ],
+        "routes": {"running": [], "config": []},
+        "dns-resolver": {"running": {"server": ["192.0.2.53"]}, "config": {}},
+    });
+    let node = json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkState",
+        "metadata": {"name": "node01", "labels": {"kubernetes.io/hostname": "node01"}},
+    });
+    let created = send(&client, "POST", STATES, "application/json", node).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let mut object = json_of(&created);
+    object["status"] = json!({"currentState": current, "handlerNmstateVersion": "2.2.62"});
+    let path = format!("{STATES}/node01");
+    let written = send(
+        &client,
+        "PUT",
+        &format!("{path}/status"),
+        "application/json",
+        object,
+    )
+    .await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    assert_eq!(json_of(&written)["status"]["currentState"], current);
+
+    let read_all = |what: &'static str| {
+        let (client, path) = (client.clone(), path.clone());
+        async move {
+            let get = json_of(&client.get(&path).await.unwrap());
+            let list = client.get(STATES).await.unwrap();
+            // The stored order of keys: nmstate's, not alphabetical.
+            let body = &list.body;
+            assert!(
+                body.find("zeta-last").unwrap() < body.find("\"ipv4\"").unwrap(),
+                "{what}: key order"
+            );
+            let list = json_of(&list);
+            let yaml = client
+                .request_with("GET", STATES, &[("accept", "application/yaml")], None)
+                .await
+                .unwrap();
+            let yaml: Value = serde_yaml::from_str(&yaml.body).unwrap();
+            let watch = events(
+                &client
+                    .get(&format!("{STATES}?watch=1&timeoutSeconds=1"))
+                    .await
+                    .unwrap(),
+            );
+            let table = json_of(
+                &client
+                    .request_with(
+                        "GET",
+                        &format!("{STATES}?includeObject=Object"),
+                        &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+                        None,
+                    )
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(table["rows"][0]["cells"][1], 2, "{what}: interfaces");
+            [
+                ("get", get),
+                ("list", list["items"][0].clone()),
+                ("YAML list", yaml["items"][0].clone()),
+                ("watch", watch[0].1.clone()),
+                ("Table", table["rows"][0]["object"].clone()),
+            ]
+        }
+    };
+    for (how, object) in read_all("after the write").await {
+        assert_eq!(object["status"]["currentState"], current, "{how}");
+    }
+
+    // A label change by PUT of the object keeps the status it does not send.
+    let mut relabelled = json_of(&client.get(&path).await.unwrap());
+    relabelled.as_object_mut().unwrap().remove("status");
+    relabelled["metadata"]["labels"]["role"] = "worker".into();
+    let put = send(&client, "PUT", &path, "application/json", relabelled).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    // A merge patch of another status field keeps it too.
+    let patched = send(
+        &client,
+        "PATCH",
+        &format!("{path}/status"),
+        "application/merge-patch+json",
+        json!({"status": {"handlerNmstateVersion": "2.2.63"}}),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    for (how, object) in read_all("after the label and the patch").await {
+        assert_eq!(object["status"]["currentState"], current, "{how}");
+        assert_eq!(object["metadata"]["labels"]["role"], "worker", "{how}");
+        assert_eq!(object["status"]["handlerNmstateVersion"], "2.2.63", "{how}");
+    }
+}
