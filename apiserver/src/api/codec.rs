@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use super::error::{ApiError, MAX_BODY_BYTES, Result};
-use crate::server::{Body, full};
+use crate::server::{self, Body, full};
 
 /// Bodies larger than this are gzipped when the client accepts gzip (the
 /// threshold kube-apiserver uses).
@@ -239,24 +239,42 @@ pub fn respond_bytes(
     content_type: &'static str,
     gzip: bool,
 ) -> Response<Body> {
+    respond_pieces(code, vec![Bytes::from(bytes)], content_type, gzip)
+}
+
+/// A response whose body is `pieces` one after another (a list's head,
+/// then each object's shared serialisation), gzipped as
+/// [`respond_bytes`] does; otherwise sent as they are, never copied into
+/// one buffer.
+pub fn respond_pieces(
+    code: StatusCode,
+    pieces: Vec<Bytes>,
+    content_type: &'static str,
+    gzip: bool,
+) -> Response<Body> {
     let mut builder = Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    let body = if gzip && bytes.len() > GZIP_THRESHOLD {
+    let length: usize = pieces.iter().map(Bytes::len).sum();
+    let body = if gzip && length > GZIP_THRESHOLD {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        match encoder.write_all(&bytes).and_then(|()| encoder.finish()) {
+        let compressed = pieces
+            .iter()
+            .try_for_each(|piece| encoder.write_all(piece))
+            .and_then(|()| encoder.finish());
+        match compressed {
             Ok(compressed) => {
                 builder = builder
                     .header(header::CONTENT_ENCODING, "gzip")
                     .header(header::VARY, "Accept-Encoding");
-                compressed
+                full(compressed)
             }
-            Err(_) => bytes,
+            Err(_) => server::pieces(pieces),
         }
     } else {
-        bytes
+        server::pieces(pieces)
     };
-    builder.body(full(body)).unwrap_or_else(|_| {
+    builder.body(body).unwrap_or_else(|_| {
         ApiError::Internal("building a response".into())
             .into_status()
             .into_response()
@@ -265,6 +283,8 @@ pub fn respond_bytes(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn accept(value: &str) -> HeaderMap {
@@ -347,5 +367,51 @@ mod tests {
                 .is_some_and(|e| e.starts_with("error decoding YAML: ") && e.contains("line")),
             "{err:?}"
         );
+    }
+
+    async fn body_of(response: Response<Body>) -> (Option<u64>, Vec<u8>) {
+        let exact = hyper::body::Body::size_hint(response.body()).exact();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (exact, bytes.to_vec())
+    }
+
+    #[tokio::test]
+    async fn pieces_are_sent_in_order_with_their_total_length() {
+        let pieces = ["{\"items\":[", "", "{\"a\":1}", ",", "{\"b\":2}", "]}"];
+        let response = respond_pieces(
+            StatusCode::OK,
+            pieces.iter().map(|piece| Bytes::from(*piece)).collect(),
+            "application/json",
+            true, // small: not worth gzip
+        );
+        assert!(response.headers().get(header::CONTENT_ENCODING).is_none());
+        let (exact, bytes) = body_of(response).await;
+        let whole = pieces.concat();
+        assert_eq!(exact, Some(whole.len() as u64));
+        assert_eq!(bytes, whole.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn large_pieces_are_gzipped_whole_when_the_client_accepts_it() {
+        let object = Bytes::from(format!("{{\"x\":\"{}\"}}", "y".repeat(1000)));
+        let mut pieces = vec![Bytes::from_static(b"[")];
+        for index in 0..200 {
+            if index > 0 {
+                pieces.push(Bytes::from_static(b","));
+            }
+            pieces.push(object.clone());
+        }
+        pieces.push(Bytes::from_static(b"]"));
+        let whole: Vec<u8> = pieces.concat();
+        let response = respond_pieces(StatusCode::OK, pieces, "application/json", true);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        let (_, compressed) = body_of(response).await;
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&compressed[..]),
+            &mut decoded,
+        )
+        .unwrap();
+        assert_eq!(decoded, whole);
     }
 }

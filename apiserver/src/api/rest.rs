@@ -10,6 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use nmstate_openapi::ResourceKind;
 use serde_json::{Value, json};
@@ -526,22 +527,25 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
         }),
         ResponseFormat::Json if !request.encoding.pretty => {
             // The common case, and the one that must be fast for thousands
-            // of objects: splice each object's cached serialisation.
+            // of objects: each object's cached serialisation, sent as it
+            // is (shared, not copied), between the list's head and end.
             let head =
                 json!({"apiVersion": api_version, "kind": kind.list_kind(), "metadata": list_meta});
-            let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
-            bytes.pop();
-            bytes.extend_from_slice(b",\"items\":[");
+            let mut head = serde_json::to_vec(&head).unwrap_or_default();
+            head.pop();
+            head.extend_from_slice(b",\"items\":[");
+            let mut pieces = Vec::with_capacity(2 * page.items.len() + 2);
+            pieces.push(Bytes::from(head));
             for (index, object) in page.items.iter().enumerate() {
                 if index > 0 {
-                    bytes.push(b',');
+                    pieces.push(Bytes::from_static(b","));
                 }
-                bytes.extend_from_slice(&object.json(api_version));
+                pieces.push(object.json(api_version));
             }
-            bytes.extend_from_slice(b"]}");
-            return Ok(codec::respond_bytes(
+            pieces.push(Bytes::from_static(b"]}"));
+            return Ok(codec::respond_pieces(
                 StatusCode::OK,
-                bytes,
+                pieces,
                 "application/json",
                 request.encoding.gzip,
             ));

@@ -6,13 +6,16 @@
 //! [`AppState`].
 
 use std::{
+    collections::VecDeque,
     convert::Infallible,
     net::SocketAddr,
     panic::AssertUnwindSafe,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -20,7 +23,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -49,6 +52,49 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// A complete body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
+}
+
+/// A complete body of shared pieces (such as the cached JSON of each
+/// object of a list), sent one after another with their total length and
+/// never copied into one buffer.
+pub fn pieces(pieces: Vec<Bytes>) -> Body {
+    let remaining = pieces.iter().map(|piece| piece.len() as u64).sum();
+    Pieces {
+        pieces: pieces.into(),
+        remaining,
+    }
+    .boxed()
+}
+
+struct Pieces {
+    pieces: VecDeque<Bytes>,
+    /// Bytes not yet sent.
+    remaining: u64,
+}
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let next = std::iter::from_fn(|| this.pieces.pop_front()).find(|piece| !piece.is_empty());
+        Poll::Ready(next.map(|piece| {
+            this.remaining -= piece.len() as u64;
+            Ok(Frame::data(piece))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// What every request handler may use.
