@@ -277,7 +277,8 @@ async fn the_first_list_serves_every_object_with_its_revision(store: SharedStore
         a_cached.summary()["metadata"]["resourceVersion"],
         a.mod_revision.to_string()
     );
-    let beta: Value = serde_json::from_slice(&a_cached.json(API_VERSION_V1BETA1)).unwrap();
+    let beta: Value =
+        serde_json::from_slice(&a_cached.json(API_VERSION_V1BETA1).to_bytes()).unwrap();
     assert_eq!(beta["apiVersion"], "nmstate.io/v1beta1");
     assert_eq!(
         beta["metadata"]["resourceVersion"],

@@ -540,7 +540,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
                 if index > 0 {
                     pieces.push(Bytes::from_static(b","));
                 }
-                pieces.push(object.json(api_version));
+                pieces.extend_from_slice(object.json(api_version).pieces());
             }
             pieces.push(Bytes::from_static(b"]}"));
             return Ok(codec::respond_pieces(
@@ -668,9 +668,9 @@ fn reply_stored(
     let version = request.path.version;
     if request.format == ResponseFormat::Json && !request.encoding.pretty {
         let api_version = nmstate_openapi::api_version(version).unwrap_or_default();
-        let response = codec::respond_bytes(
+        let response = codec::respond_pieces(
             code,
-            object.json(api_version).to_vec(),
+            object.json(api_version).pieces().to_vec(),
             "application/json",
             request.encoding.gzip,
         );

@@ -230,7 +230,7 @@ fn stored_policy(
 fn current_state(object: &CachedObject) -> State {
     object
         .current_state()
-        .and_then(|text| serde_json::from_str::<Value>(text.get()).ok())
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
         .filter(Value::is_object)
         .map(State)
         .unwrap_or_default()

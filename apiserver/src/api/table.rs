@@ -32,7 +32,7 @@ use nmstate_openapi::{
     ENACTMENT_NODE_LABEL, ENACTMENT_POLICY_LABEL, ResourceKind, policy::DEFAULT_MAX_UNAVAILABLE,
     validation::BadValue,
 };
-use serde_json::{Map, Value, json, value::RawValue};
+use serde_json::{Map, Value, json};
 
 use crate::cache::with_current_state;
 
@@ -123,12 +123,12 @@ pub struct Column {
 #[derive(Clone, Copy, Debug)]
 pub struct Printed<'a> {
     object: &'a Value,
-    current_state: Option<&'a RawValue>,
+    current_state: Option<&'a str>,
 }
 
 impl<'a> Printed<'a> {
     /// `object`, whose `status.currentState` is `current_state` if given.
-    pub fn new(object: &'a Value, current_state: Option<&'a RawValue>) -> Self {
+    pub fn new(object: &'a Value, current_state: Option<&'a str>) -> Self {
         Printed {
             object,
             current_state,
@@ -143,7 +143,7 @@ impl<'a> Printed<'a> {
             interfaces: Vec<serde::de::IgnoredAny>,
         }
         match self.current_state {
-            Some(text) => serde_json::from_str::<Interfaces>(text.get())
+            Some(text) => serde_json::from_str::<Interfaces>(text)
                 .ok()
                 .map(|state| state.interfaces.len()),
             None => self

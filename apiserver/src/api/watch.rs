@@ -88,7 +88,9 @@ impl Encoder {
             line.extend_from_slice(b"{\"type\":\"");
             line.extend_from_slice(event_type.as_bytes());
             line.extend_from_slice(b"\",\"object\":");
-            line.extend_from_slice(&json);
+            for piece in json.pieces() {
+                line.extend_from_slice(piece);
+            }
             line.extend_from_slice(b"}\n");
             return Bytes::from(line);
         }

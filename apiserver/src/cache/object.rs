@@ -6,7 +6,9 @@
 //! kilobytes, nine tenths of the cache) is kept as JSON text, not parsed:
 //! a parsed `Value` of it takes about fourteen times its text. It is
 //! parsed only where it is read (rendering, merging an update, a full copy
-//! of the object) and spliced verbatim into the served JSON.
+//! of the object), and the served JSON is made of pieces that share that
+//! text instead of copying it: the JSON before it, the text, the JSON
+//! after it.
 //!
 //! Decoding is strict about what the rest of the cache relies on (a JSON
 //! object whose `metadata.name` is the key's name, string labels) and
@@ -19,7 +21,6 @@ use nmstate_openapi::{API_VERSION_V1, API_VERSION_V1BETA1};
 use serde::{
     Deserialize, Deserializer,
     de::{self, MapAccess, SeqAccess, Visitor},
-    ser::{Serialize, SerializeMap, Serializer},
 };
 use serde_json::{Map, Value, value::RawValue};
 
@@ -45,11 +46,42 @@ pub struct CachedObject {
     /// The object, with `status.currentState` (if any) left `null` in its
     /// place and kept in `current_state`.
     summary: Value,
-    /// `status.currentState` as JSON text.
-    current_state: Option<Box<RawValue>>,
+    /// `status.currentState` as JSON text (UTF-8, checked once).
+    current_state: Option<Bytes>,
     /// The serialisation for `nmstate.io/v1` and `nmstate.io/v1beta1`,
     /// made on first use.
-    json: [OnceLock<Bytes>; 2],
+    json: [OnceLock<Json>; 2],
+}
+
+/// An object's JSON as pieces to send one after another: one piece, or
+/// for an object with a current state, the JSON before it, its text
+/// (shared with the cached object) and the JSON after it.
+#[derive(Clone, Debug, Default)]
+pub struct Json(Vec<Bytes>);
+
+impl Json {
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.0
+    }
+
+    /// The JSON in one buffer (a copy unless it is one piece).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0.as_slice() {
+            [one] => one.clone(),
+            pieces => Bytes::from(pieces.concat()),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether it is empty (only when serialising failed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Why a stored value is not an object the cache can serve.
@@ -80,7 +112,7 @@ impl CachedObject {
     pub fn decode(name: &str, revision: Revision, bytes: &[u8]) -> Result<Self, DecodeError> {
         let split: Split = serde_json::from_slice(bytes)
             .map_err(|error| DecodeError::NotJson(error.to_string()))?;
-        Self::new(name, revision, split.summary, split.current_state)
+        Self::new(name, revision, split.summary, split.current_state.map(text))
     }
 
     /// Builds a cached object from a decoded value (see [`decode`](Self::decode)).
@@ -93,9 +125,9 @@ impl CachedObject {
             .get_mut(STATUS)
             .and_then(|status| status.get_mut(CURRENT_STATE))
             .and_then(|state| match serde_json::value::to_raw_value(state) {
-                Ok(text) => {
+                Ok(raw) => {
                     *state = Value::Null;
-                    Some(text)
+                    Some(text(raw))
                 }
                 // A `Value` always serialises; if it ever does not, it
                 // stays parsed.
@@ -108,7 +140,7 @@ impl CachedObject {
         name: &str,
         revision: Revision,
         mut summary: Value,
-        current_state: Option<Box<RawValue>>,
+        current_state: Option<Bytes>,
     ) -> Result<Self, DecodeError> {
         let metadata = summary
             .get_mut("metadata")
@@ -166,8 +198,11 @@ impl CachedObject {
     }
 
     /// `status.currentState` as JSON text, if the object has one.
-    pub fn current_state(&self) -> Option<&RawValue> {
-        self.current_state.as_deref()
+    pub fn current_state(&self) -> Option<&str> {
+        // Made from a `str`; never fails.
+        self.current_state
+            .as_deref()
+            .and_then(|text| std::str::from_utf8(text).ok())
     }
 
     /// The whole object, current state included: a copy, which parses the
@@ -182,10 +217,11 @@ impl CachedObject {
     }
 
     /// The object's JSON with `apiVersion` set to `api_version` (such as
-    /// `nmstate.io/v1beta1`). The two served versions are serialised once
-    /// per object and then shared; any other string is serialised on each
-    /// call.
-    pub fn json(&self, api_version: &str) -> Bytes {
+    /// `nmstate.io/v1beta1`), written first as Kubernetes does, and the
+    /// current state in its place. The two served versions are serialised
+    /// once per object and then shared; any other string is serialised on
+    /// each call.
+    pub fn json(&self, api_version: &str) -> Json {
         let slot = match api_version {
             API_VERSION_V1 => &self.json[0],
             API_VERSION_V1BETA1 => &self.json[1],
@@ -194,37 +230,79 @@ impl CachedObject {
         slot.get_or_init(|| self.serialize(api_version)).clone()
     }
 
-    fn serialize(&self, api_version: &str) -> Bytes {
+    fn serialize(&self, api_version: &str) -> Json {
         let Some(fields) = self.summary.as_object() else {
             // `new` only accepts objects.
-            return Bytes::new();
+            return Json::default();
         };
-        let object = WithApiVersion {
-            api_version,
-            fields,
-            current_state: self.current_state(),
-        };
-        match serde_json::to_vec(&object) {
-            Ok(bytes) => Bytes::from(bytes),
+        match write_object(api_version, fields, self.current_state.as_ref()) {
+            Ok(pieces) => Json(pieces),
             // A `Value` with string keys always serialises; keep the branch
             // loud rather than panic if that ever changes.
             Err(error) => {
                 tracing::error!(name = %self.name, %error, "cannot serialise a cached object");
-                Bytes::new()
+                Json::default()
             }
         }
     }
 }
 
+/// The text of a current state, kept as bytes that pieces can share.
+fn text(raw: Box<RawValue>) -> Bytes {
+    let text: Box<str> = raw.into();
+    Bytes::from(text.into_string())
+}
+
+/// Writes an object's fields with `apiVersion` first; `current_state`, if
+/// given, stands for the `null` at `status.currentState` and becomes a
+/// piece of its own.
+fn write_object(
+    api_version: &str,
+    fields: &Map<String, Value>,
+    current_state: Option<&Bytes>,
+) -> serde_json::Result<Vec<Bytes>> {
+    let mut pieces = Vec::new();
+    let mut out = b"{\"apiVersion\":".to_vec();
+    serde_json::to_writer(&mut out, api_version)?;
+    for (key, value) in fields.iter().filter(|(key, _)| *key != "apiVersion") {
+        out.push(b',');
+        serde_json::to_writer(&mut out, key)?;
+        out.push(b':');
+        match (key.as_str(), value, current_state) {
+            (STATUS, Value::Object(status), Some(text)) => {
+                out.push(b'{');
+                for (index, (key, value)) in status.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, key)?;
+                    out.push(b':');
+                    if key == CURRENT_STATE {
+                        pieces.push(Bytes::from(std::mem::take(&mut out)));
+                        pieces.push(text.clone());
+                    } else {
+                        serde_json::to_writer(&mut out, value)?;
+                    }
+                }
+                out.push(b'}');
+            }
+            _ => serde_json::to_writer(&mut out, value)?,
+        }
+    }
+    out.push(b'}');
+    pieces.push(Bytes::from(out));
+    Ok(pieces)
+}
+
 /// `summary` with `current_state` parsed into `status.currentState`: the
 /// whole object again. Text that does not parse (the cache only keeps what
 /// it parsed once) leaves `null`.
-pub fn with_current_state(summary: &Value, current_state: Option<&RawValue>) -> Value {
+pub fn with_current_state(summary: &Value, current_state: Option<&str>) -> Value {
     let mut value = summary.clone();
     if let Some(text) = current_state
         && let Some(status) = value.get_mut(STATUS).and_then(Value::as_object_mut)
     {
-        let state = serde_json::from_str(text.get()).unwrap_or_else(|error| {
+        let state = serde_json::from_str(text).unwrap_or_else(|error| {
             tracing::error!(%error, "a cached current state does not parse");
             Value::Null
         });
@@ -356,58 +434,6 @@ fn whole<E>(summary: Value) -> Result<Split, E> {
     })
 }
 
-/// An object's fields with `apiVersion` replaced (and written first, as
-/// Kubernetes does) and the current state spliced back into `status`,
-/// without copying the value.
-struct WithApiVersion<'a> {
-    api_version: &'a str,
-    fields: &'a Map<String, Value>,
-    current_state: Option<&'a RawValue>,
-}
-
-impl Serialize for WithApiVersion<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let others = self.fields.iter().filter(|(key, _)| *key != "apiVersion");
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("apiVersion", self.api_version)?;
-        for (key, value) in others {
-            match (key.as_str(), value, self.current_state) {
-                (STATUS, Value::Object(status), Some(current_state)) => {
-                    map.serialize_entry(
-                        key,
-                        &WithCurrentState {
-                            status,
-                            current_state,
-                        },
-                    )?;
-                }
-                _ => map.serialize_entry(key, value)?,
-            }
-        }
-        map.end()
-    }
-}
-
-/// A `status` with its `currentState` text in place of the `null`.
-struct WithCurrentState<'a> {
-    status: &'a Map<String, Value>,
-    current_state: &'a RawValue,
-}
-
-impl Serialize for WithCurrentState<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.status.len()))?;
-        for (key, value) in self.status {
-            if key == CURRENT_STATE {
-                map.serialize_entry(key, self.current_state)?;
-            } else {
-                map.serialize_entry(key, value)?;
-            }
-        }
-        map.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -444,7 +470,7 @@ mod tests {
             "metadata": {"name": "a"},
         }))
         .unwrap();
-        let beta = object.json(API_VERSION_V1BETA1);
+        let beta = object.json(API_VERSION_V1BETA1).to_bytes();
         let parsed: Value = serde_json::from_slice(&beta).unwrap();
         assert_eq!(parsed["apiVersion"], "nmstate.io/v1beta1");
         assert_eq!(parsed["kind"], "NodeNetworkState");
@@ -452,11 +478,11 @@ mod tests {
         assert!(beta.starts_with(br#"{"apiVersion":"nmstate.io/v1beta1""#));
         // The same allocation each time: serialised once.
         assert_eq!(
-            object.json(API_VERSION_V1BETA1).as_ptr(),
+            object.json(API_VERSION_V1BETA1).to_bytes().as_ptr(),
             beta.as_ptr(),
             "memoised"
         );
-        let v1: Value = serde_json::from_slice(&object.json(API_VERSION_V1)).unwrap();
+        let v1: Value = serde_json::from_slice(&object.json(API_VERSION_V1).to_bytes()).unwrap();
         assert_eq!(v1["apiVersion"], "nmstate.io/v1");
     }
 
@@ -493,10 +519,19 @@ mod tests {
                 object.summary()["status"]["lastSuccessfulUpdateTime"],
                 stored["status"]["lastSuccessfulUpdateTime"]
             );
-            let state: Value = serde_json::from_str(object.current_state().unwrap().get()).unwrap();
+            let state: Value = serde_json::from_str(object.current_state().unwrap()).unwrap();
             assert_eq!(state, stored["status"]["currentState"]);
             // Whole again, in the stored order of keys.
-            let json = object.json(API_VERSION_V1);
+            // Three pieces, the middle one the kept text itself.
+            let pieces = object.json(API_VERSION_V1);
+            assert_eq!(pieces.pieces().len(), 3);
+            assert_eq!(
+                pieces.pieces()[1].as_ptr(),
+                object.current_state().unwrap().as_ptr(),
+                "shared, not copied"
+            );
+            let json = pieces.to_bytes();
+            assert_eq!(json.len(), pieces.len());
             let served: Value = serde_json::from_slice(&json).unwrap();
             assert_eq!(served, expected);
             let keys = |value: &Value| -> Vec<String> {
@@ -513,7 +548,8 @@ mod tests {
             assert_eq!(whole, expected);
             // A watcher's copy at another revision keeps it too.
             let later: Value =
-                serde_json::from_slice(&object.at_revision(9).json(API_VERSION_V1)).unwrap();
+                serde_json::from_slice(&object.at_revision(9).json(API_VERSION_V1).to_bytes())
+                    .unwrap();
             assert_eq!(
                 later["status"]["currentState"],
                 stored["status"]["currentState"]
@@ -522,7 +558,7 @@ mod tests {
         }
         // The decoded text is the stored text of that subtree.
         assert_eq!(
-            decoded.current_state().unwrap().get(),
+            decoded.current_state().unwrap(),
             stored["status"]["currentState"].to_string()
         );
     }
@@ -541,7 +577,7 @@ mod tests {
             let mut expected = stored.clone();
             expected["metadata"]["resourceVersion"] = "3".into();
             assert_eq!(decoded.to_value(), expected, "{status}");
-            let served: Value = serde_json::from_slice(&decoded.json("x/v1")).unwrap();
+            let served: Value = serde_json::from_slice(&decoded.json("x/v1").to_bytes()).unwrap();
             expected["apiVersion"] = "x/v1".into();
             assert_eq!(served, expected, "{status}");
         }

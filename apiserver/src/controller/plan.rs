@@ -39,7 +39,6 @@ use nmstate_openapi::{
     enactment_name,
     render::{RenderOptions, render},
 };
-use serde_json::value::RawValue;
 
 /// A node, as its NodeNetworkState tells.
 #[derive(Clone, Debug)]
@@ -52,7 +51,7 @@ pub struct Node<'a> {
     pub alive: bool,
     /// `status.currentState` as JSON text, if reported (parsed only to
     /// render).
-    pub current_state: Option<&'a RawValue>,
+    pub current_state: Option<&'a str>,
 }
 
 /// An existing enactment of the policy.
@@ -243,7 +242,7 @@ pub fn plan(
         };
         reset_for(&mut slot.status, generation, now);
         slot.changed = true;
-        let rendered = serde_json::from_str(current.get())
+        let rendered = serde_json::from_str(current)
             .map_err(|error| format!("the node's current state is no JSON: {error}"))
             .and_then(|current| {
                 render(policy.spec, &State(current), &options, now).map_err(|e| e.to_string())

@@ -12,13 +12,13 @@ use nmstate_openapi::{
     },
     render::RenderOptions,
 };
-use serde_json::{Value, json, value::RawValue};
+use serde_json::{Value, json};
 
 use super::*;
 
 /// A current state as the watch cache keeps it: JSON text.
-fn text(state: &Value) -> Box<RawValue> {
-    serde_json::value::to_raw_value(state).unwrap()
+fn text(state: &Value) -> String {
+    state.to_string()
 }
 
 fn at(second: i64) -> Time {
@@ -41,7 +41,7 @@ fn state(address: &str) -> Value {
 
 struct World {
     labels: Vec<BTreeMap<String, String>>,
-    states: Vec<Box<RawValue>>,
+    states: Vec<String>,
     names: Vec<String>,
     alive: Vec<bool>,
 }
@@ -75,7 +75,7 @@ impl World {
                 name,
                 labels: &self.labels[i],
                 alive: self.alive[i],
-                current_state: Some(&*self.states[i]),
+                current_state: Some(&self.states[i]),
             })
             .collect()
     }
