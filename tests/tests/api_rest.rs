@@ -735,6 +735,39 @@ async fn a_node_states_current_state_reads_back_as_written_everywhere() {
                     .unwrap(),
             );
             assert_eq!(table["rows"][0]["cells"][1], 2, "{what}: interfaces");
+            let metadata = json_of(
+                &client
+                    .request_with(
+                        "GET",
+                        STATES,
+                        &[(
+                            "accept",
+                            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
+                        )],
+                        None,
+                    )
+                    .await
+                    .unwrap(),
+            );
+            // The managed fields (kept as text in the cache) read back in
+            // every list as in the object read from the store.
+            let managed = &get["metadata"]["managedFields"];
+            assert!(
+                managed.as_array().is_some_and(|m| !m.is_empty()),
+                "{what}: {get}"
+            );
+            for (how, listed) in [
+                ("list", &list["items"][0]),
+                ("YAML list", &yaml["items"][0]),
+                ("watch", &watch[0].1),
+                ("Table", &table["rows"][0]["object"]),
+                ("metadata list", &metadata["items"][0]),
+            ] {
+                assert_eq!(
+                    &listed["metadata"]["managedFields"], managed,
+                    "{what}: {how}"
+                );
+            }
             [
                 ("get", get),
                 ("list", list["items"][0].clone()),

@@ -122,10 +122,14 @@ impl Request<'_> {
 }
 
 fn partial_metadata(object: &Value) -> Value {
+    partial_metadata_of(object.get("metadata").cloned().unwrap_or(json!({})))
+}
+
+fn partial_metadata_of(metadata: Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+        "metadata": metadata,
     })
 }
 
@@ -506,7 +510,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             let printed: Vec<table::Printed<'_>> = if converted.is_empty() {
                 page.items
                     .iter()
-                    .map(|object| table::Printed::new(object.summary(), object.current_state()))
+                    .map(|object| table::Printed::new(object.summary(), object.texts()))
                     .collect()
             } else {
                 converted.iter().map(table::Printed::from).collect()
@@ -523,7 +527,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": list_meta,
-            "items": page.items.iter().map(|o| partial_metadata(o.summary())).collect::<Vec<_>>(),
+            "items": page.items.iter().map(|o| partial_metadata_of(o.metadata())).collect::<Vec<_>>(),
         }),
         ResponseFormat::Json if !request.encoding.pretty => {
             // The common case, and the one that must be fast for thousands

@@ -34,7 +34,7 @@ use nmstate_openapi::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::cache::with_current_state;
+use crate::cache::{Texts, metadata_of, whole};
 
 /// `apiVersion` of tables and of the `PartialObjectMetadata` in their rows.
 pub const TABLE_API_VERSION: &str = "meta.k8s.io/v1";
@@ -117,22 +117,19 @@ pub struct Column {
     cell: fn(&Printed<'_>, Timestamp) -> Value,
 }
 
-/// What a row is printed from: an object and, where the watch cache keeps
-/// it apart as JSON text, its `status.currentState` (then `null` in the
-/// object). Dereferences to the object.
+/// What a row is printed from: an object and the subtrees the watch
+/// cache keeps apart from it as JSON text (then `null` in the object).
+/// Dereferences to the object.
 #[derive(Clone, Copy, Debug)]
 pub struct Printed<'a> {
     object: &'a Value,
-    current_state: Option<&'a str>,
+    texts: Texts<'a>,
 }
 
 impl<'a> Printed<'a> {
-    /// `object`, whose `status.currentState` is `current_state` if given.
-    pub fn new(object: &'a Value, current_state: Option<&'a str>) -> Self {
-        Printed {
-            object,
-            current_state,
-        }
+    /// `object`, with the subtrees in `texts` kept apart.
+    pub fn new(object: &'a Value, texts: Texts<'a>) -> Self {
+        Printed { object, texts }
     }
 
     /// The length of `status.currentState.interfaces`, if it is a list.
@@ -142,7 +139,7 @@ impl<'a> Printed<'a> {
         struct Interfaces {
             interfaces: Vec<serde::de::IgnoredAny>,
         }
-        match self.current_state {
+        match self.texts.current_state() {
             Some(text) => serde_json::from_str::<Interfaces>(text)
                 .ok()
                 .map(|state| state.interfaces.len()),
@@ -156,13 +153,18 @@ impl<'a> Printed<'a> {
 
     /// The whole object.
     fn to_value(self) -> Value {
-        with_current_state(self.object, self.current_state)
+        whole(self.object, self.texts)
+    }
+
+    /// The whole `metadata`.
+    fn metadata(self) -> Value {
+        metadata_of(self.object, self.texts)
     }
 }
 
 impl<'a> From<&'a Value> for Printed<'a> {
     fn from(object: &'a Value) -> Self {
-        Printed::new(object, None)
+        Printed::new(object, Texts::default())
     }
 }
 
@@ -446,7 +448,7 @@ fn row(
         IncludeObject::Metadata => json!({
             "kind": "PartialObjectMetadata",
             "apiVersion": TABLE_API_VERSION,
-            "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "metadata": object.metadata(),
         }),
         IncludeObject::Object => object.to_value(),
     };

@@ -46,7 +46,7 @@ mod reflector;
 mod state;
 mod watcher;
 
-pub use object::{CachedObject, DecodeError, with_current_state};
+pub use object::{CachedObject, DecodeError, Json, Texts, metadata_of, whole};
 pub use watcher::{CacheEvent, CacheWatcher, WatchEnd, WatchFilter};
 
 use self::{state::CacheState, watcher::Registry};

@@ -2,13 +2,14 @@
 //! revision and labels pulled out, and its wire form memoised per served
 //! `apiVersion`.
 //!
-//! A node state's `status.currentState` (nmstate's whole report, tens of
-//! kilobytes, nine tenths of the cache) is kept as JSON text, not parsed:
-//! a parsed `Value` of it takes about fourteen times its text. It is
-//! parsed only where it is read (rendering, merging an update, a full copy
-//! of the object), and the served JSON is made of pieces that share that
-//! text instead of copying it: the JSON before it, the text, the JSON
-//! after it.
+//! Two subtrees are kept as JSON text, not parsed: a node state's
+//! `status.currentState` (nmstate's whole report, tens of kilobytes, nine
+//! tenths of the cache) and every object's `metadata.managedFields` (field
+//! sets, nested maps that only writes read). A parsed `Value` takes about
+//! fourteen times its text. They are parsed only where they are read
+//! (rendering, merging an update, a full copy of the object, metadata
+//! answers), and the served JSON is made of pieces that share the texts
+//! instead of copying them.
 //!
 //! Decoding is strict about what the rest of the cache relies on (a JSON
 //! object whose `metadata.name` is the key's name, string labels) and
@@ -26,9 +27,28 @@ use serde_json::{Map, Value, value::RawValue};
 
 use crate::storage::Revision;
 
-/// Where a node state's current state sits in the object.
-const STATUS: &str = "status";
-const CURRENT_STATE: &str = "currentState";
+/// The subtrees kept as JSON text: (top-level field, field inside it).
+const TEXT_FIELDS: [(&str, &str); 2] = [("metadata", "managedFields"), ("status", "currentState")];
+/// Index of `metadata.managedFields` in [`TEXT_FIELDS`].
+const MANAGED_FIELDS: usize = 0;
+/// Index of `status.currentState` in [`TEXT_FIELDS`].
+const CURRENT_STATE: usize = 1;
+
+/// The subtrees an object keeps as JSON text, if it has them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Texts<'a>([Option<&'a str>; 2]);
+
+impl<'a> Texts<'a> {
+    /// `status.currentState`.
+    pub fn current_state(self) -> Option<&'a str> {
+        self.0[CURRENT_STATE]
+    }
+
+    /// `metadata.managedFields`.
+    pub fn managed_fields(self) -> Option<&'a str> {
+        self.0[MANAGED_FIELDS]
+    }
+}
 
 /// An object as the cache serves it. Shared behind `Arc`: one instance per
 /// stored version of an object, however many lists and watchers see it.
@@ -43,19 +63,19 @@ pub struct CachedObject {
     pub revision: Revision,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
-    /// The object, with `status.currentState` (if any) left `null` in its
-    /// place and kept in `current_state`.
+    /// The object, with the subtrees of [`TEXT_FIELDS`] (if any) left
+    /// `null` in their place and kept in `texts`.
     summary: Value,
-    /// `status.currentState` as JSON text (UTF-8, checked once).
-    current_state: Option<Bytes>,
+    /// The subtrees of [`TEXT_FIELDS`] as JSON text (UTF-8).
+    texts: [Option<Bytes>; 2],
     /// The serialisation for `nmstate.io/v1` and `nmstate.io/v1beta1`,
     /// made on first use.
     json: [OnceLock<Json>; 2],
 }
 
-/// An object's JSON as pieces to send one after another: one piece, or
-/// for an object with a current state, the JSON before it, its text
-/// (shared with the cached object) and the JSON after it.
+/// An object's JSON as pieces to send one after another: the JSON around
+/// the texts the object keeps and those texts themselves (shared with the
+/// cached object).
 #[derive(Clone, Debug, Default)]
 pub struct Json(Vec<Bytes>);
 
@@ -108,11 +128,12 @@ pub enum DecodeError {
 
 impl CachedObject {
     /// Decodes a stored value of the object `name`, last modified at
-    /// `revision`. `status.currentState` is copied as text, not parsed.
+    /// `revision`. The subtrees kept as text are copied, not parsed.
     pub fn decode(name: &str, revision: Revision, bytes: &[u8]) -> Result<Self, DecodeError> {
         let split: Split = serde_json::from_slice(bytes)
             .map_err(|error| DecodeError::NotJson(error.to_string()))?;
-        Self::new(name, revision, split.summary, split.current_state.map(text))
+        let texts = split.texts.map(|raw| raw.map(text));
+        Self::new(name, revision, split.summary, texts)
     }
 
     /// Builds a cached object from a decoded value (see [`decode`](Self::decode)).
@@ -121,26 +142,28 @@ impl CachedObject {
         revision: Revision,
         mut value: Value,
     ) -> Result<Self, DecodeError> {
-        let current_state = value
-            .get_mut(STATUS)
-            .and_then(|status| status.get_mut(CURRENT_STATE))
-            .and_then(|state| match serde_json::value::to_raw_value(state) {
-                Ok(raw) => {
-                    *state = Value::Null;
-                    Some(text(raw))
-                }
-                // A `Value` always serialises; if it ever does not, it
-                // stays parsed.
-                Err(_) => None,
-            });
-        Self::new(name, revision, value, current_state)
+        let texts = TEXT_FIELDS.map(|(top, inner)| {
+            value
+                .get_mut(top)
+                .and_then(|top| top.get_mut(inner))
+                .and_then(|subtree| match serde_json::value::to_raw_value(subtree) {
+                    Ok(raw) => {
+                        *subtree = Value::Null;
+                        Some(text(raw))
+                    }
+                    // A `Value` always serialises; if it ever does not, it
+                    // stays parsed.
+                    Err(_) => None,
+                })
+        });
+        Self::new(name, revision, value, texts)
     }
 
     fn new(
         name: &str,
         revision: Revision,
         mut summary: Value,
-        current_state: Option<Bytes>,
+        texts: [Option<Bytes>; 2],
     ) -> Result<Self, DecodeError> {
         let metadata = summary
             .get_mut("metadata")
@@ -163,7 +186,7 @@ impl CachedObject {
             revision,
             labels,
             summary,
-            current_state,
+            texts,
             json: Default::default(),
         })
     }
@@ -184,31 +207,41 @@ impl CachedObject {
             revision,
             labels: self.labels.clone(),
             summary,
-            current_state: self.current_state.clone(),
+            texts: self.texts.clone(),
             json: Default::default(),
         }
     }
 
-    /// The object without its current state: `status.currentState`, if the
-    /// object has one, is `null` here (see
-    /// [`current_state`](Self::current_state)). Everything else (metadata,
-    /// spec, conditions) is as stored.
+    /// The object without the subtrees it keeps as text:
+    /// `metadata.managedFields` and `status.currentState`, where the object
+    /// has them, are `null` here (see [`texts`](Self::texts)). Everything
+    /// else (name, labels, spec, conditions) is as stored.
     pub fn summary(&self) -> &Value {
         &self.summary
     }
 
-    /// `status.currentState` as JSON text, if the object has one.
-    pub fn current_state(&self) -> Option<&str> {
-        // Made from a `str`; never fails.
-        self.current_state
-            .as_deref()
-            .and_then(|text| std::str::from_utf8(text).ok())
+    /// The subtrees kept as JSON text.
+    pub fn texts(&self) -> Texts<'_> {
+        // Made from `str`s; never fails.
+        Texts(self.texts.each_ref().map(|text| {
+            text.as_deref()
+                .and_then(|text| std::str::from_utf8(text).ok())
+        }))
     }
 
-    /// The whole object, current state included: a copy, which parses the
-    /// current state.
+    /// `status.currentState` as JSON text, if the object has one.
+    pub fn current_state(&self) -> Option<&str> {
+        self.texts().current_state()
+    }
+
+    /// The whole object: a copy, which parses the texts.
     pub fn to_value(&self) -> Value {
-        with_current_state(&self.summary, self.current_state())
+        whole(&self.summary, self.texts())
+    }
+
+    /// The whole `metadata` (managed fields parsed): a copy.
+    pub fn metadata(&self) -> Value {
+        metadata_of(&self.summary, self.texts())
     }
 
     /// The value of one label.
@@ -235,7 +268,7 @@ impl CachedObject {
             // `new` only accepts objects.
             return Json::default();
         };
-        match write_object(api_version, fields, self.current_state.as_ref()) {
+        match write_object(api_version, fields, &self.texts) {
             Ok(pieces) => Json(pieces),
             // A `Value` with string keys always serialises; keep the branch
             // loud rather than panic if that ever changes.
@@ -253,13 +286,13 @@ fn text(raw: Box<RawValue>) -> Bytes {
     Bytes::from(text.into_string())
 }
 
-/// Writes an object's fields with `apiVersion` first; `current_state`, if
-/// given, stands for the `null` at `status.currentState` and becomes a
-/// piece of its own.
+/// Writes an object's fields with `apiVersion` first; each text, if
+/// given, stands for the `null` in its place and becomes a piece of its
+/// own.
 fn write_object(
     api_version: &str,
     fields: &Map<String, Value>,
-    current_state: Option<&Bytes>,
+    texts: &[Option<Bytes>; 2],
 ) -> serde_json::Result<Vec<Bytes>> {
     let mut pieces = Vec::new();
     let mut out = b"{\"apiVersion\":".to_vec();
@@ -268,16 +301,21 @@ fn write_object(
         out.push(b',');
         serde_json::to_writer(&mut out, key)?;
         out.push(b':');
-        match (key.as_str(), value, current_state) {
-            (STATUS, Value::Object(status), Some(text)) => {
+        let text = TEXT_FIELDS
+            .iter()
+            .zip(texts)
+            .find(|((top, _), _)| top == key)
+            .and_then(|((_, inner), text)| Some((*inner, text.as_ref()?)));
+        match (value, text) {
+            (Value::Object(subtree), Some((inner, text))) => {
                 out.push(b'{');
-                for (index, (key, value)) in status.iter().enumerate() {
+                for (index, (key, value)) in subtree.iter().enumerate() {
                     if index > 0 {
                         out.push(b',');
                     }
                     serde_json::to_writer(&mut out, key)?;
                     out.push(b':');
-                    if key == CURRENT_STATE {
+                    if key == inner {
                         pieces.push(Bytes::from(std::mem::take(&mut out)));
                         pieces.push(text.clone());
                     } else {
@@ -294,21 +332,42 @@ fn write_object(
     Ok(pieces)
 }
 
-/// `summary` with `current_state` parsed into `status.currentState`: the
-/// whole object again. Text that does not parse (the cache only keeps what
-/// it parsed once) leaves `null`.
-pub fn with_current_state(summary: &Value, current_state: Option<&str>) -> Value {
+/// `summary` with `texts` parsed into their places: the whole object
+/// again.
+pub fn whole(summary: &Value, texts: Texts<'_>) -> Value {
     let mut value = summary.clone();
-    if let Some(text) = current_state
-        && let Some(status) = value.get_mut(STATUS).and_then(Value::as_object_mut)
-    {
-        let state = serde_json::from_str(text).unwrap_or_else(|error| {
-            tracing::error!(%error, "a cached current state does not parse");
-            Value::Null
-        });
-        status.insert(CURRENT_STATE.to_owned(), state);
+    for ((top, inner), text) in TEXT_FIELDS.iter().zip(texts.0) {
+        if let Some(top) = value.get_mut(*top) {
+            put_text(top, inner, text);
+        }
     }
     value
+}
+
+/// The whole `metadata` of `summary` (managed fields parsed): a copy.
+pub fn metadata_of(summary: &Value, texts: Texts<'_>) -> Value {
+    let mut metadata = summary
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    put_text(
+        &mut metadata,
+        TEXT_FIELDS[MANAGED_FIELDS].1,
+        texts.managed_fields(),
+    );
+    metadata
+}
+
+/// Parses `text` into `object[key]`. Text that does not parse (the cache
+/// only keeps what it parsed once) leaves `null`.
+fn put_text(object: &mut Value, key: &str, text: Option<&str>) {
+    if let (Some(text), Some(object)) = (text, object.as_object_mut()) {
+        let parsed = serde_json::from_str(text).unwrap_or_else(|error| {
+            tracing::error!(%error, key, "a cached text does not parse");
+            Value::Null
+        });
+        object.insert(key.to_owned(), parsed);
+    }
 }
 
 impl fmt::Debug for CachedObject {
@@ -336,33 +395,37 @@ fn labels_of(metadata: &Map<String, Value>) -> Result<BTreeMap<String, String>, 
     }
 }
 
-/// A stored object parsed in one pass, `status.currentState` copied as
-/// text and `null` in its place; any other JSON parses as a `Value`.
+/// A stored object parsed in one pass, the subtrees of [`TEXT_FIELDS`]
+/// copied as text and `null` in their place; any other JSON parses as a
+/// `Value`.
 struct Split {
     summary: Value,
-    current_state: Option<Box<RawValue>>,
+    texts: [Option<Box<RawValue>>; 2],
 }
 
 impl<'de> Deserialize<'de> for Split {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SplitVisitor { key: STATUS })
+        deserializer.deserialize_any(SplitVisitor(Level::Top))
     }
 }
 
-/// Visits an object, setting aside the value of `key`: at the top level
-/// `key` is `status`, whose own `currentState` is then copied as text.
-struct SplitVisitor {
-    key: &'static str,
+/// Where a [`SplitVisitor`] is.
+#[derive(Clone, Copy)]
+enum Level {
+    /// The object: fields of [`TEXT_FIELDS`] are visited `Inside`.
+    Top,
+    /// Inside a top-level field: the value of this key is text (the
+    /// visit's first text).
+    Inside(&'static str),
 }
 
-/// Seeds the visit of the value of `status`.
-struct StatusSeed;
+struct SplitVisitor(Level);
 
-impl<'de> de::DeserializeSeed<'de> for StatusSeed {
+impl<'de> de::DeserializeSeed<'de> for SplitVisitor {
     type Value = Split;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Split, D::Error> {
-        deserializer.deserialize_any(SplitVisitor { key: CURRENT_STATE })
+        deserializer.deserialize_any(self)
     }
 }
 
@@ -375,62 +438,68 @@ impl<'de> Visitor<'de> for SplitVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Split, A::Error> {
         let mut fields = Map::new();
-        let mut current_state = None;
+        let mut texts = [None, None];
         while let Some(key) = map.next_key::<String>()? {
-            let value = if key != self.key {
-                map.next_value::<Value>()?
-            } else if self.key == CURRENT_STATE {
-                current_state = Some(map.next_value::<Box<RawValue>>()?);
-                Value::Null
-            } else {
-                let status = map.next_value_seed(StatusSeed)?;
-                current_state = status.current_state;
-                status.summary
+            let value = match self.0 {
+                Level::Top => match TEXT_FIELDS.iter().position(|(top, _)| *top == key) {
+                    Some(index) => {
+                        let inside = Level::Inside(TEXT_FIELDS[index].1);
+                        let mut inside = map.next_value_seed(SplitVisitor(inside))?;
+                        texts[index] = inside.texts[0].take();
+                        inside.summary
+                    }
+                    None => map.next_value::<Value>()?,
+                },
+                Level::Inside(inner) if key == inner => {
+                    texts[0] = Some(map.next_value::<Box<RawValue>>()?);
+                    Value::Null
+                }
+                Level::Inside(_) => map.next_value::<Value>()?,
             };
             fields.insert(key, value);
         }
         Ok(Split {
             summary: Value::Object(fields),
-            current_state,
+            texts,
         })
     }
 
     // Anything else is no object to split: parsed as it is.
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Split, A::Error> {
-        whole(Value::deserialize(de::value::SeqAccessDeserializer::new(
+        whole_value(Value::deserialize(de::value::SeqAccessDeserializer::new(
             seq,
         ))?)
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Split, E> {
-        whole(Value::Bool(v))
+        whole_value(Value::Bool(v))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Split, E> {
-        whole(Value::from(v))
+        whole_value(Value::from(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Split, E> {
-        whole(Value::from(v))
+        whole_value(Value::from(v))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Split, E> {
-        whole(Value::from(v))
+        whole_value(Value::from(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Split, E> {
-        whole(Value::from(v))
+        whole_value(Value::from(v))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Split, E> {
-        whole(Value::Null)
+        whole_value(Value::Null)
     }
 }
 
-fn whole<E>(summary: Value) -> Result<Split, E> {
+fn whole_value<E>(summary: Value) -> Result<Split, E> {
     Ok(Split {
         summary,
-        current_state: None,
+        texts: [None, None],
     })
 }
 
@@ -490,7 +559,13 @@ mod tests {
         json!({
             "apiVersion": "nmstate.io/v1beta1",
             "kind": "NodeNetworkState",
-            "metadata": {"name": "a", "labels": {"x": "1"}},
+            "metadata": {
+                "name": "a",
+                "labels": {"x": "1"},
+                "managedFields": [{"manager": "nmstate-agent", "operation": "Update", "subresource": "status",
+                                   "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {".": {}, "f:currentState": {}}}}],
+                "uid": "u-1",
+            },
             "status": {
                 "currentState": {
                     "interfaces": [{"name": "eth0", "type": "ethernet", "mtu": 1500, "ipv4": {"enabled": true, "address": [{"ip": "10.0.0.1", "prefix-length": 24}]}}],
@@ -504,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn the_current_state_is_kept_as_text_and_served_verbatim_in_place() {
+    fn the_current_state_and_managed_fields_are_kept_as_text_and_served_verbatim_in_place() {
         let stored = node_state();
         let text = stored.to_string();
         let decoded = CachedObject::decode("a", 7, text.as_bytes()).unwrap();
@@ -515,34 +590,43 @@ mod tests {
         for object in [&decoded, &built] {
             // Apart, and `null` in the summary.
             assert_eq!(object.summary()["status"]["currentState"], Value::Null);
+            assert_eq!(object.summary()["metadata"]["managedFields"], Value::Null);
+            assert_eq!(object.summary()["metadata"]["uid"], "u-1");
+            let mut metadata = stored["metadata"].clone();
+            metadata["resourceVersion"] = "7".into();
+            assert_eq!(object.metadata(), metadata);
             assert_eq!(
                 object.summary()["status"]["lastSuccessfulUpdateTime"],
                 stored["status"]["lastSuccessfulUpdateTime"]
             );
             let state: Value = serde_json::from_str(object.current_state().unwrap()).unwrap();
             assert_eq!(state, stored["status"]["currentState"]);
-            // Whole again, in the stored order of keys.
-            // Three pieces, the middle one the kept text itself.
+            // Whole again, in the stored order of keys: five pieces, the
+            // second and fourth the kept texts themselves.
             let pieces = object.json(API_VERSION_V1);
-            assert_eq!(pieces.pieces().len(), 3);
+            assert_eq!(pieces.pieces().len(), 5);
+            let texts = object.texts();
             assert_eq!(
                 pieces.pieces()[1].as_ptr(),
-                object.current_state().unwrap().as_ptr(),
+                texts.managed_fields().unwrap().as_ptr(),
+                "shared, not copied"
+            );
+            assert_eq!(
+                pieces.pieces()[3].as_ptr(),
+                texts.current_state().unwrap().as_ptr(),
                 "shared, not copied"
             );
             let json = pieces.to_bytes();
             assert_eq!(json.len(), pieces.len());
             let served: Value = serde_json::from_slice(&json).unwrap();
             assert_eq!(served, expected);
-            let keys = |value: &Value| -> Vec<String> {
-                value["status"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .cloned()
-                    .collect()
+            let keys = |value: &Value, top: &str| -> Vec<String> {
+                value[top].as_object().unwrap().keys().cloned().collect()
             };
-            assert_eq!(keys(&served), keys(&stored));
+            assert_eq!(keys(&served, "status"), keys(&stored, "status"));
+            let mut metadata_keys = keys(&stored, "metadata");
+            metadata_keys.push("resourceVersion".to_owned());
+            assert_eq!(keys(&served, "metadata"), metadata_keys);
             let mut whole = object.to_value();
             whole["apiVersion"] = "nmstate.io/v1".into();
             assert_eq!(whole, expected);
@@ -565,14 +649,14 @@ mod tests {
 
     #[test]
     fn objects_without_a_current_state_object_decode_as_before() {
-        for status in [
-            json!(null),
-            json!(5),
-            json!(["x"]),
-            json!({"conditions": []}),
-            json!({"currentState": null, "x": 1.5}),
+        for (managed, status) in [
+            (json!(null), json!(null)),
+            (json!("x"), json!(5)),
+            (json!([]), json!(["x"])),
+            (json!([{"manager": "m"}]), json!({"conditions": []})),
+            (json!(1), json!({"currentState": null, "x": 1.5})),
         ] {
-            let stored = json!({"metadata": {"name": "a"}, "spec": {"n": -1}, "status": status});
+            let stored = json!({"metadata": {"name": "a", "managedFields": managed}, "spec": {"n": -1}, "status": status});
             let decoded = CachedObject::decode("a", 3, stored.to_string().as_bytes()).unwrap();
             let mut expected = stored.clone();
             expected["metadata"]["resourceVersion"] = "3".into();

@@ -78,10 +78,11 @@ fn enactment() -> Value {
 /// prints as the parsed one does, and embeds the whole object.
 #[test]
 fn rows_of_a_cached_node_state_read_its_current_state_text() {
-    let whole = state();
+    let mut whole = state();
+    whole["metadata"]["managedFields"] = json!([{"manager": "agent", "operation": "Update"}]);
     let cached = crate::cache::CachedObject::from_value("node01", 7, whole.clone()).unwrap();
     assert!(cached.current_state().is_some());
-    let printed = Printed::new(cached.summary(), cached.current_state());
+    let printed = Printed::new(cached.summary(), cached.texts());
     let kind = ResourceKind::NodeNetworkState;
     assert_eq!(
         cells(kind, &printed, now()),
@@ -94,6 +95,13 @@ fn rows_of_a_cached_node_state_read_its_current_state_text() {
     };
     let table = table(kind, &[printed], options, Value::Null, now());
     assert_eq!(table["rows"][0]["object"], whole);
+    // The row's metadata has the managed fields too.
+    let options = TableOptions {
+        include_object: IncludeObject::Metadata,
+        no_headers: true,
+    };
+    let rows = super::table(kind, &[printed], options, Value::Null, now());
+    assert_eq!(rows["rows"][0]["object"]["metadata"], whole["metadata"]);
 }
 
 /// An object of any kind with nothing but a name.
