@@ -271,7 +271,11 @@ async fn accept_loop(
                 let state = state.clone();
                 let authenticator = authenticator.clone();
                 let identity = identity.clone();
-                async move {
+                // Boxed: hyper keeps a slot for the request future in every
+                // connection, sized to the future's type; the handlers'
+                // state machine is large and should cost memory only while
+                // a request runs, not on each idle or watching connection.
+                Box::pin(async move {
                     // A bug must cost one request a 500, not the connection:
                     // panics are caught here and logged.
                     let response =
@@ -282,7 +286,7 @@ async fn accept_loop(
                                 status::internal("request handler panicked").into_response()
                             });
                     Ok::<_, Infallible>(response)
-                }
+                })
             });
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
