@@ -13,16 +13,28 @@
 //! 3. roll back any stale checkpoint, apply without commit, run the probes
 //!    that apply, then commit, or roll back;
 //! 4. write `Available`/`SuccessfullyConfigured`; or, after a failure,
-//!    increment `retryCount[G]` and write `Retrying n/5` and try again after
-//!    a back-off (1 s doubling to 30 s), and after the fifth retry
-//!    `Failing`/`FailedToConfigure` with the error's message.
+//!    increment `retryCount[G]` and decide by [`after_failure`]:
+//!    - the apply itself failed (nmstate refused the state, verification
+//!      failed, NetworkManager errored): write `Retrying n/5` and try again
+//!      after a back-off (1 s doubling to 30 s); after the fifth retry
+//!      `Failing`/`FailedToConfigure` with the error's message;
+//!    - a probe failed after the apply (the node lost its gateway, its name
+//!      servers or the API server, each of which answered before): write
+//!      `Failing`/`FailedToConfigure` with the probe's message at once and
+//!      never retry that generation. The state that cut the node off would
+//!      cut it off again, each time for the whole probe timeout; a new
+//!      policy generation, or deleting the enactment (the controller makes
+//!      it anew), is the way to try again.
 //!
 //! Every status write re-reads the enactment and writes only if its
 //! `policyGeneration` is still the one being applied, with the read
 //! `resourceVersion` (a conflict re-reads). The agent writes only the
 //! `/status` subresource.
 //!
-//! The retry rule is [`after_failure`], a pure function.
+//! The retry rule is [`after_failure`], a pure function. A probe failure
+//! that could not be written (the node is still cut off after the rollback)
+//! is remembered, so a re-delivered enactment of that generation is
+//! reported failed instead of applied again.
 
 use std::{
     collections::HashSet,
@@ -61,6 +73,16 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest back-off.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The apply: nmstate, its verification or NetworkManager.
+    Apply,
+    /// A probe after an apply that went through: the new state cut the node
+    /// off from something it reached before.
+    Probe,
+}
+
 /// What to do after a failed apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterFailure {
@@ -76,20 +98,34 @@ pub enum AfterFailure {
 }
 
 /// The decision after `failures` failed applies of one generation (the new
-/// `retryCount`, counting this failure).
-pub fn after_failure(failures: u32) -> AfterFailure {
-    if failures == 0 || failures > MAX_RETRIES {
+/// `retryCount`, counting this failure), the last one of `kind`. A probe
+/// failure is never retried; apply failures are, `MAX_RETRIES` times.
+pub fn after_failure(kind: FailureKind, failures: u32) -> AfterFailure {
+    if kind == FailureKind::Probe || failures == 0 || failures > MAX_RETRIES {
         return AfterFailure::GiveUp;
     }
-    let doublings = failures - 1;
-    let delay = FIRST_BACKOFF
-        .checked_mul(1u32.checked_shl(doublings).unwrap_or(u32::MAX))
-        .unwrap_or(MAX_BACKOFF)
-        .min(MAX_BACKOFF);
     AfterFailure::Retry {
         attempt: failures,
-        delay,
+        delay: backoff(failures),
     }
+}
+
+/// The wait before retry `attempt` (from 1): `FIRST_BACKOFF` doubling per
+/// attempt, at most `MAX_BACKOFF`.
+pub fn backoff(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1);
+    FIRST_BACKOFF
+        .checked_mul(1u32.checked_shl(doublings).unwrap_or(u32::MAX))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+/// The `Failing` message of a probe failure: the probe's own message and
+/// why it is not retried.
+pub fn probe_failure_message(message: &str) -> String {
+    format!(
+        "{message} (a probe failure is not retried: change the policy, or delete this enactment, to try again)"
+    )
 }
 
 /// The enactor's settings.
@@ -114,6 +150,9 @@ pub struct Enactor {
     probes: Arc<Vec<Box<dyn Probe>>>,
     metrics: Metrics,
     applied: Arc<Notify>,
+    /// Probe failures not yet written (the node was still cut off): the
+    /// work item and its `Failing` message.
+    unreported: Mutex<Option<(Work, String)>>,
 }
 
 impl Enactor {
@@ -133,6 +172,7 @@ impl Enactor {
             probes: Arc::new(probes),
             metrics,
             applied,
+            unreported: Mutex::new(None),
         }
     }
 
@@ -213,6 +253,18 @@ impl Enactor {
     /// Applies generation `generation` of enactment `name` until it
     /// succeeds, fails for good, goes stale, or the agent stops.
     async fn enact(&self, name: &str, generation: i64, shutdown: watch::Receiver<bool>) {
+        if let Some(message) = self.take_unreported(name, generation) {
+            tracing::info!(enactment = %name, "reporting an earlier probe failure instead of applying again");
+            let written = self
+                .write(name, generation, |status, now| {
+                    set_enactment_failed_to_configure(&mut status.conditions, &message, now);
+                })
+                .await;
+            if !written {
+                self.remember_unreported(name, generation, message);
+            }
+            return;
+        }
         loop {
             let Some(desired) = self.start(name, generation).await else {
                 return;
@@ -238,10 +290,14 @@ impl Enactor {
                     tracing::info!(enactment = %name, "apply interrupted by shutdown: rolled back");
                     return;
                 }
-                Err(ApplyError::Failed(error)) => error,
+                Err(ApplyError::Failed(error)) => (FailureKind::Apply, error),
+                Err(ApplyError::ProbeFailed(error)) => {
+                    (FailureKind::Probe, probe_failure_message(&error))
+                }
             };
+            let (kind, error) = error;
             self.metrics.observe_apply(false, started.elapsed());
-            tracing::warn!(enactment = %name, %error, "apply failed");
+            tracing::warn!(enactment = %name, %error, ?kind, "apply failed");
             let node = self.config.node_name.clone();
             let mut decision = AfterFailure::GiveUp;
             let written = self
@@ -249,7 +305,7 @@ impl Enactor {
                     let key = generation.to_string();
                     let failures = status.retry_count_for(generation).saturating_add(1);
                     status.retry_count.insert(key, failures);
-                    decision = after_failure(u32::try_from(failures).unwrap_or(u32::MAX));
+                    decision = after_failure(kind, u32::try_from(failures).unwrap_or(u32::MAX));
                     match decision {
                         AfterFailure::Retry { attempt, .. } => {
                             let message = enactment_retrying_message(&node, attempt, MAX_RETRIES);
@@ -262,6 +318,9 @@ impl Enactor {
                 })
                 .await;
             if !written {
+                if kind == FailureKind::Probe {
+                    self.remember_unreported(name, generation, error);
+                }
                 return;
             }
             let AfterFailure::Retry { delay, .. } = decision else {
@@ -273,6 +332,29 @@ impl Enactor {
                 // Stopping during the back-off: the status says Retrying, and
                 // the next run of the agent picks the enactment up again.
                 _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    fn remember_unreported(&self, name: &str, generation: i64, message: String) {
+        tracing::warn!(enactment = %name, "the probe failure could not be written yet; it will be reported, not applied again");
+        *self
+            .unreported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(((name.to_owned(), generation), message));
+    }
+
+    fn take_unreported(&self, name: &str, generation: i64) -> Option<String> {
+        let mut unreported = self
+            .unreported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match unreported.take() {
+            Some((work, message)) if work.0 == name && work.1 == generation => Some(message),
+            other => {
+                *unreported = other;
+                None
             }
         }
     }
@@ -329,7 +411,7 @@ impl Enactor {
                 match self.backend.retrieve().await {
                     Ok(after) => probe::run_all(&self.probes, &applicable, &after)
                         .await
-                        .map_err(failed),
+                        .map_err(ApplyError::ProbeFailed),
                     Err(error) => Err(failed(error.to_string())),
                 }
             } => verdict,
@@ -347,7 +429,13 @@ impl Enactor {
                     (ApplyError::Failed(message), Ok(())) => Err(failed(format!(
                         "rolling back desired state configuration: {message}"
                     ))),
-                    (ApplyError::Failed(message), Err(rollback)) => Err(failed(format!(
+                    (ApplyError::ProbeFailed(message), Ok(())) => Err(ApplyError::ProbeFailed(
+                        format!("rolling back desired state configuration: {message}"),
+                    )),
+                    (
+                        ApplyError::Failed(message) | ApplyError::ProbeFailed(message),
+                        Err(rollback),
+                    ) => Err(failed(format!(
                         "{message}; rolling back failed too: {rollback}"
                     ))),
                     (interrupted, _) => Err(interrupted),
@@ -421,6 +509,8 @@ fn ready_to_apply(status: &NodeNetworkConfigurationEnactmentStatus) -> Option<i6
 enum ApplyError {
     /// The apply failed; the message is for users.
     Failed(String),
+    /// A probe failed after the apply; the message is for users.
+    ProbeFailed(String),
     /// The agent is stopping; the change was rolled back.
     Interrupted,
 }
@@ -435,36 +525,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_five_times_with_doubling_backoff_then_gives_up() {
-        let decisions: Vec<AfterFailure> = (1..=7).map(after_failure).collect();
+    fn apply_failures_retry_five_times_probe_failures_never() {
         let retry = |attempt, seconds| AfterFailure::Retry {
             attempt,
             delay: Duration::from_secs(seconds),
         };
-        assert_eq!(
-            decisions,
-            [
-                retry(1, 1),
-                retry(2, 2),
-                retry(3, 4),
-                retry(4, 8),
-                retry(5, 16),
-                AfterFailure::GiveUp,
-                AfterFailure::GiveUp,
-            ]
-        );
-        assert_eq!(after_failure(0), AfterFailure::GiveUp);
-        assert_eq!(after_failure(u32::MAX), AfterFailure::GiveUp);
+        use AfterFailure::GiveUp;
+        use FailureKind::{Apply, Probe};
+        // (what failed, failures so far counting this one, decision)
+        let cases = [
+            (Apply, 0, GiveUp),
+            (Apply, 1, retry(1, 1)),
+            (Apply, 2, retry(2, 2)),
+            (Apply, 3, retry(3, 4)),
+            (Apply, 4, retry(4, 8)),
+            (Apply, 5, retry(5, 16)),
+            (Apply, 6, GiveUp),
+            (Apply, u32::MAX, GiveUp),
+            (Probe, 1, GiveUp),
+            // A probe failure after apply failures that were retried.
+            (Probe, 3, GiveUp),
+        ];
+        for (kind, failures, decision) in cases {
+            assert_eq!(
+                after_failure(kind, failures),
+                decision,
+                "{kind:?} {failures}"
+            );
+        }
     }
 
     #[test]
-    fn backoff_is_capped() {
-        // With more retries allowed the delay would stop growing at 30 s.
-        let delay = FIRST_BACKOFF
-            .checked_mul(1u32.checked_shl(9).unwrap())
-            .unwrap()
-            .min(MAX_BACKOFF);
-        assert_eq!(delay, MAX_BACKOFF);
+    fn backoff_doubles_and_is_capped() {
+        let seconds: Vec<u64> = [1, 2, 5, 6, 9, 40, u32::MAX]
+            .into_iter()
+            .map(|attempt| backoff(attempt).as_secs())
+            .collect();
+        assert_eq!(seconds, [1, 2, 16, 30, 30, 30, 30]);
+        assert_eq!(backoff(0), FIRST_BACKOFF);
     }
 
     #[test]

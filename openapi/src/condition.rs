@@ -654,18 +654,25 @@ pub fn policy_failed_message(failed: usize, matching: usize, aborted: usize) -> 
 }
 
 /// Policy `Progressing` message: `Policy is progressing 2/10 nodes finished`,
-/// plus `, N pending` when `pending` is not zero and the NotReady suffix.
+/// plus `, N pending` when `pending` is not zero, `, N in flight on NotReady
+/// nodes` when enactments in flight lost their node's agent (they keep
+/// their slot), and the NotReady suffix for nodes that wait unreleased.
 /// (Upstream shows the pending count only once every released node has
-/// finished; pass `pending = 0` to reproduce that.)
+/// finished; pass `pending = 0` to reproduce that. Upstream has no dark
+/// in-flight count: it does not hold their slots.)
 pub fn policy_progressing_message(
     finished: usize,
     ready: usize,
     pending: usize,
     not_ready: usize,
+    dark_in_flight: usize,
 ) -> String {
     let mut message = format!("Policy is progressing {finished}/{ready} nodes finished");
     if pending > 0 {
         message.push_str(&format!(", {pending} pending"));
+    }
+    if dark_in_flight > 0 {
+        message.push_str(&format!(", {dark_in_flight} in flight on NotReady nodes"));
     }
     message.push_str(&not_ready_suffix(not_ready));
     message
@@ -977,13 +984,18 @@ mod tests {
             ),
             (
                 "progressing",
-                policy_progressing_message(2, 10, 0, 0),
+                policy_progressing_message(2, 10, 0, 0, 0),
                 "Policy is progressing 2/10 nodes finished",
             ),
             (
                 "progressing with pending and not ready",
-                policy_progressing_message(2, 10, 5, 1),
+                policy_progressing_message(2, 10, 5, 1, 0),
                 "Policy is progressing 2/10 nodes finished, 5 pending, 1 nodes ignored due to NotReady state",
+            ),
+            (
+                "progressing with a dark node in flight",
+                policy_progressing_message(1, 3, 1, 0, 1),
+                "Policy is progressing 1/3 nodes finished, 1 pending, 1 in flight on NotReady nodes",
             ),
             (
                 "render failure",

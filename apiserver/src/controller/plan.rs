@@ -12,12 +12,19 @@
 //!   Pending; a render error makes it Failing for that generation.
 //!   Exception: an enactment in flight (`Progressing`) keeps its generation
 //!   until the node's agent finishes it.
-//! - Release: at most `maxUnavailable` enactments in flight on live nodes;
-//!   rendered, pending enactments on live nodes are released in name order
-//!   as slots free up. Once the current generation's failures reach
-//!   `maxUnavailable`, its enactments not yet started are Aborted.
+//! - Release: at most `maxUnavailable` enactments in flight. The guard fails
+//!   closed: an enactment released to a node holds its slot until the
+//!   node's agent reports an end (`Available`, `Failing`), also while the
+//!   node is NotReady — a node that went dark in the middle of an apply is
+//!   the likeliest victim of the policy. Only an operator ends such a slot,
+//!   by deleting the enactment or the node's NodeNetworkState. Rendered,
+//!   pending enactments on live nodes are released in name order as slots
+//!   free up; nodes NotReady before their release wait (ignored). Once the
+//!   current generation's failures reach `maxUnavailable`, its enactments
+//!   not yet started are Aborted.
 //! - The policy's conditions and counts aggregate the current generation's
-//!   enactments with upstream's wording.
+//!   enactments with upstream's wording. A policy is never Available while
+//!   an enactment is in flight, nor when it configured no node at all.
 //!
 //! A write is planned only when something other than a heartbeat changes,
 //! so reconciling a settled policy writes nothing.
@@ -115,8 +122,12 @@ pub enum Action {
 pub struct Counts {
     /// Nodes the selector matches.
     pub matching: usize,
-    /// Matching nodes whose agent is not alive (upstream: NotReady).
+    /// Matching nodes whose agent was not alive when their turn came, so
+    /// they wait unreleased (upstream: "ignored due to NotReady state").
     pub not_ready: usize,
+    /// In flight on nodes whose agent is not alive: released (or applying)
+    /// when the node went dark. They hold their slot.
+    pub dark_in_flight: usize,
     /// Configured with the current generation.
     pub available: usize,
     /// In flight (released, applying or retrying; any generation).
@@ -266,11 +277,12 @@ pub fn plan(
         }
     }
 
-    // Release in waves.
+    // Release in waves. Every enactment in flight holds a slot, whether or
+    // not its node still reports (fail closed).
     let is_current = |slot: &Slot<'_>| slot.generation() == Some(generation);
     let in_flight = slots
         .iter()
-        .filter(|slot| slot.node.alive && slot.status.phase() == EnactmentPhase::Progressing)
+        .filter(|slot| slot.status.phase() == EnactmentPhase::Progressing)
         .count();
     let failed = slots
         .iter()
@@ -308,12 +320,12 @@ pub fn plan(
         ..Counts::default()
     };
     for slot in &slots {
-        if !slot.node.alive {
-            counts.not_ready += 1;
-        }
         let phase = slot.status.phase();
         if phase == EnactmentPhase::Progressing {
             counts.progressing += 1;
+            if !slot.node.alive {
+                counts.dark_in_flight += 1;
+            }
             continue;
         }
         if !is_current(slot) {
@@ -326,7 +338,8 @@ pub fn plan(
             EnactmentPhase::Pending | EnactmentPhase::Unknown if slot.node.alive => {
                 counts.pending += 1;
             }
-            _ => {}
+            EnactmentPhase::Pending | EnactmentPhase::Unknown => counts.not_ready += 1,
+            EnactmentPhase::Progressing => {}
         }
     }
 
@@ -388,14 +401,22 @@ fn policy_status(
     let generation = Some(policy.generation);
     let conditions: &mut Vec<Condition> = &mut status.conditions;
     let finished = counts.available + counts.failed + counts.aborted;
-    let ready = counts.matching - counts.not_ready;
     let conditions_changed = if counts.matching == 0 {
         set_policy_not_matching(conditions, POLICY_NO_MATCHING_NODE, generation, now)
     } else if counts.failed > 0 || counts.aborted > 0 {
         let message = policy_failed_message(counts.failed, counts.matching, counts.aborted);
         set_policy_failed_to_configure(conditions, &message, generation, now)
-    } else if finished < ready {
-        let message = policy_progressing_message(finished, ready, counts.pending, counts.not_ready);
+    } else if counts.progressing > 0 || counts.pending > 0 || counts.available == 0 {
+        // Something is in flight (on a live node or a dark one), waits for
+        // a slot, or no node was configured at all (every matching node
+        // NotReady): not Available.
+        let message = policy_progressing_message(
+            finished,
+            counts.matching - counts.not_ready,
+            counts.pending,
+            counts.not_ready,
+            counts.dark_in_flight,
+        );
         set_policy_progressing(conditions, &message, generation, now)
     } else {
         let message = policy_success_message(counts.available, counts.matching, counts.not_ready);

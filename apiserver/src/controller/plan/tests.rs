@@ -521,3 +521,159 @@ fn selection_changes() {
         "Policy does not match any node"
     );
 }
+
+/// The phase of each enactment, by node, in node order.
+fn phases_by_node(store: &Store) -> Vec<EnactmentPhase> {
+    store.phases().into_iter().map(|(_, phase)| phase).collect()
+}
+
+/// The policy's one true condition: its type and message.
+fn policy_condition(store: &Store) -> (ConditionType, String) {
+    let conditions = &store.policy_status.as_ref().unwrap().conditions;
+    let true_ones: Vec<_> = conditions.iter().filter(|c| c.is_true()).collect();
+    assert_eq!(true_ones.len(), 1, "{conditions:?}");
+    (true_ones[0].type_.clone(), true_ones[0].message.clone())
+}
+
+#[test]
+fn a_node_that_goes_dark_mid_apply_keeps_its_slot() {
+    use EnactmentPhase::{Aborted, Failed, Pending, Progressing};
+    type Event = fn(&mut World, &mut Store);
+    // (what happens, then: phases of node-00..02, the policy's condition)
+    let steps: [(&str, Event, [EnactmentPhase; 3], ConditionType, &str); 6] = [
+        (
+            "first wave",
+            |_, _| {},
+            [Progressing, Pending, Pending],
+            ConditionType::Progressing,
+            "Policy is progressing 0/3 nodes finished, 2 pending",
+        ),
+        (
+            "node-00 goes dark in the middle of its apply: nothing else released",
+            |world, _| world.alive[0] = false,
+            [Progressing, Pending, Pending],
+            ConditionType::Progressing,
+            "Policy is progressing 0/3 nodes finished, 2 pending, 1 in flight on NotReady nodes",
+        ),
+        (
+            "node-01 goes dark too, before its release: ignored, still not released",
+            |world, _| world.alive[1] = false,
+            [Progressing, Pending, Pending],
+            ConditionType::Progressing,
+            "Policy is progressing 0/2 nodes finished, 1 pending, 1 in flight on NotReady nodes, 1 nodes ignored due to NotReady state",
+        ),
+        (
+            "all nodes dark: still in flight, never Available",
+            |world, _| world.alive[2] = false,
+            [Progressing, Pending, Pending],
+            ConditionType::Progressing,
+            "Policy is progressing 0/1 nodes finished, 1 in flight on NotReady nodes, 2 nodes ignored due to NotReady state",
+        ),
+        (
+            "node-00 comes back and reports the failure: the slot ends, the rest aborts",
+            |world, store| {
+                world.alive = vec![true; 3];
+                store.agent("node-00.br1", |status| {
+                    set_enactment_failed_to_configure(&mut status.conditions, "probe", &at(9));
+                });
+            },
+            [Failed, Aborted, Aborted],
+            ConditionType::Degraded,
+            "1/3 nodes failed to configure, 2 nodes aborted configuration",
+        ),
+        (
+            "settled",
+            |_, _| {},
+            [Failed, Aborted, Aborted],
+            ConditionType::Degraded,
+            "1/3 nodes failed to configure, 2 nodes aborted configuration",
+        ),
+    ];
+    let mut world = World::new(3);
+    let spec = spec(Some(1.into()));
+    let mut store = Store::default();
+    for (round, (what, event, phases, type_, message)) in steps.into_iter().enumerate() {
+        event(&mut world, &mut store);
+        step(&mut store, &world, &spec, 1, i64::try_from(round).unwrap());
+        assert_eq!(phases_by_node(&store), phases, "{what}");
+        assert_eq!(
+            policy_condition(&store),
+            (type_, message.to_owned()),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn an_operator_ends_a_dark_nodes_slot_by_deleting_its_enactment() {
+    let mut world = World::new(2);
+    let spec = spec(Some(1.into()));
+    let mut store = Store::default();
+    step(&mut store, &world, &spec, 1, 0);
+    world.alive[0] = false;
+    step(&mut store, &world, &spec, 1, 1);
+    assert_eq!(
+        phases_by_node(&store),
+        [EnactmentPhase::Progressing, EnactmentPhase::Pending]
+    );
+    // The operator gives node-00 up: its enactment is deleted.
+    store.enactments.remove("node-00.br1");
+    step(&mut store, &world, &spec, 1, 2);
+    assert_eq!(
+        phases_by_node(&store),
+        [EnactmentPhase::Pending, EnactmentPhase::Progressing],
+        "node-00's enactment comes back unreleased; node-01 takes the slot"
+    );
+    agents_finish(&mut store, &[], 3);
+    step(&mut store, &world, &spec, 1, 4);
+    assert_eq!(
+        policy_condition(&store),
+        (
+            ConditionType::Available,
+            "1/2 nodes successfully configured, 1 nodes ignored due to NotReady state".to_owned()
+        )
+    );
+    // Deleting the dark node's NodeNetworkState deletes its enactment.
+    world.names.truncate(1);
+    world.names[0] = "node-01".to_owned();
+    world.states.swap(0, 1);
+    world.labels.truncate(1);
+    world.alive = vec![true];
+    step(&mut store, &world, &spec, 1, 5);
+    assert_eq!(
+        store.enactments.keys().cloned().collect::<Vec<_>>(),
+        ["node-01.br1"]
+    );
+    assert_eq!(
+        policy_condition(&store),
+        (
+            ConditionType::Available,
+            "1/1 nodes successfully configured".to_owned()
+        )
+    );
+}
+
+#[test]
+fn a_policy_whose_every_node_is_not_ready_is_not_available() {
+    let mut world = World::new(2);
+    world.alive = vec![false, false];
+    let mut store = Store::default();
+    step(&mut store, &world, &spec(None), 1, 0);
+    assert_eq!(
+        phases_by_node(&store),
+        [EnactmentPhase::Pending, EnactmentPhase::Pending]
+    );
+    assert_eq!(
+        policy_condition(&store),
+        (
+            ConditionType::Progressing,
+            "Policy is progressing 0/0 nodes finished, 2 nodes ignored due to NotReady state"
+                .to_owned()
+        )
+    );
+    let status = store.policy_status.as_ref().unwrap();
+    assert_eq!(
+        (status.available_nodes, status.progressing_nodes),
+        (Some(0), Some(0))
+    );
+}
