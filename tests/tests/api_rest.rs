@@ -3,9 +3,12 @@
 //! documented `metav1.Status`.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
+
 use http::StatusCode;
 use nmstate_e2e::{
     apiserver::ApiserverProcess,
+    curl::Curl,
     https::{HttpsClient, TestResponse},
 };
 use serde_json::{Value, json};
@@ -802,4 +805,104 @@ async fn a_node_states_current_state_reads_back_as_written_everywhere() {
         assert_eq!(object["metadata"]["labels"]["role"], "worker", "{how}");
         assert_eq!(object["status"]["handlerNmstateVersion"], "2.2.63", "{how}");
     }
+}
+
+/// Answers given before the request body is read (413, 400, 401, 403) and
+/// after it (422) reach curl with their `Status`, over HTTP/2 (curl's
+/// default) and HTTP/1.1, again and again on fresh connections; nothing is
+/// stored.
+#[tokio::test]
+async fn early_answers_reach_curl_over_http2_and_http1() {
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
+    let admin = server.admin_kubeconfig();
+    let node = server
+        .issue_kubeconfig("system:node:n1", &["system:nodes"])
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: String| {
+        let path = scratch.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    // A policy padded with an annotation to `size` bytes.
+    let padded = |size: usize| {
+        let mut body = policy("padded");
+        body["metadata"]["annotations"] = json!({"pad": "a".repeat(size)});
+        body.to_string()
+    };
+    let too_large = write("too-large.json", padded(5 << 20));
+    let one_mib = write("one-mib.json", padded(1 << 20));
+    let mut invalid = policy("invalid");
+    invalid["spec"]["maxUnavailable"] = json!("many");
+    let invalid = write("invalid.json", invalid.to_string());
+
+    type Case<'a> = (&'a str, &'a Path, &'a str, &'a Path, bool, u16, &'a str);
+    // (what, identity, query, body, anonymous, code, reason)
+    let cases: [Case<'_>; 5] = [
+        (
+            "over 3 MiB",
+            &admin,
+            "",
+            &too_large,
+            false,
+            413,
+            "RequestEntityTooLarge",
+        ),
+        (
+            "bad query parameter",
+            &admin,
+            "?pretty=",
+            &one_mib,
+            false,
+            400,
+            "BadRequest",
+        ),
+        (
+            "no credentials",
+            &admin,
+            "",
+            &one_mib,
+            true,
+            401,
+            "Unauthorized",
+        ),
+        (
+            "a node may not create policies",
+            &node,
+            "",
+            &one_mib,
+            false,
+            403,
+            "Forbidden",
+        ),
+        ("invalid spec", &admin, "", &invalid, false, 422, "Invalid"),
+    ];
+    for (what, identity, query, body, anonymous, code, reason) in cases {
+        for http1 in [false, true] {
+            let mut curl = Curl::for_kubeconfig(identity);
+            if anonymous {
+                curl = curl.anonymous();
+            }
+            if http1 {
+                curl = curl.http1();
+            }
+            for attempt in 0..3 {
+                let (answered, status) = curl
+                    .call_file("POST", &format!("{POLICIES}{query}"), Some(body))
+                    .await;
+                let context = format!("{what}, http1={http1}, attempt {attempt}: {status}");
+                assert_eq!(answered, code, "{context}");
+                assert_eq!(status["kind"], "Status", "{context}");
+                assert_eq!(status["reason"], reason, "{context}");
+                assert_eq!(status["code"], code, "{context}");
+            }
+        }
+    }
+    let client = server.client().unwrap();
+    let list = json_of(&client.get(POLICIES).await.unwrap());
+    assert_eq!(list["items"], json!([]), "nothing stored");
+    let health = client.get("/readyz").await.unwrap();
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
 }

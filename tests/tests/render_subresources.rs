@@ -12,11 +12,9 @@
 //! and its IPv4 addresses, and the routes move to the bridge.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-
-use nmstate_apiserver::kubeconfig::Kubeconfig;
 use nmstate_e2e::{
     apiserver::ApiserverProcess,
+    curl::Curl,
     https::{HttpsClient, TestResponse},
     kubectl::Kubectl,
     policies,
@@ -87,70 +85,6 @@ fn policy(name: &str) -> Value {
         "metadata": {"name": name},
         "spec": spec,
     })
-}
-
-/// curl with the admin kubeconfig's CA, client certificate and key.
-struct Curl {
-    server: String,
-    dir: tempfile::TempDir,
-}
-
-impl Curl {
-    fn for_kubeconfig(path: &Path) -> Curl {
-        let credentials = Kubeconfig::read(path).unwrap().credentials().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, pem: Option<Vec<u8>>| {
-            std::fs::write(dir.path().join(name), pem.unwrap()).unwrap();
-        };
-        write("ca.crt", credentials.ca_pem);
-        write("client.crt", credentials.client_cert_pem);
-        write("client.key", credentials.client_key_pem);
-        Curl {
-            server: credentials.server,
-            dir,
-        }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `curl -X method URL [--data-binary body]`: the status code and the
-    /// JSON answer.
-    async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let mut command = tokio::process::Command::new("curl");
-        command
-            .args(["-sS", "-X", method, "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(self.file("ca.crt"))
-            .arg("--cert")
-            .arg(self.file("client.crt"))
-            .arg("--key")
-            .arg(self.file("client.key"))
-            .args(["-H", "Content-Type: application/json"]);
-        if let Some(body) = body {
-            let file = self.file("body.json");
-            std::fs::write(&file, body).unwrap();
-            command
-                .arg("--data-binary")
-                .arg(format!("@{}", file.display()));
-        }
-        let output = command
-            .arg(format!("{}{path}", self.server))
-            .output()
-            .await
-            .expect("curl runs (hack/setup-deps.sh installs it)");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "curl {method} {path}: {}\n{stdout}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let (answer, code) = stdout.rsplit_once('\n').unwrap();
-        let value = serde_json::from_str(answer)
-            .unwrap_or_else(|error| panic!("curl {method} {path}: {error}: {answer}"));
-        (code.parse().unwrap(), value)
-    }
 }
 
 async fn send(client: &HttpsClient, method: &str, path: &str, body: &Value) -> TestResponse {

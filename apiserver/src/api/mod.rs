@@ -24,7 +24,6 @@ pub mod watch;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use self::{
     codec::{Encoding, ResponseFormat, accepts_gzip, negotiate, read_body, respond},
@@ -37,12 +36,12 @@ use crate::{
         authorize::{self, Decision, Obligation, RequestAttributes, ResourceAttributes},
     },
     metrics::RequestLabels,
-    server::{AppState, Body},
+    server::{AppState, Body, RequestBody},
 };
 
 /// Answers one API request. Never fails: errors become `Status` responses.
 /// Every request is counted and timed, and logged at debug level.
-pub async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: &Arc<AppState>, request: Request<RequestBody>) -> Response<Body> {
     use tracing::Instrument;
 
     let started = std::time::Instant::now();
@@ -94,7 +93,7 @@ pub async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Respon
 }
 
 /// The verb, resource and object name of a request, for metrics and logs.
-fn labels(request: &Request<Incoming>) -> (&'static str, String, String) {
+fn labels(request: &Request<RequestBody>) -> (&'static str, String, String) {
     match parse_path(request.uri().path()) {
         Some(Route::Resource(path)) => {
             let query = parse_query(request.uri().query()).unwrap_or_default();
@@ -114,7 +113,7 @@ fn labels(request: &Request<Incoming>) -> (&'static str, String, String) {
     }
 }
 
-async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Response<Body>> {
+async fn dispatch(state: &Arc<AppState>, request: Request<RequestBody>) -> Result<Response<Body>> {
     let route = parse_path(request.uri().path()).ok_or(ApiError::NoSuchPath)?;
     let query = parse_query(request.uri().query())?;
     // Authorization runs once the request's meaning is known and before
@@ -251,7 +250,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
 /// an obligation when the answer depends on the object.
 async fn authorize(
     state: &AppState,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
     route: &Route,
     query: &route::Query,
 ) -> Result<Option<Obligation>> {

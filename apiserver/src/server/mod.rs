@@ -12,7 +12,7 @@ use std::{
     panic::AssertUnwindSafe,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
@@ -94,6 +94,98 @@ impl hyper::body::Body for Pieces {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A request's body as handlers get it.
+///
+/// What a handler leaves unread (it answered before reading: 413, 400, 401,
+/// 403, ...) is not dropped with the request. Over HTTP/2, dropping an
+/// unfinished request body resets the stream, and the reset goes out
+/// before (or instead of) the queued answer: clients such as curl then
+/// report "Stream error in the HTTP/2 framing layer" instead of the
+/// `Status`. So the rest of an HTTP/2 body is read and discarded after the
+/// answer, up to a bound ([`drain`]); over HTTP/1.1 hyper itself drains or
+/// closes the connection after the answer.
+#[derive(Debug)]
+pub struct RequestBody {
+    body: Option<Incoming>,
+    unread: Arc<Mutex<Option<Incoming>>>,
+}
+
+impl RequestBody {
+    fn new(body: Incoming) -> (Self, Arc<Mutex<Option<Incoming>>>) {
+        let unread = Arc::default();
+        let body = Self {
+            body: Some(body),
+            unread: Arc::clone(&unread),
+        };
+        (body, unread)
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut().body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), hyper::body::Body::size_hint)
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take()
+            && !hyper::body::Body::is_end_stream(&body)
+        {
+            *self.unread.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
+        }
+    }
+}
+
+/// How much of an HTTP/2 request body a handler left unread is read and
+/// thrown away after the answer (see [`RequestBody`]), and for how long.
+const DRAIN_LIMIT: usize = 16 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads and discards the rest of an HTTP/2 request body the handler did
+/// not read, within [`DRAIN_LIMIT`] and [`DRAIN_TIMEOUT`]; beyond them the
+/// stream is reset (by then the answer has long been sent).
+async fn drain(mut body: Incoming) {
+    let mut left = DRAIN_LIMIT;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            let Some(rest) = left.checked_sub(data.len()) else {
+                return false;
+            };
+            left = rest;
+        }
+        true
+    })
+    .await;
+    if drained != Ok(true) {
+        tracing::debug!("unread request body too large or too slow; resetting the stream");
     }
 }
 
@@ -276,6 +368,10 @@ async fn accept_loop(
                 // state machine is large and should cost memory only while
                 // a request runs, not on each idle or watching connection.
                 Box::pin(async move {
+                    let (parts, body) = request.into_parts();
+                    let http2 = parts.version == http::Version::HTTP_2;
+                    let (body, unread) = RequestBody::new(body);
+                    let request = Request::from_parts(parts, body);
                     // A bug must cost one request a 500, not the connection:
                     // panics are caught here and logged.
                     let response =
@@ -285,6 +381,12 @@ async fn accept_loop(
                             .unwrap_or_else(|_| {
                                 status::internal("request handler panicked").into_response()
                             });
+                    let unread = unread.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(unread) = unread
+                        && http2
+                    {
+                        tokio::spawn(drain(unread));
+                    }
                     Ok::<_, Infallible>(response)
                 })
             });
@@ -317,7 +419,7 @@ async fn handle(
     state: &Arc<AppState>,
     authenticator: &Authenticator,
     identity: &Peer,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
 ) -> Response<Body> {
     let path = request.uri().path();
     if let Some((endpoint, only)) = health::Endpoint::parse(path) {
