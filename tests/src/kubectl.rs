@@ -28,8 +28,22 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// kubectl bound to one kubeconfig.
 #[derive(Debug)]
 pub struct Kubectl {
+    binary: PathBuf,
     kubeconfig: PathBuf,
     cache: tempfile::TempDir,
+}
+
+/// The kubectl of minor version `1.minor` on this machine, if there is one:
+/// `kubectl.1.<minor>` beside the file `kubectl` on the PATH resolves to
+/// (the machine's `kubectl` is a dispatcher over such binaries).
+pub fn minor_binary(minor: u32) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let kubectl = std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())?;
+    let resolved = std::fs::canonicalize(kubectl).ok()?;
+    let binary = resolved.parent()?.join(format!("kubectl.1.{minor}"));
+    binary.is_file().then_some(binary)
 }
 
 /// What one kubectl command printed and how it exited.
@@ -57,7 +71,14 @@ pub struct RunOptions<'a> {
 impl Kubectl {
     /// kubectl with `kubeconfig`.
     pub fn new(kubeconfig: &Path) -> Result<Self> {
+        Self::with_binary(Path::new("kubectl"), kubeconfig)
+    }
+
+    /// The kubectl binary `binary` (e.g. one of [`minor_binary`]) with
+    /// `kubeconfig`.
+    pub fn with_binary(binary: &Path, kubeconfig: &Path) -> Result<Self> {
         Ok(Self {
+            binary: binary.to_path_buf(),
             kubeconfig: kubeconfig.to_path_buf(),
             cache: tempfile::tempdir().context("creating kubectl's cache directory")?,
         })
@@ -69,7 +90,7 @@ impl Kubectl {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("kubectl");
+        let mut command = Command::new(&self.binary);
         command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -108,7 +129,7 @@ impl Kubectl {
     }
 
     async fn try_run(&self, args: &[&str], options: RunOptions<'_>) -> Result<KubectlOutput> {
-        let command_line = format!("kubectl {}", args.join(" "));
+        let command_line = format!("{} {}", self.binary.display(), args.join(" "));
         let mut command = self.command(args);
         command
             .stdin(if options.stdin.is_some() {
@@ -147,7 +168,7 @@ impl Kubectl {
     /// Starts `kubectl <args>` as a child whose standard output is read
     /// line by line (for `get -w`).
     pub fn spawn(&self, args: &[&str]) -> Result<KubectlChild> {
-        let command_line = format!("kubectl {}", args.join(" "));
+        let command_line = format!("{} {}", self.binary.display(), args.join(" "));
         let mut child = self
             .command(args)
             .stdin(Stdio::null())

@@ -1627,3 +1627,131 @@ async fn delete(kubectl: &Kubectl) {
     let none = kubectl.run(&["get", "nmstate"]).await.ok();
     assert_eq!(none.stdout, "", "{none}");
 }
+
+/// Every kubectl minor on the machine (1.27–1.33, `kubectl.1.NN` beside
+/// the machine's kubectl) does the everyday verbs against the server: 1.27
+/// and 1.28 read the OpenAPI v2 document as protobuf before they apply or
+/// explain. A minor that is not on the machine is skipped with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kubectl_minor_does_the_everyday_verbs() {
+    let server = ApiserverProcess::start(&["--controller=false"])
+        .await
+        .unwrap();
+    let mut tried = Vec::new();
+    for minor in 27..=33 {
+        let Some(binary) = nmstate_e2e::kubectl::minor_binary(minor) else {
+            eprintln!("kubectl 1.{minor} is not on this machine: skipped");
+            continue;
+        };
+        let kubectl = Kubectl::with_binary(&binary, &server.admin_kubeconfig()).unwrap();
+        everyday_verbs(&kubectl, &format!("kubectl-1-{minor}")).await;
+        tried.push(minor);
+    }
+    assert!(
+        !tried.is_empty(),
+        "no kubectl.1.NN found beside the machine's kubectl"
+    );
+    eprintln!("kubectl minors tried: {tried:?}");
+}
+
+async fn everyday_verbs(kubectl: &Kubectl, name: &str) {
+    let manifest = policy(name, json!(1));
+    let created = apply(kubectl, &manifest).await.ok();
+    assert!(
+        created.stdout.contains(&format!("{NNCP}/{name} created")),
+        "{created}"
+    );
+    assert_eq!(
+        get_json(kubectl, "nncp", name).await["spec"],
+        manifest["spec"]
+    );
+
+    let explained = kubectl
+        .run(&["explain", "nncp.spec.maxUnavailable"])
+        .await
+        .ok();
+    assert!(
+        explained.stdout.contains("maxUnavailable") && explained.stdout.contains("IntOrString"),
+        "{explained}"
+    );
+
+    let mut changed = manifest.clone();
+    changed["spec"]["desiredState"]["interfaces"][0]["mtu"] = json!(1400);
+    let configured = apply(kubectl, &changed).await.ok();
+    assert!(
+        configured
+            .stdout
+            .contains(&format!("{NNCP}/{name} configured")),
+        "{configured}"
+    );
+    assert_eq!(
+        jsonpath(
+            kubectl,
+            "nncp",
+            name,
+            "{.spec.desiredState.interfaces[0].mtu}"
+        )
+        .await,
+        "1400"
+    );
+
+    // `diff` exits 1 when the live object differs from the file.
+    let diff = kubectl
+        .run_stdin(&["diff", "-f", "-"], &manifest.to_string())
+        .await;
+    assert_eq!(diff.code, Some(1), "{diff}");
+    assert!(diff.stdout.contains("mtu: 1400"), "{diff}");
+
+    kubectl
+        .run(&["label", "nncp", name, "verbs=everyday"])
+        .await
+        .ok();
+    let labelled = kubectl
+        .run(&["get", "nncp", "-l", "verbs=everyday", "-o", "name"])
+        .await
+        .ok();
+    assert!(
+        labelled
+            .stdout
+            .lines()
+            .any(|line| line.ends_with(&format!("/{name}"))),
+        "{labelled}"
+    );
+
+    let applied = kubectl
+        .run_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=everyday",
+                "-f",
+                "-",
+            ],
+            &manifest.to_string(),
+        )
+        .await
+        .ok();
+    assert!(
+        applied
+            .stdout
+            .contains(&format!("{NNCP}/{name} serverside-applied")),
+        "{applied}"
+    );
+
+    let deleted = kubectl
+        .run_stdin(&["delete", "-f", "-"], &manifest.to_string())
+        .await
+        .ok();
+    assert!(
+        deleted
+            .stdout
+            .contains(&format!("{NNCP} \"{name}\" deleted")),
+        "{deleted}"
+    );
+    assert_not_found(
+        kubectl.run(&["get", "nncp", name]).await,
+        "nodenetworkconfigurationpolicies",
+        name,
+    );
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod managed_fields;
 pub mod object;
 pub mod openapi;
+mod openapi_proto;
 pub mod patch;
 pub mod rest;
 pub mod route;
@@ -120,7 +121,12 @@ async fn dispatch(state: &Arc<AppState>, request: Request<RequestBody>) -> Resul
     // any verb reads or writes; what depends on the object itself is left
     // to the verb as an obligation.
     let obligation = authorize(state, &request, &route, &query).await?;
-    let format = negotiate(request.headers())?;
+    // The OpenAPI documents negotiate their own media types (v2 is also
+    // served as protobuf).
+    let format = match route {
+        Route::OpenApiV2 | Route::OpenApiV3(_) | Route::OpenApiV3Index => ResponseFormat::Json,
+        _ => negotiate(request.headers())?,
+    };
     let encoding = Encoding {
         yaml: format == ResponseFormat::Yaml,
         pretty: query.pretty,

@@ -32,6 +32,8 @@ impl Document {
 #[derive(Debug)]
 struct Documents {
     v2: Document,
+    /// The v2 document as gnostic's protobuf (kubectl up to 1.28).
+    v2_protobuf: Document,
     v3: BTreeMap<&'static str, Document>,
     v3_index: Vec<u8>,
 }
@@ -45,30 +47,48 @@ fn documents() -> &'static Documents {
                 Some((version, Document::new(&openapi_doc::openapi_v3(version)?)))
             })
             .collect();
+        let v2 = openapi_doc::openapi_v2();
+        let v2_protobuf = super::openapi_proto::encode(&v2);
         Documents {
-            v2: Document::new(&openapi_doc::openapi_v2()),
+            v2_protobuf: Document {
+                hash: openapi_doc::content_hash(&v2_protobuf),
+                bytes: v2_protobuf,
+            },
+            v2: Document::new(&v2),
             v3,
             v3_index: openapi_doc::to_json_bytes(&openapi_doc::openapi_v3_index("/openapi/v3")),
         }
     })
 }
 
-/// Only JSON can be produced; clients asking for protobuf alone get 406.
-fn check_json_accepted(headers: &HeaderMap) -> Result<()> {
-    let accept = headers
+/// The media types of the OpenAPI v2 document as gnostic's protobuf that
+/// clients ask for. The answer is labelled with the second: Go's media type
+/// parser, which client-go runs on every `Content-Type`, refuses the `@`
+/// of the first.
+const V2_PROTOBUF_ASKED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The media types of an `Accept` header, in the client's order.
+fn accepted(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if accept.is_empty()
-        || accept
-            .split(',')
-            .map(|clause| clause.split(';').next().unwrap_or("").trim())
-            .any(|media| matches!(media, "application/json" | "*/*" | "application/*"))
-    {
+        .unwrap_or("*/*")
+        .split(',')
+        .map(|clause| clause.split(';').next().unwrap_or("").trim())
+}
+
+fn is_json(media: &str) -> bool {
+    matches!(media, "application/json" | "*/*" | "application/*" | "")
+}
+
+/// Only JSON can be produced; clients asking for protobuf alone get 406.
+fn check_json_accepted(headers: &HeaderMap) -> Result<()> {
+    if accepted(headers).any(is_json) {
         Ok(())
     } else {
         Err(ApiError::NotAcceptable(
-            "only application/json is served for OpenAPI documents".into(),
+            "only application/json is served for OpenAPI v3 documents".into(),
         ))
     }
 }
@@ -87,19 +107,25 @@ fn not_modified(headers: &HeaderMap, hash: &str) -> bool {
         .is_some_and(|tag| tag.trim_matches('"') == hash)
 }
 
-/// `/openapi/v2`.
+/// `/openapi/v2`: JSON, or gnostic's protobuf when the client asks for it
+/// first (kubectl up to 1.28 does).
 pub fn v2(headers: &HeaderMap) -> Result<Response<Body>> {
-    check_json_accepted(headers)?;
-    let document = &documents().v2;
+    let protobuf = |media: &str| matches!(media, V2_PROTOBUF_ASKED | V2_PROTOBUF);
+    let (document, content_type) = match accepted(headers).find(|m| is_json(m) || protobuf(m)) {
+        Some(media) if protobuf(media) => (&documents().v2_protobuf, V2_PROTOBUF),
+        Some(_) => (&documents().v2, "application/json"),
+        None => {
+            return Err(ApiError::NotAcceptable(
+                "the OpenAPI v2 document is served as application/json or \
+                 application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+                    .into(),
+            ));
+        }
+    };
     if not_modified(headers, &document.hash) {
         return Ok(with_etag(empty(StatusCode::NOT_MODIFIED), &document.hash));
     }
-    let response = respond_bytes(
-        StatusCode::OK,
-        document.bytes.clone(),
-        "application/json",
-        false,
-    );
+    let response = respond_bytes(StatusCode::OK, document.bytes.clone(), content_type, false);
     Ok(with_etag(response, &document.hash))
 }
 
