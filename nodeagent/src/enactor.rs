@@ -31,7 +31,10 @@
 //! `resourceVersion` (a conflict re-reads). The agent writes only the
 //! `/status` subresource.
 //!
-//! The retry rule is [`after_failure`], a pure function. A probe failure
+//! Its decisions are pure functions, table-tested: [`begin_apply`] (is the
+//! enactment still to be applied; mark it), [`record_outcome`] (the
+//! conditions and `retryCount` an apply's end writes, and what comes next)
+//! and [`after_failure`] (the retry rule). A probe failure
 //! that could not be written (the node is still cut off after the rollback)
 //! is remembered, so a re-delivered enactment of that generation is
 //! reported failed instead of applied again.
@@ -126,6 +129,71 @@ pub fn probe_failure_message(message: &str) -> String {
     format!(
         "{message} (a probe failure is not retried: change the policy, or delete this enactment, to try again)"
     )
+}
+
+/// How one apply ended, as the enactor reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied, probed and committed.
+    Applied,
+    /// Rolled back; the message is for users.
+    Failed {
+        /// What failed.
+        kind: FailureKind,
+        /// What users read in the `Failing` condition.
+        message: String,
+    },
+}
+
+/// What the enactor does once an outcome is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The enactment is finished for this generation.
+    Done,
+    /// Apply again after the delay.
+    RetryAfter(Duration),
+}
+
+/// Marks `status` as being applied by this agent and returns the state to
+/// apply, if the enactment is still in flight (released, applying or
+/// retrying); `None` leaves it alone.
+pub fn begin_apply(
+    status: &mut NodeNetworkConfigurationEnactmentStatus,
+    now: &Time,
+) -> Option<State> {
+    if status.phase() != EnactmentPhase::Progressing {
+        return None;
+    }
+    set_enactment_progressing(&mut status.conditions, ENACTMENT_PROGRESSING_MESSAGE, now);
+    Some(status.desired_state.clone().unwrap_or_default())
+}
+
+/// Writes the outcome of an apply of `generation` on `node` into `status`
+/// (conditions and `retryCount`) and says what comes next ([`after_failure`]).
+pub fn record_outcome(
+    status: &mut NodeNetworkConfigurationEnactmentStatus,
+    generation: i64,
+    node: &str,
+    outcome: &Outcome,
+    now: &Time,
+) -> Next {
+    let Outcome::Failed { kind, message } = outcome else {
+        set_enactment_success(&mut status.conditions, ENACTMENT_SUCCESS_MESSAGE, now);
+        return Next::Done;
+    };
+    let failures = status.retry_count_for(generation).saturating_add(1);
+    status.retry_count.insert(generation.to_string(), failures);
+    match after_failure(*kind, u32::try_from(failures).unwrap_or(u32::MAX)) {
+        AfterFailure::Retry { attempt, delay } => {
+            let message = enactment_retrying_message(node, attempt, MAX_RETRIES);
+            set_enactment_retrying(&mut status.conditions, &message, now);
+            Next::RetryAfter(delay)
+        }
+        AfterFailure::GiveUp => {
+            set_enactment_failed_to_configure(&mut status.conditions, message, now);
+            Next::Done
+        }
+    }
 }
 
 /// The enactor's settings.
@@ -272,58 +340,47 @@ impl Enactor {
             let started = Instant::now();
             let result = self.apply_once(&desired, &shutdown).await;
             self.applied.notify_one();
-            let error = match result {
-                Ok(()) => {
-                    self.metrics.observe_apply(true, started.elapsed());
-                    tracing::info!(enactment = %name, "applied");
-                    self.write(name, generation, |status, now| {
-                        set_enactment_success(
-                            &mut status.conditions,
-                            ENACTMENT_SUCCESS_MESSAGE,
-                            now,
-                        );
-                    })
-                    .await;
-                    return;
-                }
+            let outcome = match result {
+                Ok(()) => Outcome::Applied,
                 Err(ApplyError::Interrupted) => {
                     tracing::info!(enactment = %name, "apply interrupted by shutdown: rolled back");
                     return;
                 }
-                Err(ApplyError::Failed(error)) => (FailureKind::Apply, error),
-                Err(ApplyError::ProbeFailed(error)) => {
-                    (FailureKind::Probe, probe_failure_message(&error))
-                }
+                Err(ApplyError::Failed(message)) => Outcome::Failed {
+                    kind: FailureKind::Apply,
+                    message,
+                },
+                Err(ApplyError::ProbeFailed(message)) => Outcome::Failed {
+                    kind: FailureKind::Probe,
+                    message: probe_failure_message(&message),
+                },
             };
-            let (kind, error) = error;
-            self.metrics.observe_apply(false, started.elapsed());
-            tracing::warn!(enactment = %name, %error, ?kind, "apply failed");
+            let applied = outcome == Outcome::Applied;
+            self.metrics.observe_apply(applied, started.elapsed());
+            match &outcome {
+                Outcome::Applied => tracing::info!(enactment = %name, "applied"),
+                Outcome::Failed { kind, message } => {
+                    tracing::warn!(enactment = %name, error = %message, ?kind, "apply failed");
+                }
+            }
             let node = self.config.node_name.clone();
-            let mut decision = AfterFailure::GiveUp;
+            let mut next = Next::Done;
             let written = self
                 .write(name, generation, |status, now| {
-                    let key = generation.to_string();
-                    let failures = status.retry_count_for(generation).saturating_add(1);
-                    status.retry_count.insert(key, failures);
-                    decision = after_failure(kind, u32::try_from(failures).unwrap_or(u32::MAX));
-                    match decision {
-                        AfterFailure::Retry { attempt, .. } => {
-                            let message = enactment_retrying_message(&node, attempt, MAX_RETRIES);
-                            set_enactment_retrying(&mut status.conditions, &message, now);
-                        }
-                        AfterFailure::GiveUp => {
-                            set_enactment_failed_to_configure(&mut status.conditions, &error, now);
-                        }
-                    }
+                    next = record_outcome(status, generation, &node, &outcome, now);
                 })
                 .await;
             if !written {
-                if kind == FailureKind::Probe {
-                    self.remember_unreported(name, generation, error);
+                if let Outcome::Failed {
+                    kind: FailureKind::Probe,
+                    message,
+                } = outcome
+                {
+                    self.remember_unreported(name, generation, message);
                 }
                 return;
             }
-            let AfterFailure::Retry { delay, .. } = decision else {
+            let Next::RetryAfter(delay) = next else {
                 return;
             };
             let mut shutdown = shutdown.clone();
@@ -365,15 +422,7 @@ impl Enactor {
         let mut desired = None;
         let written = self
             .write(name, generation, |status, now| {
-                if status.phase() != EnactmentPhase::Progressing {
-                    return;
-                }
-                desired = Some(status.desired_state.clone().unwrap_or_default());
-                set_enactment_progressing(
-                    &mut status.conditions,
-                    ENACTMENT_PROGRESSING_MESSAGE,
-                    now,
-                );
+                desired = begin_apply(status, now);
             })
             .await;
         if written { desired } else { None }
@@ -563,6 +612,147 @@ mod tests {
             .collect();
         assert_eq!(seconds, [1, 2, 16, 30, 30, 30, 30]);
         assert_eq!(backoff(0), FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn outcomes_are_recorded_with_upstreams_conditions() {
+        use FailureKind::{Apply, Probe};
+        let now = Time(Timestamp::from_second(60).unwrap());
+        let failed = |kind, message: &str| Outcome::Failed {
+            kind,
+            message: message.to_owned(),
+        };
+        let retrying = "failed to reconcile NodeNetworkConfigurationPolicy on node n1. Retrying";
+        // (outcome, earlier failures of generation 2, next,
+        //  Available, Failing, Progressing: (status, reason, message prefix), retryCount)
+        type Expect = (&'static str, &'static str, &'static str);
+        let cases: [(Outcome, i32, Next, [Expect; 3], i32); 5] = [
+            (
+                Outcome::Applied,
+                0,
+                Next::Done,
+                [
+                    ("True", "SuccessfullyConfigured", "successfully reconciled"),
+                    ("False", "SuccessfullyConfigured", ""),
+                    ("False", "SuccessfullyConfigured", ""),
+                ],
+                0,
+            ),
+            (
+                failed(Apply, "nmstate: boom"),
+                0,
+                Next::RetryAfter(Duration::from_secs(1)),
+                [
+                    ("False", "Retrying", ""),
+                    ("True", "Retrying", retrying),
+                    ("True", "Retrying", retrying),
+                ],
+                1,
+            ),
+            (
+                failed(Apply, "nmstate: boom"),
+                4,
+                Next::RetryAfter(Duration::from_secs(16)),
+                [
+                    ("False", "Retrying", ""),
+                    ("True", "Retrying", retrying),
+                    ("True", "Retrying", retrying),
+                ],
+                5,
+            ),
+            (
+                failed(Apply, "nmstate: boom"),
+                5,
+                Next::Done,
+                [
+                    ("False", "FailedToConfigure", ""),
+                    ("True", "FailedToConfigure", "nmstate: boom"),
+                    ("False", "FailedToConfigure", ""),
+                ],
+                6,
+            ),
+            (
+                failed(Probe, "probe default-gateway failed"),
+                0,
+                Next::Done,
+                [
+                    ("False", "FailedToConfigure", ""),
+                    ("True", "FailedToConfigure", "probe default-gateway failed"),
+                    ("False", "FailedToConfigure", ""),
+                ],
+                1,
+            ),
+        ];
+        for (outcome, earlier, next, expected, retry_count) in cases {
+            let mut status = NodeNetworkConfigurationEnactmentStatus {
+                policy_generation: Some(2),
+                ..Default::default()
+            };
+            set_enactment_released(&mut status.conditions, &now);
+            if earlier > 0 {
+                status.retry_count.insert("2".to_owned(), earlier);
+            }
+            // Another generation's count is left alone.
+            status.retry_count.insert("1".to_owned(), 3);
+            let context = format!("{outcome:?} after {earlier}");
+            assert_eq!(
+                record_outcome(&mut status, 2, "n1", &outcome, &now),
+                next,
+                "{context}"
+            );
+            for (type_, (state, reason, message)) in ["Available", "Failing", "Progressing"]
+                .into_iter()
+                .zip(expected)
+            {
+                let condition = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_.as_str() == type_)
+                    .unwrap();
+                assert_eq!(condition.status.as_str(), state, "{context}: {type_}");
+                assert_eq!(
+                    condition.reason.as_ref().map(|r| r.as_str()),
+                    Some(reason),
+                    "{context}: {type_}"
+                );
+                assert!(
+                    condition.message.starts_with(message),
+                    "{context}: {type_}: {}",
+                    condition.message
+                );
+            }
+            assert_eq!(
+                status.retry_count_for(2),
+                retry_count,
+                "{context}: retryCount"
+            );
+            assert_eq!(status.retry_count_for(1), 3, "{context}");
+        }
+    }
+
+    #[test]
+    fn an_apply_begins_only_while_in_flight() {
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let desired = State(serde_json::json!({"interfaces": []}));
+        let mut status = NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: Some(1),
+            desired_state: Some(desired.clone()),
+            ..Default::default()
+        };
+        set_enactment_pending(&mut status.conditions, "wait", &now);
+        let before = status.clone();
+        assert_eq!(begin_apply(&mut status, &now), None, "pending");
+        assert_eq!(status, before, "untouched");
+        set_enactment_released(&mut status.conditions, &now);
+        assert_eq!(begin_apply(&mut status, &now), Some(desired), "released");
+        let progressing = status
+            .conditions
+            .iter()
+            .find(|c| c.type_.as_str() == "Progressing")
+            .unwrap();
+        assert_eq!(progressing.message, ENACTMENT_PROGRESSING_MESSAGE);
+        set_enactment_success(&mut status.conditions, "ok", &now);
+        assert_eq!(begin_apply(&mut status, &now), None, "finished");
     }
 
     #[test]
