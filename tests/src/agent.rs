@@ -36,6 +36,12 @@ pub struct AgentOptions {
     /// Extra environment (e.g. `DBUS_SYSTEM_BUS_ADDRESS` of the
     /// namespace's own bus).
     pub env: Vec<(String, String)>,
+    /// A command that runs the agent (program and arguments before the
+    /// agent binary), which must exec it so that the PID stays the
+    /// agent's: e.g. `netns-node.sh exec DIR NODE` for a namespace node
+    /// with NetworkManager (see [`crate::netns::NetnsNode::command`]).
+    /// Takes the place of `netns`.
+    pub wrapper: Vec<std::ffi::OsString>,
 }
 
 /// A running `nmstate-agent`.
@@ -88,6 +94,11 @@ impl AgentProcess {
         let health_address: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         // `ip netns exec` execs the agent, so the PID stays the agent's.
         let mut command = match &options.netns {
+            _ if !options.wrapper.is_empty() => {
+                let mut command = Command::new(&options.wrapper[0]);
+                command.args(&options.wrapper[1..]).arg(&binary);
+                command
+            }
             Some(netns) => {
                 let mut command = Command::new("ip");
                 command.args(["netns", "exec", netns]).arg(&binary);
@@ -166,6 +177,17 @@ impl AgentProcess {
         Ok(())
     }
 
+    /// Stops it with SIGSTOP (a node that hangs: no heartbeat, no
+    /// progress, connections left open).
+    pub fn pause(&self) -> Result<()> {
+        self.signal(signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a paused agent go on with SIGCONT.
+    pub fn resume(&self) -> Result<()> {
+        self.signal(signal::Signal::SIGCONT)
+    }
+
     fn signal(&self, signal: signal::Signal) -> Result<()> {
         let pid = Pid::from_raw(i32::try_from(self.child.id())?);
         signal::kill(pid, signal)?;
@@ -176,6 +198,9 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // A paused agent must not be left stopped should SIGKILL be
+            // delayed; harmless otherwise.
+            let _ = self.resume();
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -104,6 +104,16 @@ impl ApiserverProcess {
         Self::spawn(data_dir, extra, &StartOptions::default()).await
     }
 
+    /// Starts the server on an existing data directory with `options` (a
+    /// replica restarted after a kill, with its log in a file).
+    pub async fn start_in_with(
+        data_dir: &Path,
+        extra: &[&str],
+        options: &StartOptions,
+    ) -> Result<Self> {
+        Self::spawn(data_dir, extra, options).await
+    }
+
     async fn spawn(data_dir: &Path, extra: &[&str], options: &StartOptions) -> Result<Self> {
         let port = free_port()?;
         let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;

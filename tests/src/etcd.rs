@@ -1,6 +1,7 @@
 //! A real etcd for tests: [`EtcdProcess::start`] runs the `etcd` binary on
 //! free loopback ports (client and peer) in a temporary data directory and
-//! waits until it answers.
+//! waits until it answers; [`EtcdCluster::start`] runs several members
+//! that form one cluster (for tests that kill a member).
 //!
 //! It owns the process and kills it, by its own PID, when dropped. It must
 //! not skip when etcd is missing: tests that need etcd fail, saying how to
@@ -33,6 +34,8 @@ pub struct EtcdProcess {
     peer_port: u16,
     tls: Option<TlsFiles>,
     dir: tempfile::TempDir,
+    /// The member name and `--initial-cluster` of a cluster member.
+    member: Option<(String, String)>,
 }
 
 /// Certificates for an etcd that serves TLS and requires client
@@ -101,6 +104,7 @@ impl EtcdProcess {
             peer_port,
             tls,
             dir,
+            member: None,
         };
         etcd.spawn_and_wait().await?;
         Ok(etcd)
@@ -185,6 +189,11 @@ impl EtcdProcess {
     }
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_until_ready().await
+    }
+
+    fn spawn(&mut self) -> Result<()> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -203,15 +212,19 @@ impl EtcdProcess {
                 )
             })?;
         self.child = Some(child);
-        self.wait_until_ready().await
+        Ok(())
     }
 
     fn command(&self) -> Command {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let (name, initial_cluster) = self
+            .member
+            .clone()
+            .unwrap_or_else(|| ("test".to_owned(), format!("test={peer}")));
         let mut command = Command::new("etcd");
         command
-            .arg("--name=test")
+            .arg(format!("--name={name}"))
             .arg(format!(
                 "--data-dir={}",
                 self.dir.path().join("data").display()
@@ -220,7 +233,7 @@ impl EtcdProcess {
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=test={peer}"))
+            .arg(format!("--initial-cluster={initial_cluster}"))
             .arg("--initial-cluster-state=new")
             .arg("--auto-compaction-retention=0")
             .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"]);
@@ -313,6 +326,112 @@ impl TlsFiles {
             client_cert: write("client.pem", &client_cert)?,
             client_key: write("client-key.pem", &client_key)?,
         })
+    }
+}
+
+/// A cluster of etcd members on loopback, each an [`EtcdProcess`] (kill
+/// and restart one with [`EtcdProcess::kill`] and [`EtcdProcess::restart`];
+/// a restarted member rejoins from its data directory).
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdProcess>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` plain-HTTP members and waits until each answers (a
+    /// member answers only once the cluster has a quorum, so all start
+    /// before any is waited for).
+    pub async fn start(size: usize) -> Result<EtcdCluster> {
+        let mut members = Vec::with_capacity(size);
+        let mut peers = Vec::with_capacity(size);
+        // All ports held open together, so that they differ.
+        let listeners = (0..2 * size)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("finding free ports")?;
+        let ports = listeners
+            .iter()
+            .map(|listener| Ok(listener.local_addr()?.port()))
+            .collect::<Result<Vec<u16>>>()?;
+        drop(listeners);
+        for i in 0..size {
+            peers.push(format!("member-{i}=http://127.0.0.1:{}", ports[2 * i + 1]));
+        }
+        let initial_cluster = peers.join(",");
+        for i in 0..size {
+            members.push(EtcdProcess {
+                child: None,
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
+                tls: None,
+                dir: tempfile::tempdir().context("creating etcd's temporary directory")?,
+                member: Some((format!("member-{i}"), initial_cluster.clone())),
+            });
+        }
+        let mut cluster = EtcdCluster { members };
+        for member in &mut cluster.members {
+            member.spawn()?;
+        }
+        for member in &mut cluster.members {
+            member.wait_until_ready().await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdProcess::endpoint).collect()
+    }
+
+    /// `--etcd-servers` for the apiserver: every member, comma separated.
+    pub fn servers_flag(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    /// Member `i` (0-based).
+    pub fn member(&mut self, i: usize) -> &mut EtcdProcess {
+        &mut self.members[i]
+    }
+
+    /// The number of members.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The index of the member that leads the raft group right now, as the
+    /// running members report it.
+    pub async fn leader(&self) -> Result<usize> {
+        for member in self.members.iter().filter(|m| m.child.is_some()) {
+            let connect = etcd_client::Client::connect([member.endpoint()], None);
+            let Ok(Ok(mut client)) = tokio::time::timeout(Duration::from_secs(5), connect).await
+            else {
+                continue;
+            };
+            let Ok(Ok(status)) =
+                tokio::time::timeout(Duration::from_secs(5), client.status()).await
+            else {
+                continue;
+            };
+            let leader = status.leader();
+            let Ok(Ok(list)) =
+                tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
+            else {
+                continue;
+            };
+            let name = list
+                .members()
+                .iter()
+                .find(|m| m.id() == leader)
+                .map(|m| m.name().to_owned());
+            if let Some(index) = name.and_then(|name| {
+                self.members
+                    .iter()
+                    .position(|m| m.member.as_ref().is_some_and(|(n, _)| *n == name))
+            }) {
+                return Ok(index);
+            }
+        }
+        bail!("no etcd member names a leader")
     }
 }
 

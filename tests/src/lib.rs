@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod bench;
 pub mod curl;
 pub mod etcd;
+pub mod faults;
 pub mod https;
 pub mod kube_double;
 pub mod kubectl;

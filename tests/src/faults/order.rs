@@ -1,0 +1,120 @@
+//! Puts what the two watches saw into one order, by revision, so that the
+//! checker sees the cluster as it was at each revision (a policy's status
+//! and its enactments' come from different watches).
+//!
+//! Both watches are served from the same store revisions, and each
+//! delivers in order; an event is handed on once it is the oldest one
+//! waiting and has waited `hold` (long enough for the other watch's older
+//! events, if any, to have arrived), and never while a watch is
+//! reconnecting (it will replay what it missed, older events first).
+//! [`Merger::flush`] hands on everything, at the end. An event that still
+//! arrives older than one already handed on is counted in
+//! [`Merger::late`]: it says the order was not exact (the report shows it).
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::{Duration, Instant},
+};
+
+use super::watch::{Kind, Seen};
+
+/// The merge of the policy and enactment watches.
+#[derive(Debug)]
+pub struct Merger {
+    queues: BTreeMap<Kind, VecDeque<(Instant, Seen)>>,
+    connected: BTreeMap<Kind, bool>,
+    hold: Duration,
+    handed_on: i64,
+    /// Events that arrived after a newer one had been handed on.
+    pub late: u64,
+}
+
+fn revision(seen: &Seen) -> Option<i64> {
+    match seen {
+        Seen::Listed { revision, .. } | Seen::Event { revision, .. } => Some(*revision),
+        Seen::Connected { .. } | Seen::Ended { .. } => None,
+    }
+}
+
+impl Merger {
+    /// A merger of `kinds` that holds each event for `hold`.
+    pub fn new(kinds: &[Kind], hold: Duration) -> Self {
+        Self {
+            queues: kinds.iter().map(|k| (*k, VecDeque::new())).collect(),
+            connected: kinds.iter().map(|k| (*k, false)).collect(),
+            hold,
+            handed_on: 0,
+            late: 0,
+        }
+    }
+
+    /// Takes what a watch saw.
+    pub fn push(&mut self, seen: Seen, now: Instant) {
+        let kind = seen.kind();
+        self.queues.entry(kind).or_default().push_back((now, seen));
+    }
+
+    /// Everything that may be handed on at `now`, in order.
+    pub fn ready(&mut self, now: Instant) -> Vec<Seen> {
+        self.take(Some(now))
+    }
+
+    /// Everything, in order.
+    pub fn flush(&mut self) -> Vec<Seen> {
+        self.take(None)
+    }
+
+    fn take(&mut self, now: Option<Instant>) -> Vec<Seen> {
+        let mut out = Vec::new();
+        loop {
+            // Connection changes go first, in their watch's order.
+            let mut moved = false;
+            for (kind, queue) in &mut self.queues {
+                while let Some((_, seen)) = queue.front() {
+                    match seen {
+                        Seen::Connected { .. } => {
+                            self.connected.insert(*kind, true);
+                        }
+                        Seen::Ended { .. } => {
+                            self.connected.insert(*kind, false);
+                        }
+                        _ => break,
+                    }
+                    if let Some((_, seen)) = queue.pop_front() {
+                        out.push(seen);
+                        moved = true;
+                    }
+                }
+            }
+            let oldest = self
+                .queues
+                .iter()
+                .filter_map(|(kind, queue)| {
+                    queue
+                        .front()
+                        .and_then(|(at, seen)| Some((revision(seen)?, *at, *kind)))
+                })
+                .min_by_key(|(revision, _, _)| *revision);
+            let Some((revision, arrived, kind)) = oldest else {
+                if moved {
+                    continue;
+                }
+                return out;
+            };
+            if let Some(now) = now {
+                let all_connected = self.connected.values().all(|c| *c);
+                let is_list = matches!(self.queues[&kind].front(), Some((_, Seen::Listed { .. })));
+                if !(all_connected || is_list) || now.duration_since(arrived) < self.hold {
+                    return out;
+                }
+            }
+            if revision < self.handed_on {
+                self.late += 1;
+            }
+            self.handed_on = self.handed_on.max(revision);
+            if let Some((_, seen)) = self.queues.get_mut(&kind).and_then(VecDeque::pop_front) {
+                out.push(seen);
+            }
+        }
+    }
+}
