@@ -61,6 +61,8 @@ const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: &str = "5s";
 /// A bound for the whole rollout to settle once the faults are healed.
 const SETTLE_LIMIT: Duration = Duration::from_secs(150);
+/// A bound for the whole test, before the final checks.
+const TEST_LIMIT: Duration = Duration::from_secs(330);
 const STATES: &str = "/apis/nmstate.io/v1/nodenetworkstates";
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 const LEDGER: &str = "ledger";
@@ -91,6 +93,7 @@ fn edge_group(i: usize) -> &'static str {
 struct Log {
     started: Option<Instant>,
     faults: Vec<String>,
+    injected: usize,
     violations: Vec<String>,
 }
 
@@ -100,13 +103,27 @@ fn lock<T>(shared: &Shared<T>) -> std::sync::MutexGuard<'_, T> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Records a fault injected.
 fn fault(log: &Shared<Log>, what: String) {
+    note(log, what, true);
+}
+
+/// Records a step that is not a fault (a restart, a heal).
+fn step(log: &Shared<Log>, what: String) {
+    note(log, what, false);
+}
+
+fn note(log: &Shared<Log>, what: String, is_fault: bool) {
     let mut log = lock(log);
     let at = log
         .started
         .map(|s| s.elapsed().as_secs_f32())
         .unwrap_or_default();
-    log.faults.push(format!("{at:6.1}s  {what}"));
+    let mark = if is_fault { "fault" } else { "     " };
+    log.faults.push(format!("{at:6.1}s {mark}  {what}"));
+    if is_fault {
+        log.injected += 1;
+    }
 }
 
 fn violation(log: &Shared<Log>, what: String) {
@@ -486,7 +503,11 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
         }
     }
     let rollout_started = Instant::now();
-    fault(&log, "created 7 policies (maxUnavailable 1 to 3)".into());
+    step(&log, "created 7 policies (maxUnavailable 1 to 3)".into());
+    fault(
+        &log,
+        format!("policy uplink: edge-1's uplink eth0 gets {CUT_OFF_ADDRESS}/32"),
+    );
 
     // Edge-2 keeps its address the whole time.
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -539,7 +560,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
             );
             tokio::time::sleep(Duration::from_secs(5)).await;
             control.lock().await.etcd.member(member).restart().await?;
-            fault(&log, format!("restarted etcd member-{member}"));
+            step(&log, format!("restarted etcd member-{member}"));
             anyhow::Ok(())
         }
     };
@@ -567,7 +588,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
                 );
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 lock(&agents).restart(&node)?;
-                fault(&log, format!("restarted agent {node}"));
+                step(&log, format!("restarted agent {node}"));
             }
             anyhow::Ok(())
         }
@@ -599,7 +620,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
             );
             let dark = wait_until_dark(&admin, &paused).await?;
             lock(&agents).get(&paused).resume()?;
-            fault(
+            step(
                 &log,
                 format!("SIGCONT agent {paused} (heartbeat {dark}s old)"),
             );
@@ -625,7 +646,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
             );
             let dark = wait_until_dark(&admin, "edge-3").await;
             ip(&["-n", &hub, "link", "set", &port, "master", "hub0"]).await?;
-            fault(
+            step(
                 &log,
                 format!("restored edge-3's link (heartbeat {}s old)", dark?),
             );
@@ -636,12 +657,12 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     let faults_took = rollout_started.elapsed();
 
     // Settle, then catch the watches up with the store and finish.
+    // Bounded: the whole test stays within about five and a half minutes.
+    let limit = SETTLE_LIMIT.min((started + TEST_LIMIT).saturating_duration_since(Instant::now()));
     let settled = if faults.is_ok() {
-        wait_for("every policy settled", SETTLE_LIMIT, || {
-            lock(&checker).settled()
-        })
-        .await
-        .is_ok()
+        wait_for("every policy settled", limit, || lock(&checker).settled())
+            .await
+            .is_ok()
     } else {
         false
     };
@@ -667,7 +688,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     }
     if !settled {
         checker.violation(format!(
-            "the policies did not settle within {SETTLE_LIMIT:?} of the last fault"
+            "the policies did not settle within {limit:?} of the last fault"
         ));
     }
     if let Err(error) = caught_up {
@@ -708,7 +729,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
          {EDGE_NODES} NetworkManager nodes (set up in {:.1}s)\n",
         setup.as_secs_f32()
     );
-    text += &format!("faults injected ({}):\n", log.faults.len() - 1);
+    text += &format!("faults injected: {}\n", log.injected);
     for line in &log.faults {
         text += &format!("  {line}\n");
     }
@@ -717,6 +738,21 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
         report.events, report.connections, report.relists
     );
     text += &format!("most in flight per policy: {:?}\n", report.max_in_flight);
+    text += "policies at the end:\n";
+    for (name, expected) in checker.expected() {
+        text += &format!(
+            "  {name:<8} maxUnavailable {} over {} nodes: {}\n",
+            expected.max_unavailable,
+            expected.nodes.len(),
+            checker.policy_summary(name)
+        );
+    }
+    text += &format!(
+        "uplink: edge-1 {:?} {}; edge-2 {:?}\n",
+        checker.phase("edge-1.uplink"),
+        failing_message(&uplink),
+        checker.phase("edge-2.uplink")
+    );
     text += &format!(
         "acknowledged writes: {} (unanswered {unanswered}); edge-2 address samples: {samples}\n",
         acknowledged.len()
@@ -798,7 +834,7 @@ async fn kill_leader(control: &tokio::sync::Mutex<Control>, log: &Shared<Log>) -
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     control.lock().await.restart(leader).await?;
-    fault(log, format!("restarted apiserver replica {leader}"));
+    step(log, format!("restarted apiserver replica {leader}"));
     Ok(())
 }
 
@@ -923,6 +959,17 @@ async fn catch_up(admin: &HttpsClient, latest: &Shared<Latest>) -> Result<()> {
     }
     // What is waiting in the merge is handed on by the flush.
     Ok(())
+}
+
+/// The message of a true `Failing` condition among `conditions`.
+fn failing_message(conditions: &Value) -> String {
+    conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Failing" && c["status"] == "True")
+        .map(|c| format!("Failing: {:?}", c["message"].as_str().unwrap_or_default()))
+        .unwrap_or_else(|| "not Failing".to_owned())
 }
 
 /// The ledger's sequence number in a policy's annotations.

@@ -147,6 +147,40 @@ impl Checker {
             .unwrap_or_default()
     }
 
+    /// The policies it checks, with what the suite expects of them.
+    pub fn expected(&self) -> &BTreeMap<String, Expected> {
+        &self.expected
+    }
+
+    /// A policy's true conditions (with their messages) and its
+    /// enactments' phases, for the report.
+    pub fn policy_summary(&self, name: &str) -> String {
+        let conditions: Vec<String> = self
+            .policies
+            .get(name)
+            .map(|p| {
+                p.conditions
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["status"] == "True")
+                    .map(|c| {
+                        format!(
+                            "{} ({})",
+                            c["type"].as_str().unwrap_or_default(),
+                            c["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut phases: BTreeMap<String, usize> = BTreeMap::new();
+        for enactment in self.enactments.values().filter(|e| e.policy == name) {
+            *phases.entry(format!("{:?}", enactment.phase)).or_default() += 1;
+        }
+        format!("{}; enactments {phases:?}", conditions.join(", "))
+    }
+
     /// The revisions (with annotations) at which policy `name` was seen.
     pub fn policy_history(&self, name: &str) -> &[(i64, Value)] {
         self.policy_history
