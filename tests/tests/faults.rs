@@ -569,18 +569,29 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
         let latest = latest.clone();
         let log = log.clone();
         async move {
-            for i in [5, 12, 20] {
-                let node = hollow_name(i);
-                let enactments = [format!("{node}.wave-a"), format!("{node}.wave-b")];
-                wait_for(
-                    &format!("{node} applying"),
-                    Duration::from_secs(120),
-                    || {
-                        let latest = lock(&latest);
-                        enactments.iter().any(|e| latest.applying(e))
-                    },
-                )
+            // Three wave nodes, one after another, each caught applying
+            // (its agent said so; the hollow apply takes a second).
+            let mut killed: Vec<String> = Vec::new();
+            for _ in 0..3 {
+                let mut node = String::new();
+                wait_for("a wave node applying", Duration::from_secs(120), || {
+                    let latest = lock(&latest);
+                    let found = (1..=HOLLOW_NODES)
+                        .filter(|i| hollow_group(*i) == "wave")
+                        .map(hollow_name)
+                        .filter(|n| !killed.contains(n))
+                        .find(|n| {
+                            latest.applying(&format!("{n}.wave-a"))
+                                || latest.applying(&format!("{n}.wave-b"))
+                        });
+                    if let Some(found) = found {
+                        node = found;
+                        return true;
+                    }
+                    false
+                })
                 .await?;
+                killed.push(node.clone());
                 lock(&agents).get_mut(&node).kill()?;
                 fault(
                     &log,
@@ -589,6 +600,8 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 lock(&agents).restart(&node)?;
                 step(&log, format!("restarted agent {node}"));
+                // Spread over the rollout.
+                tokio::time::sleep(Duration::from_secs(10)).await;
             }
             anyhow::Ok(())
         }
@@ -804,14 +817,15 @@ async fn sleep_until(at: Instant) {
     tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
 }
 
-/// Polls `check` every 100 ms; a bound for failing, not a measurement.
+/// Polls `check` every 20 ms (fault triggers must catch an apply in its
+/// stride); a bound for failing, not a measurement.
 async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + limit;
     while !check() {
         if Instant::now() > deadline {
             bail!("{what}: not within {limit:?}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }

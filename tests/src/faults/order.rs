@@ -118,3 +118,86 @@ impl Merger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(kind: Kind, revision: i64) -> Seen {
+        Seen::Event {
+            kind,
+            stream: 1,
+            kind_of_event: "MODIFIED".into(),
+            revision,
+            object: json!({}),
+        }
+    }
+
+    fn connected(kind: Kind) -> Seen {
+        Seen::Connected {
+            kind,
+            stream: 1,
+            from: 0,
+        }
+    }
+
+    fn revisions(seen: &[Seen]) -> Vec<i64> {
+        seen.iter().filter_map(revision).collect()
+    }
+
+    const HOLD: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn events_of_both_watches_come_out_in_revision_order_after_the_hold() {
+        let mut merger = Merger::new(&[Kind::Policy, Kind::Enactment], HOLD);
+        let start = Instant::now();
+        merger.push(connected(Kind::Policy), start);
+        merger.push(connected(Kind::Enactment), start);
+        merger.push(event(Kind::Policy, 5), start);
+        merger.push(event(Kind::Enactment, 3), start);
+        merger.push(event(Kind::Enactment, 7), start + HOLD);
+        assert_eq!(revisions(&merger.ready(start)), Vec::<i64>::new());
+        assert_eq!(revisions(&merger.ready(start + HOLD)), [3, 5]);
+        assert_eq!(revisions(&merger.ready(start + 2 * HOLD)), [7]);
+        assert_eq!(merger.late, 0);
+    }
+
+    #[test]
+    fn nothing_is_handed_on_while_a_watch_reconnects() {
+        let mut merger = Merger::new(&[Kind::Policy, Kind::Enactment], HOLD);
+        let start = Instant::now();
+        merger.push(connected(Kind::Policy), start);
+        merger.push(connected(Kind::Enactment), start);
+        merger.push(
+            Seen::Ended {
+                kind: Kind::Enactment,
+                stream: 1,
+                reason: "ended".into(),
+            },
+            start,
+        );
+        merger.push(event(Kind::Policy, 9), start);
+        let later = start + 10 * HOLD;
+        assert_eq!(revisions(&merger.ready(later)), Vec::<i64>::new());
+        // The enactment watch comes back and replays what it missed.
+        merger.push(connected(Kind::Enactment), later);
+        merger.push(event(Kind::Enactment, 8), later);
+        assert_eq!(revisions(&merger.ready(later + HOLD)), [8, 9]);
+        assert_eq!(merger.late, 0);
+    }
+
+    #[test]
+    fn an_event_older_than_one_handed_on_is_counted_late() {
+        let mut merger = Merger::new(&[Kind::Policy, Kind::Enactment], HOLD);
+        let start = Instant::now();
+        merger.push(event(Kind::Policy, 9), start);
+        assert_eq!(revisions(&merger.flush()), [9]);
+        merger.push(event(Kind::Enactment, 8), start);
+        assert_eq!(revisions(&merger.flush()), [8]);
+        assert_eq!(merger.late, 1);
+    }
+}
