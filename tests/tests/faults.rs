@@ -509,17 +509,19 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
         format!("policy uplink: edge-1's uplink eth0 gets {CUT_OFF_ADDRESS}/32"),
     );
 
-    // Edge-2 keeps its address the whole time.
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Edge-2 keeps its address the whole time; how often edge-1 loses its
+    // own is counted (each time is one cut-off of the node).
     let sampler = {
-        let node = lab.node(2).clone();
+        let (first, second) = (lab.node(1).clone(), lab.node(2).clone());
         let original = edge_addresses["edge-2"].clone();
         let log = log.clone();
         let sampling = sampling.clone();
         tokio::spawn(async move {
-            let mut samples = 0u64;
+            let (mut samples, mut cut_offs, mut was_cut_off) = (0u64, 0u64, false);
+            let cut_off = format!("{CUT_OFF_ADDRESS}/32");
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                match node.ipv4_addresses("eth0").await {
+                match second.ipv4_addresses("eth0").await {
                     Ok(addresses) if addresses == vec![original.clone()] => {}
                     Ok(addresses) => violation(
                         &log,
@@ -527,10 +529,18 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
                     ),
                     Err(error) => violation(&log, format!("reading edge-2's eth0: {error:#}")),
                 }
+                let is_cut_off = first
+                    .ipv4_addresses("eth0")
+                    .await
+                    .is_ok_and(|addresses| addresses.contains(&cut_off));
+                if is_cut_off && !was_cut_off {
+                    cut_offs += 1;
+                }
+                was_cut_off = is_cut_off;
                 samples += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            samples
+            (samples, cut_offs)
         })
     };
 
@@ -682,7 +692,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     let rollout_took = rollout_started.elapsed();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     ledger_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let samples = sampler.await?;
+    let (samples, cut_offs) = sampler.await?;
     let (acknowledged, unanswered) = ledger.await?;
     let caught_up = catch_up(&admin, &latest).await;
     for watch in &watches {
@@ -761,7 +771,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
         );
     }
     text += &format!(
-        "uplink: edge-1 {:?} {}; edge-2 {:?}\n",
+        "uplink: edge-1 {:?} {}, seen cut off {cut_offs} time(s); edge-2 {:?}\n",
         checker.phase("edge-1.uplink"),
         failing_message(&uplink),
         checker.phase("edge-2.uplink")
