@@ -841,17 +841,9 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 }
 
 async fn kill_leader(control: &tokio::sync::Mutex<Control>, log: &Shared<Log>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let leader = loop {
-        if let Some(leader) = control.lock().await.leader().await {
-            break leader;
-        }
-        if Instant::now() > deadline {
-            bail!("no replica leads the controller");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let leader = wait_for_leader(control).await?;
     control.lock().await.kill(leader)?;
+    let killed = Instant::now();
     fault(
         log,
         format!("SIGKILL apiserver replica {leader} (the controller's leader)"),
@@ -859,7 +851,29 @@ async fn kill_leader(control: &tokio::sync::Mutex<Control>, log: &Shared<Log>) -
     tokio::time::sleep(Duration::from_secs(2)).await;
     control.lock().await.restart(leader).await?;
     step(log, format!("restarted apiserver replica {leader}"));
+    let next = wait_for_leader(control).await?;
+    step(
+        log,
+        format!(
+            "replica {next} leads the controller, {:.1}s after the kill",
+            killed.elapsed().as_secs_f32()
+        ),
+    );
     Ok(())
+}
+
+/// The replica that leads the controller, once one does.
+async fn wait_for_leader(control: &tokio::sync::Mutex<Control>) -> Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(leader) = control.lock().await.leader().await {
+            return Ok(leader);
+        }
+        if Instant::now() > deadline {
+            bail!("no replica leads the controller");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until every node has reported a NodeNetworkState with `Ready`.
