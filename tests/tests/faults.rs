@@ -458,7 +458,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
             for seen in merger.flush() {
                 lock(&checker).apply(&seen);
             }
-            merger.late
+            (merger.late, merger.longest_reconnect, merger.most_waiting)
         })
     };
 
@@ -689,6 +689,8 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     } else {
         false
     };
+    // As the checker saw it then (before the final catch-up).
+    let unsettled = lock(&checker).unsettled();
     let rollout_took = rollout_started.elapsed();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     ledger_stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -699,7 +701,7 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
         watch.abort();
     }
     let _ = stop_checking.send(true);
-    let late = merger_task.await?;
+    let (late, longest_reconnect, most_waiting) = merger_task.await?;
 
     // The checks outside the checker.
     let mut checker = Arc::try_unwrap(checker)
@@ -711,7 +713,8 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     }
     if !settled {
         checker.violation(format!(
-            "the policies did not settle within {limit:?} of the last fault"
+            "the policies did not settle within {limit:?} of the last fault: {}",
+            unsettled.join("; ")
         ));
     }
     if let Err(error) = caught_up {
@@ -730,6 +733,13 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     if checker.phase("edge-1.uplink") != Some(EnactmentPhase::Failed) || !probe_reported {
         checker.violation(format!(
             "edge-1.uplink does not end Failing with the probe's failure: {uplink}"
+        ));
+    }
+    // docs/api.md: a probe failure is not retried, so the policy cuts
+    // edge-1 off once, not once per retry.
+    if cut_offs > 1 {
+        checker.violation(format!(
+            "edge-1 was cut off {cut_offs} times: a probe failure must not be retried"
         ));
     }
     for i in 1..=EDGE_NODES {
@@ -759,6 +769,11 @@ async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
     text += &format!(
         "events checked: {} (watch connections {:?}, re-lists {}, out of order {late})\n",
         report.events, report.connections, report.relists
+    );
+    text += &format!(
+        "watch ends: {:?}; longest reconnect {:.1}s; most events waiting for order {most_waiting}\n",
+        report.ends,
+        longest_reconnect.as_secs_f32()
     );
     text += &format!("most in flight per policy: {:?}\n", report.max_in_flight);
     text += "policies at the end:\n";

@@ -85,6 +85,8 @@ pub struct Report {
     pub connections: BTreeMap<String, u64>,
     /// Re-lists after `410 Gone`.
     pub relists: u64,
+    /// How watch connections ended, by reason.
+    pub ends: BTreeMap<String, u64>,
     /// The most enactments of each policy in flight at once.
     pub max_in_flight: BTreeMap<String, usize>,
     /// Violations found.
@@ -192,18 +194,34 @@ impl Checker {
     /// Whether every expected policy has settled: all its enactments exist
     /// and have ended, and the policy says what they justify.
     pub fn settled(&self) -> bool {
-        self.expected.iter().all(|(name, expected)| {
-            let all_ended = expected.nodes.iter().all(|node| {
-                self.enactments
-                    .get(&format!("{node}.{name}"))
-                    .is_some_and(|e| ended(e.phase))
-            });
-            all_ended
-                && self
-                    .policies
-                    .get(name)
-                    .is_some_and(|p| p.holds(self.justified(name, expected)))
-        })
+        self.unsettled().is_empty()
+    }
+
+    /// Why each policy that has not settled has not.
+    pub fn unsettled(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for (name, expected) in &self.expected {
+            let open: Vec<String> = expected
+                .nodes
+                .iter()
+                .filter_map(|node| {
+                    let enactment = format!("{node}.{name}");
+                    match self.enactments.get(&enactment).map(|e| e.phase) {
+                        Some(phase) if ended(phase) => None,
+                        phase => Some(format!("{node} {phase:?}")),
+                    }
+                })
+                .collect();
+            let justified = self.justified(name, expected);
+            let holds = self.policies.get(name).is_some_and(|p| p.holds(justified));
+            if !open.is_empty() || !holds {
+                reasons.push(format!(
+                    "{name}: not {justified} yet; open: [{}]",
+                    open.join(", ")
+                ));
+            }
+        }
+        reasons
     }
 
     /// The condition the policy's enactments justify: `Ignored` without
@@ -277,7 +295,9 @@ impl Checker {
                     Kind::Policy => self.policy_event(kind_of_event, *revision, object),
                 }
             }
-            Seen::Ended { .. } => {}
+            Seen::Ended { reason, .. } => {
+                *self.report.ends.entry(reason.clone()).or_default() += 1;
+            }
         }
     }
 

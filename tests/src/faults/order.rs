@@ -5,8 +5,10 @@
 //! Both watches are served from the same store revisions, and each
 //! delivers in order; an event is handed on once it is the oldest one
 //! waiting and has waited `hold` (long enough for the other watch's older
-//! events, if any, to have arrived), and never while a watch is
-//! reconnecting (it will replay what it missed, older events first).
+//! events, if any, to have arrived), and never while another watch is
+//! reconnecting (it will replay what it missed, older events first)
+//! unless that watch has listed again at a revision no older (after
+//! `410 Gone`: its list stands for the state from then on).
 //! [`Merger::flush`] hands on everything, at the end. An event that still
 //! arrives older than one already handed on is counted in
 //! [`Merger::late`]: it says the order was not exact (the report shows it).
@@ -27,6 +29,12 @@ pub struct Merger {
     handed_on: i64,
     /// Events that arrived after a newer one had been handed on.
     pub late: u64,
+    /// Since when each disconnected watch has been reconnecting.
+    disconnected_since: BTreeMap<Kind, Instant>,
+    /// The longest time a watch took to reconnect.
+    pub longest_reconnect: Duration,
+    /// The most events waiting at once.
+    pub most_waiting: usize,
 }
 
 fn revision(seen: &Seen) -> Option<i64> {
@@ -45,13 +53,29 @@ impl Merger {
             hold,
             handed_on: 0,
             late: 0,
+            disconnected_since: BTreeMap::new(),
+            longest_reconnect: Duration::ZERO,
+            most_waiting: 0,
         }
     }
 
     /// Takes what a watch saw.
     pub fn push(&mut self, seen: Seen, now: Instant) {
         let kind = seen.kind();
+        match &seen {
+            Seen::Ended { .. } => {
+                self.disconnected_since.entry(kind).or_insert(now);
+            }
+            Seen::Connected { .. } => {
+                if let Some(since) = self.disconnected_since.remove(&kind) {
+                    self.longest_reconnect = self.longest_reconnect.max(now - since);
+                }
+            }
+            _ => {}
+        }
         self.queues.entry(kind).or_default().push_back((now, seen));
+        let waiting = self.queues.values().map(VecDeque::len).sum();
+        self.most_waiting = self.most_waiting.max(waiting);
     }
 
     /// Everything that may be handed on at `now`, in order.
@@ -102,9 +126,18 @@ impl Merger {
                 return out;
             };
             if let Some(now) = now {
-                let all_connected = self.connected.values().all(|c| *c);
-                let is_list = matches!(self.queues[&kind].front(), Some((_, Seen::Listed { .. })));
-                if !(all_connected || is_list) || now.duration_since(arrived) < self.hold {
+                // Every other watch must be live, or about to hand on a
+                // list no older than this event (its state from then on).
+                let others_caught_up = self
+                    .queues
+                    .iter()
+                    .filter(|(other, _)| **other != kind)
+                    .all(|(other, queue)| {
+                        self.connected.get(other).copied().unwrap_or(false)
+                            || matches!(queue.front(),
+                                Some((_, Seen::Listed { revision: listed, .. })) if *listed >= revision)
+                    });
+                if !others_caught_up || now.duration_since(arrived) < self.hold {
                     return out;
                 }
             }
@@ -187,6 +220,32 @@ mod tests {
         merger.push(connected(Kind::Enactment), later);
         merger.push(event(Kind::Enactment, 8), later);
         assert_eq!(revisions(&merger.ready(later + HOLD)), [8, 9]);
+        assert_eq!(merger.late, 0);
+    }
+
+    #[test]
+    fn a_watch_that_lists_again_does_not_hold_the_other_back() {
+        let mut merger = Merger::new(&[Kind::Policy, Kind::Enactment], HOLD);
+        let start = Instant::now();
+        merger.push(connected(Kind::Policy), start);
+        merger.push(connected(Kind::Enactment), start);
+        let ended = Seen::Ended {
+            kind: Kind::Enactment,
+            stream: 1,
+            reason: "410 Gone".into(),
+        };
+        merger.push(ended, start);
+        let listed = Seen::Listed {
+            kind: Kind::Enactment,
+            revision: 10,
+            objects: Vec::new(),
+        };
+        merger.push(listed, start);
+        merger.push(connected(Kind::Enactment), start);
+        merger.push(event(Kind::Enactment, 11), start);
+        merger.push(event(Kind::Policy, 9), start);
+        merger.push(event(Kind::Policy, 12), start);
+        assert_eq!(revisions(&merger.ready(start + HOLD)), [9, 10, 11, 12]);
         assert_eq!(merger.late, 0);
     }
 
