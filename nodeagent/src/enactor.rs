@@ -19,25 +19,30 @@
 //!      after a back-off (1 s doubling to 30 s); after the fifth retry
 //!      `Failing`/`FailedToConfigure` with the error's message;
 //!    - a probe failed after the apply (the node lost its gateway, its name
-//!      servers or the API server, each of which answered before): write
-//!      `Failing`/`FailedToConfigure` with the probe's message at once and
-//!      never retry that generation. The state that cut the node off would
-//!      cut it off again, each time for the whole probe timeout; a new
-//!      policy generation, or deleting the enactment (the controller makes
-//!      it anew), is the way to try again.
+//!      servers or the API server, each of which answered before) and the
+//!      probes pass again once the change is rolled back: the new state
+//!      cut the node off. Write `Failing`/`FailedToConfigure` with the
+//!      probe's message at once and never retry that generation: the same
+//!      state would cut the node off again, each time for the whole probe
+//!      timeout. A new policy generation, or deleting the enactment (the
+//!      controller makes it anew), is the way to try again;
+//!    - a probe failed and still fails after the rollback: the node lost
+//!      connectivity for another reason (a link went down in the middle of
+//!      the apply). That is retried like an apply failure.
 //!
 //! Every status write re-reads the enactment and writes only if its
 //! `policyGeneration` is still the one being applied, with the read
-//! `resourceVersion` (a conflict re-reads). The agent writes only the
-//! `/status` subresource.
+//! `resourceVersion` (a conflict re-reads). A write that fails for want of
+//! the API server is tried again until it goes through or the agent stops:
+//! the end of an apply is always reported (the enactment holds its
+//! rollout slot until it is). The agent writes only the `/status`
+//! subresource.
 //!
 //! Its decisions are pure functions, table-tested: [`begin_apply`] (is the
 //! enactment still to be applied; mark it), [`record_outcome`] (the
-//! conditions and `retryCount` an apply's end writes, and what comes next)
-//! and [`after_failure`] (the retry rule). A probe failure
-//! that could not be written (the node is still cut off after the rollback)
-//! is remembered, so a re-delivered enactment of that generation is
-//! reported failed instead of applied again.
+//! conditions and `retryCount` an apply's end writes, and what comes next),
+//! [`after_failure`] (the retry rule) and `classify_probe_failure` (whose
+//! fault a probe failure is).
 
 use std::{
     collections::HashSet,
@@ -218,10 +223,13 @@ pub struct Enactor {
     probes: Arc<Vec<Box<dyn Probe>>>,
     metrics: Metrics,
     applied: Arc<Notify>,
-    /// Probe failures not yet written (the node was still cut off): the
-    /// work item and its `Failing` message.
-    unreported: Mutex<Option<(Work, String)>>,
+    /// Turns true when the agent stops (set by [`Enactor::run`]).
+    stopping: Option<watch::Receiver<bool>>,
 }
+
+/// The longest pause between two tries of a status write that failed for
+/// want of the API server.
+const WRITE_RETRY_CAP: Duration = Duration::from_secs(5);
 
 impl Enactor {
     /// An enactor for `config.node_name`.
@@ -240,7 +248,7 @@ impl Enactor {
             probes: Arc::new(probes),
             metrics,
             applied,
-            unreported: Mutex::new(None),
+            stopping: None,
         }
     }
 
@@ -256,7 +264,10 @@ impl Enactor {
         let (queue, mut work) = mpsc::unbounded_channel::<Work>();
         // Queued or being applied; an entry leaves when its apply ends.
         let queued: Arc<Mutex<HashSet<Work>>> = Arc::default();
-        let enactor = Arc::new(self);
+        let enactor = Arc::new(Self {
+            stopping: Some(shutdown.clone()),
+            ..self
+        });
         let worker = {
             let enactor = Arc::clone(&enactor);
             let queued = Arc::clone(&queued);
@@ -321,18 +332,6 @@ impl Enactor {
     /// Applies generation `generation` of enactment `name` until it
     /// succeeds, fails for good, goes stale, or the agent stops.
     async fn enact(&self, name: &str, generation: i64, shutdown: watch::Receiver<bool>) {
-        if let Some(message) = self.take_unreported(name, generation) {
-            tracing::info!(enactment = %name, "reporting an earlier probe failure instead of applying again");
-            let written = self
-                .write(name, generation, |status, now| {
-                    set_enactment_failed_to_configure(&mut status.conditions, &message, now);
-                })
-                .await;
-            if !written {
-                self.remember_unreported(name, generation, message);
-            }
-            return;
-        }
         loop {
             let Some(desired) = self.start(name, generation).await else {
                 return;
@@ -371,13 +370,6 @@ impl Enactor {
                 })
                 .await;
             if !written {
-                if let Outcome::Failed {
-                    kind: FailureKind::Probe,
-                    message,
-                } = outcome
-                {
-                    self.remember_unreported(name, generation, message);
-                }
                 return;
             }
             let Next::RetryAfter(delay) = next else {
@@ -389,29 +381,6 @@ impl Enactor {
                 // Stopping during the back-off: the status says Retrying, and
                 // the next run of the agent picks the enactment up again.
                 _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-        }
-    }
-
-    fn remember_unreported(&self, name: &str, generation: i64, message: String) {
-        tracing::warn!(enactment = %name, "the probe failure could not be written yet; it will be reported, not applied again");
-        *self
-            .unreported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(((name.to_owned(), generation), message));
-    }
-
-    fn take_unreported(&self, name: &str, generation: i64) -> Option<String> {
-        let mut unreported = self
-            .unreported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match unreported.take() {
-            Some((work, message)) if work.0 == name && work.1 == generation => Some(message),
-            other => {
-                *unreported = other;
-                None
             }
         }
     }
@@ -478,9 +447,17 @@ impl Enactor {
                     (ApplyError::Failed(message), Ok(())) => Err(failed(format!(
                         "rolling back desired state configuration: {message}"
                     ))),
-                    (ApplyError::ProbeFailed(message), Ok(())) => Err(ApplyError::ProbeFailed(
-                        format!("rolling back desired state configuration: {message}"),
-                    )),
+                    (ApplyError::ProbeFailed(message), Ok(())) => {
+                        // Whose fault: probes that pass again on the rolled
+                        // back state blame the new state; probes that still
+                        // fail mean the node lost its connectivity for
+                        // another reason (a link went down mid-apply).
+                        let again = match self.backend.retrieve().await {
+                            Ok(now) => probe::run_all(&self.probes, &applicable, &now).await.err(),
+                            Err(error) => Some(error.to_string()),
+                        };
+                        Err(classify_probe_failure(&message, again.as_deref()))
+                    }
                     (
                         ApplyError::Failed(message) | ApplyError::ProbeFailed(message),
                         Err(rollback),
@@ -493,17 +470,35 @@ impl Enactor {
         }
     }
 
+    /// Waits `delay`; false when the agent is stopping meanwhile.
+    async fn pause(&self, delay: Duration) -> bool {
+        let Some(mut stopping) = self.stopping.clone() else {
+            tokio::time::sleep(delay).await;
+            return true;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = stopping.wait_for(|stop| *stop) => false,
+        }
+    }
+
     /// Updates the status of enactment `name` with `update` if its
     /// `policyGeneration` is still `generation`; returns whether it wrote.
-    /// A conflict re-reads and retries; other API errors are retried after
-    /// a pause, a few times.
+    /// A conflict re-reads and retries; other API errors (the node cannot
+    /// reach the API server) are retried after a pause (at most
+    /// [`WRITE_RETRY_CAP`]) until the write goes through or the agent
+    /// stops: an apply's end must be reported, or the enactment would stay
+    /// in flight with nobody to apply it again.
     async fn write(
         &self,
         name: &str,
         generation: i64,
         mut update: impl FnMut(&mut NodeNetworkConfigurationEnactmentStatus, &Time),
     ) -> bool {
-        for attempt in 0..10u32 {
+        let retry_delay = |attempt: u32| {
+            (Duration::from_millis(500) * attempt.saturating_add(1)).min(WRITE_RETRY_CAP)
+        };
+        for attempt in 0u32.. {
             let mut object = match self.api.get_opt(name).await {
                 Ok(Some(object)) => object,
                 Ok(None) => {
@@ -512,7 +507,9 @@ impl Enactor {
                 }
                 Err(error) => {
                     tracing::warn!(enactment = %name, %error, "reading the enactment failed");
-                    tokio::time::sleep(Duration::from_millis(500) * (attempt + 1)).await;
+                    if !self.pause(retry_delay(attempt)).await {
+                        return false;
+                    }
                     continue;
                 }
             };
@@ -537,7 +534,9 @@ impl Enactor {
                 Err(error) if client::is_not_found(&error) => return false,
                 Err(error) => {
                     tracing::warn!(enactment = %name, %error, "writing the enactment status failed");
-                    tokio::time::sleep(Duration::from_millis(500) * (attempt + 1)).await;
+                    if !self.pause(retry_delay(attempt)).await {
+                        return false;
+                    }
                 }
             }
         }
@@ -552,6 +551,24 @@ fn ready_to_apply(status: &NodeNetworkConfigurationEnactmentStatus) -> Option<i6
         return None;
     }
     status.policy_generation
+}
+
+/// The error of a probe failure after a successful rollback, given what
+/// the probes said once more on the rolled-back state (`None`: they pass).
+/// Passing again blames the new state: a probe failure, not retried. Still
+/// failing means the node lost connectivity for another reason: an apply
+/// failure, retried by the usual rule (and while the node cannot report,
+/// the enactment stays in flight and is applied again once it can).
+fn classify_probe_failure(message: &str, after_rollback: Option<&str>) -> ApplyError {
+    match after_rollback {
+        None => ApplyError::ProbeFailed(format!(
+            "rolling back desired state configuration: {message}"
+        )),
+        Some(again) => ApplyError::Failed(format!(
+            "rolling back desired state configuration: {message}; after the rollback {again}: \
+             the node lost connectivity, not only through the new state"
+        )),
+    }
 }
 
 #[derive(Debug)]
@@ -601,6 +618,35 @@ mod tests {
                 decision,
                 "{kind:?} {failures}"
             );
+        }
+    }
+
+    #[test]
+    fn a_probe_failure_is_the_new_states_only_if_the_rollback_cures_it() {
+        let cases = [
+            (
+                None,
+                true,
+                "rolling back desired state configuration: probe gateway failed",
+            ),
+            (
+                Some("probe gateway failed: no answer"),
+                false,
+                "rolling back desired state configuration: probe gateway failed; after the rollback probe gateway failed: no answer: the node lost connectivity, not only through the new state",
+            ),
+        ];
+        for (after_rollback, blames_the_state, expected) in cases {
+            match classify_probe_failure("probe gateway failed", after_rollback) {
+                ApplyError::ProbeFailed(message) => {
+                    assert!(blames_the_state, "{message}");
+                    assert_eq!(message, expected);
+                }
+                ApplyError::Failed(message) => {
+                    assert!(!blames_the_state, "{message}");
+                    assert_eq!(message, expected);
+                }
+                ApplyError::Interrupted => panic!("interrupted"),
+            }
         }
     }
 

@@ -104,9 +104,10 @@ impl hyper::body::Body for Pieces {
 /// unfinished request body resets the stream, and the reset goes out
 /// before (or instead of) the queued answer: clients such as curl then
 /// report "Stream error in the HTTP/2 framing layer" instead of the
-/// `Status`. So the rest of an HTTP/2 body is read and discarded after the
-/// answer, up to a bound ([`drain`]); over HTTP/1.1 hyper itself drains or
-/// closes the connection after the answer.
+/// `Status`. Over HTTP/1.1, closing the connection with the body unread
+/// makes the client's send fail ("Broken pipe") before it reads the
+/// answer. So the rest of the body is read and discarded after the answer,
+/// up to a bound ([`drain`]), over both.
 #[derive(Debug)]
 pub struct RequestBody {
     body: Option<Incoming>,
@@ -161,14 +162,14 @@ impl Drop for RequestBody {
     }
 }
 
-/// How much of an HTTP/2 request body a handler left unread is read and
-/// thrown away after the answer (see [`RequestBody`]), and for how long.
+/// How much of a request body a handler left unread is read and thrown
+/// away after the answer (see [`RequestBody`]), and for how long.
 const DRAIN_LIMIT: usize = 16 << 20;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads and discards the rest of an HTTP/2 request body the handler did
-/// not read, within [`DRAIN_LIMIT`] and [`DRAIN_TIMEOUT`]; beyond them the
-/// stream is reset (by then the answer has long been sent).
+/// Reads and discards the rest of a request body the handler did not read,
+/// within [`DRAIN_LIMIT`] and [`DRAIN_TIMEOUT`]; beyond them the stream is
+/// reset or the connection closed (by then the answer has long been sent).
 async fn drain(mut body: Incoming) {
     let mut left = DRAIN_LIMIT;
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -369,7 +370,6 @@ async fn accept_loop(
                 // a request runs, not on each idle or watching connection.
                 Box::pin(async move {
                     let (parts, body) = request.into_parts();
-                    let http2 = parts.version == http::Version::HTTP_2;
                     let (body, unread) = RequestBody::new(body);
                     let request = Request::from_parts(parts, body);
                     // A bug must cost one request a 500, not the connection:
@@ -382,9 +382,7 @@ async fn accept_loop(
                                 status::internal("request handler panicked").into_response()
                             });
                     let unread = unread.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some(unread) = unread
-                        && http2
-                    {
+                    if let Some(unread) = unread {
                         tokio::spawn(drain(unread));
                     }
                     Ok::<_, Infallible>(response)
