@@ -443,9 +443,14 @@ impl Args {
                 .or_else(|| in_cluster.clone().map(ClusterAccess::InCluster))
         };
 
+        let authentication = access(self.authentication_kubeconfig);
+        let authorization = access(self.authorization_kubeconfig);
+        // With a cluster, its Node objects are the nodes and their labels.
+        let nodes = authorization.clone().or_else(|| authentication.clone());
+
         Ok(Config {
-            authentication: access(self.authentication_kubeconfig),
-            authorization: access(self.authorization_kubeconfig),
+            authentication,
+            authorization,
             data_dir: self.data_dir,
             listen: SocketAddr::new(self.bind_address, self.secure_port),
             storage,
@@ -463,6 +468,7 @@ impl Args {
                 .controller
                 .then(|| crate::controller::ControllerConfig {
                     heartbeat_grace: self.node_heartbeat_grace_period,
+                    nodes,
                     ..Default::default()
                 }),
         })

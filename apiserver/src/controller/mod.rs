@@ -21,6 +21,7 @@
 //!
 //! [`Store::elect`]: crate::storage::Store::elect
 
+pub mod nodes;
 pub mod plan;
 
 use std::{
@@ -46,7 +47,11 @@ use crate::{
     storage::{self, Revision, object_key},
 };
 
-use self::plan::{Action, Existing, Node, Plan, Policy};
+use self::{
+    nodes::NodeLabels,
+    plan::{Action, Existing, Node, Plan, Policy},
+};
+use tokio::sync::watch;
 
 /// The election the controller replicas campaign in.
 pub const ELECTION: &str = "policy-controller";
@@ -66,6 +71,11 @@ pub struct ControllerConfig {
     pub debounce: Duration,
     /// Writes in flight at once.
     pub write_concurrency: usize,
+    /// The kube-apiserver whose Node objects are the nodes (their labels
+    /// select them), when the server runs in a cluster; `None`: the
+    /// NodeNetworkState objects are the nodes and their labels select them
+    /// (standalone).
+    pub nodes: Option<crate::auth::cluster::ClusterAccess>,
 }
 
 impl Default for ControllerConfig {
@@ -76,6 +86,7 @@ impl Default for ControllerConfig {
             resync: Duration::from_secs(30),
             debounce: Duration::from_millis(50),
             write_concurrency: 16,
+            nodes: None,
         }
     }
 }
@@ -84,8 +95,29 @@ impl Default for ControllerConfig {
 /// down.
 pub fn start(state: Arc<AppState>, config: ControllerConfig) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let cluster_nodes = match &config.nodes {
+            None => None,
+            Some(access) => {
+                let shutdown = {
+                    let state = state.clone();
+                    async move { state.shutdown_requested().await }
+                };
+                match nodes::watch_nodes(access, shutdown) {
+                    Ok(receiver) => {
+                        tracing::info!(%access, "policy controller: nodes and their labels are the cluster's Node objects");
+                        Some(receiver)
+                    }
+                    Err(error) => {
+                        // Selecting by labels the nodes set themselves
+                        // would be worse than not acting.
+                        tracing::error!(%error, "policy controller: cannot reach the cluster's Nodes; not running");
+                        return;
+                    }
+                }
+            }
+        };
         tokio::select! {
-            () = lead(&state, &config) => {}
+            () = lead(&state, &config, cluster_nodes.as_ref()) => {}
             () = state.shutdown_requested() => {}
         }
     })
@@ -93,7 +125,11 @@ pub fn start(state: Arc<AppState>, config: ControllerConfig) -> tokio::task::Joi
 
 /// Campaigns, and while leading runs the reconcile loop; campaigns again
 /// when leadership is lost.
-async fn lead(state: &Arc<AppState>, config: &ControllerConfig) {
+async fn lead(
+    state: &Arc<AppState>,
+    config: &ControllerConfig,
+    cluster_nodes: Option<&watch::Receiver<Option<NodeLabels>>>,
+) {
     loop {
         let mut leadership = match state.store.elect(ELECTION, &config.identity).await {
             Ok(leadership) => leadership,
@@ -110,7 +146,7 @@ async fn lead(state: &Arc<AppState>, config: &ControllerConfig) {
                 tracing::warn!("policy controller: leadership lost");
                 false
             }
-            () = run_while_leading(state, config) => false,
+            () = run_while_leading(state, config, cluster_nodes) => false,
             () = state.shutdown_requested() => true,
         };
         state.metrics.set_controller_leader(false);
@@ -124,9 +160,14 @@ async fn lead(state: &Arc<AppState>, config: &ControllerConfig) {
 
 /// Runs the loop, starting it over after errors (a watch that fell too far
 /// behind, a cache restarting).
-async fn run_while_leading(state: &Arc<AppState>, config: &ControllerConfig) {
+async fn run_while_leading(
+    state: &Arc<AppState>,
+    config: &ControllerConfig,
+    cluster_nodes: Option<&watch::Receiver<Option<NodeLabels>>>,
+) {
     loop {
-        if let Err(error) = Reconciler::new(state.clone(), config.clone()).run().await {
+        let reconciler = Reconciler::new(state.clone(), config.clone());
+        if let Err(error) = reconciler.run(cluster_nodes.cloned()).await {
             tracing::warn!(%error, "policy controller: restarting its loop");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -140,6 +181,8 @@ enum LoopError {
     Cache(String),
     #[error("store: {0}")]
     Store(#[from] storage::Error),
+    #[error("the cluster's Node list stopped")]
+    NodesStopped,
 }
 
 /// What about a node matters for selection and release.
@@ -180,6 +223,9 @@ struct Reconciler {
     all_dirty: bool,
     /// What was last seen of each node.
     nodes: HashMap<String, NodeKey>,
+    /// With a cluster, its Nodes' labels (the only labels that select);
+    /// `None` standalone.
+    cluster_labels: Option<NodeLabels>,
     /// The highest revision the controller wrote (or lost a race at): the
     /// next batch waits for the caches to reach it.
     written: Revision,
@@ -193,6 +239,7 @@ impl Reconciler {
             dirty: BTreeSet::new(),
             all_dirty: true,
             nodes: HashMap::new(),
+            cluster_labels: None,
             written: 0,
         }
     }
@@ -206,7 +253,20 @@ impl Reconciler {
         Ok(watcher)
     }
 
-    async fn run(mut self) -> Result<(), LoopError> {
+    async fn run(
+        mut self,
+        mut cluster_nodes: Option<watch::Receiver<Option<NodeLabels>>>,
+    ) -> Result<(), LoopError> {
+        if let Some(receiver) = &mut cluster_nodes {
+            // Nothing is selected before the Nodes were read: an empty
+            // registry would take every enactment away.
+            let labels = receiver
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| LoopError::NodesStopped)?
+                .clone();
+            self.cluster_labels = labels;
+        }
         self.wait_for_caches().await?;
         let mut policies = self.watch(ResourceKind::NodeNetworkConfigurationPolicy)?;
         let mut states = self.watch(ResourceKind::NodeNetworkState)?;
@@ -242,6 +302,10 @@ impl Reconciler {
                 event = states.next() => {
                     let event = event.map_err(|end| LoopError::Cache(format!("{end:?}")))?;
                     self.node_event(&event);
+                }
+                changed = node_labels_changed(cluster_nodes.as_mut()) => {
+                    self.cluster_labels = changed?;
+                    self.all_dirty = true;
                 }
                 _ = resync.tick() => self.all_dirty = true,
                 () = tokio::time::sleep(self.config.debounce), if pending => {
@@ -313,9 +377,17 @@ impl Reconciler {
 
         let now = time_now();
         let grace = i64::try_from(self.config.heartbeat_grace.as_secs()).unwrap_or(i64::MAX);
+        let cluster_labels = self.cluster_labels.clone();
         let nodes: Vec<Node<'_>> = states
             .iter()
-            .map(|object| node_of(object, &now, grace))
+            .filter_map(|object| {
+                let labels = match &cluster_labels {
+                    None => &object.labels,
+                    // A state without a Node is no node of the cluster.
+                    Some(cluster) => cluster.get(&object.name)?,
+                };
+                Some(node_of(object, labels, &now, grace))
+            })
             .collect();
         let mut by_policy: HashMap<&str, Vec<&Arc<CachedObject>>> = HashMap::new();
         for enactment in &enactments {
@@ -435,8 +507,13 @@ impl Reconciler {
     }
 }
 
-/// A node from its NodeNetworkState.
-fn node_of<'a>(object: &'a CachedObject, now: &Time, grace_seconds: i64) -> Node<'a> {
+/// A node from its NodeNetworkState, with the labels that select it.
+fn node_of<'a>(
+    object: &'a CachedObject,
+    labels: &'a BTreeMap<String, String>,
+    now: &Time,
+    grace_seconds: i64,
+) -> Node<'a> {
     let status = object.summary().get("status");
     let alive = status
         .and_then(|status| status.get("conditions"))
@@ -450,10 +527,24 @@ fn node_of<'a>(object: &'a CachedObject, now: &Time, grace_seconds: i64) -> Node
         });
     Node {
         name: &object.name,
-        labels: &object.labels,
+        labels,
         alive,
         current_state: object.current_state(),
     }
+}
+
+/// The cluster's Node labels once they changed; never without a cluster.
+async fn node_labels_changed(
+    receiver: Option<&mut watch::Receiver<Option<NodeLabels>>>,
+) -> Result<Option<NodeLabels>, LoopError> {
+    let Some(receiver) = receiver else {
+        return std::future::pending().await;
+    };
+    receiver
+        .changed()
+        .await
+        .map_err(|_| LoopError::NodesStopped)?;
+    Ok(receiver.borrow_and_update().clone())
 }
 
 /// An enactment from the cache, if it is one the controller can read.
