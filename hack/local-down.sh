@@ -36,10 +36,14 @@ stop_recorded() {
   rm -f "$file"
 }
 
-# Agents first (they talk to the apiserver), then the forward and the
-# apiserver, then the namespaces.
+# Agents first (they talk to the apiservers), then nmstate-apiserver, then
+# (with --kube) kube-controller-manager, kube-apiserver and etcd, then the
+# forward and anything else recorded, then the namespaces.
 if [[ -d $state_dir/pids ]]; then
   for file in "$state_dir"/pids/agent-*; do [[ -e $file ]] && stop_recorded "$file"; done
+  for name in apiserver kube-controller-manager kube-apiserver etcd; do
+    [[ -e $state_dir/pids/$name ]] && stop_recorded "$state_dir/pids/$name"
+  done
   for file in "$state_dir"/pids/*; do [[ -e $file ]] && stop_recorded "$file"; done
 fi
 if [[ -s $state_dir/nodes ]]; then
