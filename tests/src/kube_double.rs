@@ -10,7 +10,12 @@
 //!
 //! Its users: token `node-a-token` belongs to a service account bound to
 //! node a, `jane-token` to jane (group `dev`); every other token is
-//! unknown. Jane may get and list policies, nothing else.
+//! unknown. Jane may get and list policies, nothing else. It has one Node,
+//! `a` (the policy controller lists Nodes when it has a cluster).
+//!
+//! The acceptance suite runs against a real kube-apiserver
+//! (`tests/tests/aggregated.rs`); where the two disagree, this double was
+//! made to follow the real one.
 
 use std::{
     convert::Infallible,
@@ -31,6 +36,8 @@ pub const CONFIGMAP: &str =
     "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";
 /// TokenReview's path.
 pub const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// The Node list's path.
+pub const NODES: &str = "/api/v1/nodes";
 /// SubjectAccessReview's path.
 pub const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 
@@ -231,6 +238,13 @@ async fn answer(
                 }),
             ),
         },
+        ("GET", NODES) => json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                "items": [{"metadata": {"name": "a", "uid": "5f1e", "labels": {"kubernetes.io/hostname": "a"}}}],
+            }),
+        ),
         ("POST", TOKEN_REVIEWS) => json_response(StatusCode::CREATED, &token_review(&review)),
         ("POST", ACCESS_REVIEWS) => json_response(StatusCode::CREATED, &access_review(&review)),
         _ => json_response(
@@ -246,18 +260,29 @@ async fn answer(
 
 fn token_review(review: &Value) -> Value {
     let status = match review["spec"]["token"].as_str() {
+        // As kube-apiserver v1.34 answers for a token bound to a Pod on
+        // Node a: the pod's and node's names and uids and the token's id
+        // as extras, and system:authenticated among the groups.
         Some("node-a-token") => json!({
             "authenticated": true,
             "user": {
                 "username": "system:serviceaccount:nmstate:nmstate-agent",
                 "uid": "0c4a",
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:nmstate"],
-                "extra": {"authentication.kubernetes.io/node-name": ["a"]},
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:nmstate", "system:authenticated"],
+                "extra": {
+                    "authentication.kubernetes.io/credential-id": ["JTI=9d2f"],
+                    "authentication.kubernetes.io/node-name": ["a"],
+                    "authentication.kubernetes.io/node-uid": ["5f1e"],
+                    "authentication.kubernetes.io/pod-name": ["nmstate-agent-a"],
+                    "authentication.kubernetes.io/pod-uid": ["77b3"],
+                },
             },
+            "audiences": ["https://kubernetes.default.svc.cluster.local"],
         }),
         Some("jane-token") => json!({
             "authenticated": true,
-            "user": {"username": "jane", "groups": ["dev"]},
+            "user": {"username": "jane", "groups": ["dev", "system:authenticated"]},
+            "audiences": ["https://kubernetes.default.svc.cluster.local"],
         }),
         _ => json!({"authenticated": false, "error": "invalid bearer token"}),
     };

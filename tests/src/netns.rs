@@ -297,18 +297,62 @@ impl BackendDriver {
 
 /// A cluster started by `hack/local-up.sh --backend nm --no-build` (the
 /// apiserver in a hub namespace, namespace nodes with NetworkManager and
-/// the real agent), stopped with SIGTERM when dropped; `hack/local-down.sh`
-/// then runs once more as a backstop.
+/// the real agent; with [`LocalUp::start_kube`] behind a real
+/// kube-apiserver), stopped with SIGTERM when dropped;
+/// `hack/local-down.sh` then runs once more as a backstop.
 #[derive(Debug)]
 pub struct LocalUp {
     child: std::process::Child,
     state_dir: tempfile::TempDir,
+    kube: bool,
+}
+
+/// Where `hack/build-kube-apiserver.sh` put kube-apiserver, building it
+/// first when it is not cached (minutes on 2 cores). An error says why the
+/// build failed (no Go, no module proxy, a compile error).
+pub fn kube_apiserver() -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/build-kube-apiserver.sh");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .context("running hack/build-kube-apiserver.sh")?;
+    if !output.status.success() {
+        bail!(
+            "hack/build-kube-apiserver.sh failed ({}): the suite through a real kube-apiserver cannot run\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let path = PathBuf::from(String::from_utf8(output.stdout)?.trim());
+    if !path.is_file() {
+        bail!(
+            "hack/build-kube-apiserver.sh named {}, which is no file",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 impl LocalUp {
     /// Starts `nodes` nodes; `agent_args` go to every agent. The binaries
     /// must be built (`cargo build -p nmstate-apiserver -p nmstate-agent`).
     pub async fn start(nodes: usize, agent_args: &[&str]) -> Result<Self> {
+        Self::start_with(nodes, agent_args, None).await
+    }
+
+    /// Starts `nodes` nodes behind a real kube-apiserver (`local-up.sh
+    /// --kube`), building kube-apiserver first if it is not cached.
+    pub async fn start_kube(nodes: usize, agent_args: &[&str]) -> Result<Self> {
+        let kube_apiserver = tokio::task::spawn_blocking(kube_apiserver).await??;
+        Self::start_with(nodes, agent_args, Some(&kube_apiserver)).await
+    }
+
+    async fn start_with(
+        nodes: usize,
+        agent_args: &[&str],
+        kube_apiserver: Option<&Path>,
+    ) -> Result<Self> {
         let state_dir = tempfile::Builder::new().prefix("nmst-local-up").tempdir()?;
         let log = std::fs::File::create(state_dir.path().join("local-up.log"))?;
         let mut command = std::process::Command::new("bash");
@@ -323,6 +367,9 @@ impl LocalUp {
             ])
             .arg("--state-dir")
             .arg(state_dir.path());
+        if let Some(kube_apiserver) = kube_apiserver {
+            command.arg("--kube").env("KUBE_APISERVER", kube_apiserver);
+        }
         for arg in agent_args {
             command.arg(format!("--agent-arg={arg}"));
         }
@@ -332,7 +379,11 @@ impl LocalUp {
             .stderr(log)
             .spawn()
             .context("starting hack/local-up.sh")?;
-        let mut cluster = Self { child, state_dir };
+        let mut cluster = Self {
+            child,
+            state_dir,
+            kube: kube_apiserver.is_some(),
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
             if cluster.log().contains("export KUBECONFIG=") {
@@ -351,6 +402,54 @@ impl LocalUp {
     /// `DIR/admin.kubeconfig` (through the loopback forward).
     pub fn admin_kubeconfig(&self) -> PathBuf {
         self.state_dir.path().join("admin.kubeconfig")
+    }
+
+    /// local-up's state directory.
+    pub fn state_dir(&self) -> &Path {
+        self.state_dir.path()
+    }
+
+    /// A file of the cluster's PKI (`--kube` only): `ca.crt` (what
+    /// kube-apiserver's serving certificate chains to), `admin.crt`,
+    /// `admin.key` (a `system:masters` client), ...
+    pub fn pki(&self, file: &str) -> PathBuf {
+        self.state_dir.path().join("pki").join(file)
+    }
+
+    /// The hub namespace, where the servers listen.
+    pub fn hub(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.state_dir.path().join("hub"))?
+            .trim()
+            .to_owned())
+    }
+
+    /// The URL the admin kubeconfig names (through the loopback forward).
+    pub fn server_url(&self) -> Result<String> {
+        let kubeconfig = std::fs::read_to_string(self.admin_kubeconfig())?;
+        kubeconfig
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("server: "))
+            .map(str::to_owned)
+            .context("no server in the admin kubeconfig")
+    }
+
+    /// Node `i`'s agent kubeconfig (with `--kube` its bound
+    /// service-account token), rewritten to reach the API from the host
+    /// through the forward: `DIR/kubeconfigs/node-i.host.kubeconfig`.
+    pub fn node_kubeconfig_on_host(&self, i: usize) -> Result<PathBuf> {
+        let dir = self.state_dir.path().join("kubeconfigs");
+        let text = std::fs::read_to_string(dir.join(format!("node-{i}.kubeconfig")))?;
+        let server = self.server_url()?;
+        let text: Vec<String> = text
+            .lines()
+            .map(|line| match line.trim_start().strip_prefix("server: ") {
+                Some(_) => format!("    server: {server}"),
+                None => line.to_owned(),
+            })
+            .collect();
+        let path = dir.join(format!("node-{i}.host.kubeconfig"));
+        std::fs::write(&path, text.join("\n") + "\n")?;
+        Ok(path)
     }
 
     /// local-up's own output.
@@ -415,10 +514,15 @@ impl LocalUp {
             .args(["--node-name", &format!("node-{i}"), "--backend", "nm"])
             .arg("--kubeconfig")
             .arg(dir.join(format!("kubeconfigs/node-{i}.kubeconfig")))
-            .args([
-                "--node-labels",
-                &format!("kubernetes.io/hostname=node-{i},node-role.kubernetes.io/worker="),
-            ])
+            // Behind kube-apiserver the labels come from the Node object.
+            .args(if self.kube {
+                Vec::new()
+            } else {
+                vec![
+                    "--node-labels".to_owned(),
+                    format!("kubernetes.io/hostname=node-{i},node-role.kubernetes.io/worker="),
+                ]
+            })
             .args(agent_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
