@@ -284,7 +284,8 @@ fn token_review(review: &Value) -> Value {
             "user": {"username": "jane", "groups": ["dev", "system:authenticated"]},
             "audiences": ["https://kubernetes.default.svc.cluster.local"],
         }),
-        _ => json!({"authenticated": false, "error": "invalid bearer token"}),
+        // kube-apiserver leaves out `authenticated: false`.
+        _ => json!({"user": {}, "error": "invalid bearer token"}),
     };
     json!({
         "apiVersion": "authentication.k8s.io/v1",
@@ -304,10 +305,12 @@ fn access_review(review: &Value) -> Value {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
         "spec": spec,
+        // As kube-apiserver (Node,RBAC) answers: RBAC names the binding
+        // that allowed, and a denial carries no reason at all.
         "status": if allowed {
-            json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"nncp-readers\""})
+            json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"nncp-readers\" of ClusterRole \"view\" to User \"jane\""})
         } else {
-            json!({"allowed": false, "reason": "no RBAC policy matched"})
+            json!({"allowed": false})
         },
     })
 }

@@ -67,12 +67,15 @@ async fn checks(cluster: &LocalUp, admin: &Kubectl) -> Result<()> {
         .context("explain")?;
     kubectl_verbs(admin).await.context("kubectl verbs")?;
     python_client(cluster).await.context("Python client")?;
-    rbac_is_decided_by_kube_apiserver(cluster, admin)
+    let viewer_token = rbac_is_decided_by_kube_apiserver(cluster, admin)
         .await
         .context("RBAC")?;
     a_direct_caller_cannot_pose_as_the_front_proxy(cluster)
         .await
         .context("front proxy")?;
+    direct_tokens_are_reviewed_by_kube_apiserver(cluster, &viewer_token)
+        .await
+        .context("direct bearer token")?;
     nodes_are_reported(admin).await.context("node states")?;
     the_upstream_linux_bridge_example_rolls_out(cluster, admin)
         .await
@@ -575,8 +578,10 @@ async fn token_kubeconfig(cluster: &LocalUp, name: &str, token: &str) -> Result<
     Ok(path)
 }
 
-async fn rbac_is_decided_by_kube_apiserver(cluster: &LocalUp, admin: &Kubectl) -> Result<()> {
+/// Returns the viewer's token.
+async fn rbac_is_decided_by_kube_apiserver(cluster: &LocalUp, admin: &Kubectl) -> Result<String> {
     let mut users = Vec::new();
+    let mut tokens = Vec::new();
     for (account, role) in [("agg-viewer", "view"), ("agg-editor", "edit")] {
         admin
             .run(&["create", "serviceaccount", account, "-n", "default"])
@@ -598,6 +603,7 @@ async fn rbac_is_decided_by_kube_apiserver(cluster: &LocalUp, admin: &Kubectl) -
             .ok();
         let kubeconfig = token_kubeconfig(cluster, account, token.stdout.trim()).await?;
         users.push(Kubectl::new(&kubeconfig)?);
+        tokens.push(token.stdout.trim().to_owned());
     }
     let [viewer, editor] = &users[..] else {
         unreachable!()
@@ -639,12 +645,17 @@ async fn rbac_is_decided_by_kube_apiserver(cluster: &LocalUp, admin: &Kubectl) -
         .await
         .ok();
     editor.run(&["delete", "nncp", "agg-by-editor"]).await.ok();
-    Ok(())
+    Ok(tokens.swap_remove(0))
 }
 
-async fn a_direct_caller_cannot_pose_as_the_front_proxy(cluster: &LocalUp) -> Result<()> {
-    // Straight to nmstate-apiserver in the hub, with the user a front proxy
-    // would name, but without the front-proxy client certificate.
+/// curl from the hub straight to nmstate-apiserver (not through
+/// kube-apiserver): `(status code, body)`.
+async fn curl_direct(
+    cluster: &LocalUp,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> Result<(u16, String)> {
     let hub = cluster.hub()?;
     let output = tokio::process::Command::new("ip")
         .args([
@@ -653,29 +664,90 @@ async fn a_direct_caller_cannot_pose_as_the_front_proxy(cluster: &LocalUp) -> Re
             &hub,
             "curl",
             "-sS",
+            "-X",
+            method,
             "-w",
             "\n%{http_code}",
             "--cacert",
         ])
         .arg(cluster.pki("nmstate-ca.crt"))
-        .args([
+        .args(extra)
+        .arg(format!("https://10.77.0.1:6443{path}"))
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    ensure!(
+        output.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let (body, code) = text.rsplit_once('\n').context("curl printed no status")?;
+    Ok((code.parse()?, body.to_owned()))
+}
+
+/// A bearer token sent straight to nmstate-apiserver: it asks
+/// kube-apiserver (TokenReview, then SubjectAccessReview).
+async fn direct_tokens_are_reviewed_by_kube_apiserver(
+    cluster: &LocalUp,
+    token: &str,
+) -> Result<()> {
+    let bearer = format!("Authorization: Bearer {token}");
+    let path = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
+    let (code, body) = curl_direct(cluster, "GET", path, &["-H", &bearer]).await?;
+    ensure!(code == 200, "list with the viewer's token: {code} {body}");
+    let policy = idle_policy("agg-direct", 1);
+    let (code, body) = curl_direct(
+        cluster,
+        "POST",
+        path,
+        &[
+            "-H",
+            &bearer,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &policy,
+        ],
+    )
+    .await?;
+    ensure!(code == 403, "create with the viewer's token: {code} {body}");
+    let status: Value = serde_json::from_str(&body)?;
+    // A denial from kube-apiserver's RBAC carries no reason: the message
+    // ends where Kubernetes' own does.
+    ensure!(
+        status["message"]
+            == "nodenetworkconfigurationpolicies.nmstate.io is forbidden: User \"system:serviceaccount:default:agg-viewer\" cannot create resource \"nodenetworkconfigurationpolicies\" in API group \"nmstate.io\" at the cluster scope",
+        "{body}"
+    );
+    let (code, body) = curl_direct(
+        cluster,
+        "GET",
+        path,
+        &["-H", "Authorization: Bearer not-a-token"],
+    )
+    .await?;
+    ensure!(code == 401, "an unknown token: {code} {body}");
+    Ok(())
+}
+
+async fn a_direct_caller_cannot_pose_as_the_front_proxy(cluster: &LocalUp) -> Result<()> {
+    // Straight to nmstate-apiserver in the hub, with the user a front proxy
+    // would name, but without the front-proxy client certificate.
+    let (code, body) = curl_direct(
+        cluster,
+        "GET",
+        "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies",
+        &[
             "-H",
             "X-Remote-User: mallory",
             "-H",
             "X-Remote-Group: system:masters",
-            "https://10.77.0.1:6443/apis/nmstate.io/v1/nodenetworkconfigurationpolicies",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let (body, code) = text.rsplit_once('\n').context("curl printed no status")?;
-    ensure!(
-        code == "401",
-        "{code} {body} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let status: Value = serde_json::from_str(body)?;
+        ],
+    )
+    .await?;
+    ensure!(code == 401, "{code} {body}");
+    let status: Value = serde_json::from_str(&body)?;
     ensure!(status["reason"] == "Unauthorized", "{body}");
     Ok(())
 }
