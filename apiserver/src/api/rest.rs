@@ -961,14 +961,26 @@ fn delete_options(bytes: &[u8]) -> Result<DeleteOptions> {
 }
 
 /// DELETE one object: removed at once, or marked with `deletionTimestamp`
-/// while finalizers remain.
+/// while finalizers remain. As kube-apiserver, a write that lands between
+/// the read and the delete (a controller's status update) is no conflict
+/// for the client: the delete is tried again on the new revision, and only
+/// the client's own preconditions can fail it with 409.
 pub async fn delete(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
     let options = delete_options(bytes)?;
     let dry_run = request.query.dry_run || options.dry_run.iter().any(|d| d == "All");
-    let (kv, old) = read(request).await?;
-    let (code, body) =
-        delete_one(request, &kv, old, options.preconditions.as_ref(), dry_run).await?;
-    Ok(respond(code, &body, request.encoding))
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (kv, old) = read(request).await?;
+        match delete_one(request, &kv, old, options.preconditions.as_ref(), dry_run).await {
+            // Preconditions are checked again on the fresh read.
+            Err(ApiError::Conflict { .. }) if attempt < PATCH_ATTEMPTS => continue,
+            result => {
+                let (code, body) = result?;
+                return Ok(respond(code, &body, request.encoding));
+            }
+        }
+    }
 }
 
 async fn delete_one(
