@@ -29,6 +29,8 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 /// (client-go's cached file token source does the same); a changed file is
 /// read at once.
 pub const TOKEN_REFRESH: Duration = Duration::from_secs(60);
+/// Plain JSON.
+const JSON: &str = "application/json";
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -349,14 +351,27 @@ impl ReviewClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T> {
-        let (status, bytes) = self.exchange(http::Method::POST, path, Some(body)).await?;
+        let (status, bytes) = self
+            .exchange(http::Method::POST, path, Some(body), JSON)
+            .await?;
         decode(status, &bytes)
     }
 
     /// GETs `path` and decodes the answer, within the request timeout;
     /// `None` when the server answers 404 Not Found.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
-        let (status, bytes) = self.exchange(http::Method::GET, path, None).await?;
+        self.get_as(path, JSON).await
+    }
+
+    /// Like [`Self::get`], asking for the representation `accept` (e.g.
+    /// `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`,
+    /// only the objects' metadata).
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        accept: &str,
+    ) -> Result<Option<T>> {
+        let (status, bytes) = self.exchange(http::Method::GET, path, None, accept).await?;
         if status == http::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -368,8 +383,9 @@ impl ReviewClient {
         method: http::Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        accept: &str,
     ) -> Result<(http::StatusCode, Bytes)> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.send(method, path, body))
+        tokio::time::timeout(REQUEST_TIMEOUT, self.send(method, path, body, accept))
             .await
             .map_err(|_| Error::Review(format!("no answer within {REQUEST_TIMEOUT:?}")))?
     }
@@ -379,6 +395,7 @@ impl ReviewClient {
         method: http::Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        accept: &str,
     ) -> Result<(http::StatusCode, Bytes)> {
         let failed = |e: &dyn std::fmt::Display| Error::Review(e.to_string());
         let tcp = tokio::net::TcpStream::connect(&self.authority)
@@ -396,7 +413,7 @@ impl ReviewClient {
             .method(method)
             .uri(path)
             .header(http::header::HOST, &self.authority)
-            .header(http::header::ACCEPT, "application/json");
+            .header(http::header::ACCEPT, accept);
         if body.is_some() {
             request = request.header(http::header::CONTENT_TYPE, "application/json");
         }

@@ -12,8 +12,8 @@
 //! NodeNetworkState's labels stay the node's labels.
 //!
 //! This file owns the poll of `GET /api/v1/nodes` (served from
-//! kube-apiserver's watch cache, `resourceVersion=0`) and publishes the
-//! latest name → labels map; it decides nothing.
+//! kube-apiserver's watch cache, `resourceVersion=0`, metadata only) and
+//! publishes the latest name → labels map; it decides nothing.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -37,7 +37,8 @@ pub type NodeLabels = Arc<HashMap<String, BTreeMap<String, String>>>;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct NodeList {
-    items: Vec<NodeItem>,
+    /// `null` in an empty PartialObjectMetadataList.
+    items: Option<Vec<NodeItem>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,11 +51,15 @@ struct NodeItem {
 #[serde(default)]
 struct NodeMeta {
     name: String,
-    labels: BTreeMap<String, String>,
+    labels: Option<BTreeMap<String, String>>,
 }
 
 /// The path of the list.
 const NODES: &str = "/api/v1/nodes?resourceVersion=0";
+/// Only the Nodes' metadata (names and labels; no status, images or
+/// conditions), with plain JSON as the fallback.
+const METADATA_ONLY: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
 
 /// Reads the Node list from `access` every [`POLL_INTERVAL`] until
 /// `shutdown` resolves, publishing each changed map; `None` until the first
@@ -72,7 +77,7 @@ pub fn watch_nodes(
             let mut failing = false;
             loop {
                 interval.tick().await;
-                match client.get::<NodeList>(NODES).await {
+                match client.get_as::<NodeList>(NODES, METADATA_ONLY).await {
                     Ok(Some(list)) => {
                         if failing {
                             tracing::info!("policy controller: reading Nodes again");
@@ -80,8 +85,11 @@ pub fn watch_nodes(
                         }
                         let labels: HashMap<_, _> = list
                             .items
+                            .unwrap_or_default()
                             .into_iter()
-                            .map(|node| (node.metadata.name, node.metadata.labels))
+                            .map(|node| {
+                                (node.metadata.name, node.metadata.labels.unwrap_or_default())
+                            })
                             .collect();
                         sender.send_if_modified(|current| {
                             if current.as_deref() == Some(&labels) {
@@ -115,4 +123,29 @@ pub fn watch_nodes(
         }
     });
     Ok(receiver)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn node_lists_as_kube_apiserver_sends_them() {
+        // No Nodes yet: kube-apiserver sends `items: null`.
+        let empty: NodeList = serde_json::from_str(
+            r#"{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"7"},"items":null}"#,
+        )
+        .unwrap();
+        assert!(empty.items.unwrap_or_default().is_empty());
+        let list: NodeList = serde_json::from_str(
+            r#"{"items":[{"metadata":{"name":"n1","labels":{"rack":"r1"}}},{"metadata":{"name":"n2"}}]}"#,
+        )
+        .unwrap();
+        let items = list.items.unwrap();
+        assert_eq!(items[0].metadata.name, "n1");
+        assert_eq!(items[0].metadata.labels.as_ref().unwrap()["rack"], "r1");
+        assert_eq!(items[1].metadata.labels, None);
+    }
 }
