@@ -5,8 +5,10 @@
 //!
 //! Rules (DESIGN.md section 6):
 //! - Nodes are NodeNetworkState objects; the policy's `nodeSelector` picks
-//!   them by their labels. Enactments of nodes that do not match (or whose
-//!   NodeNetworkState is gone) are deleted.
+//!   them by the labels the caller gives (the Node's in a cluster, the
+//!   NodeNetworkState's standalone; see `controller::nodes`). Enactments of
+//!   nodes that do not match (or whose NodeNetworkState is gone) are
+//!   deleted.
 //! - An enactment whose status is not about the policy's current generation
 //!   is rendered for it once, against the node's current state, and becomes
 //!   Pending; a render error makes it Failing for that generation.
@@ -52,7 +54,8 @@ use nmstate_openapi::{
 pub struct Node<'a> {
     /// The node name (the NodeNetworkState's name).
     pub name: &'a str,
-    /// Its labels (the NodeNetworkState's labels).
+    /// The labels selectors are matched against (the Node's in a cluster,
+    /// the NodeNetworkState's standalone).
     pub labels: &'a BTreeMap<String, String>,
     /// Whether its agent is alive (a recent `Ready` heartbeat).
     pub alive: bool,
