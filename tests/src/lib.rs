@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod apiserver;
 pub mod bench;
+pub mod cluster;
 pub mod curl;
 pub mod etcd;
 pub mod faults;

@@ -197,13 +197,20 @@ impl NetnsNode {
     /// `ip -4 -j addr show dev IFACE`: the IPv4 addresses on `iface`
     /// (`address/prefix`).
     pub async fn ipv4_addresses(&self, iface: &str) -> Result<Vec<String>> {
+        self.addresses("-4", iface).await
+    }
+
+    /// `ip FAMILY -j addr show dev IFACE` (`-4` or `-6`): the addresses on
+    /// `iface` (`address/prefix`), link-local ones left out.
+    pub async fn addresses(&self, family: &str, iface: &str) -> Result<Vec<String>> {
         let output = self
-            .run("ip", &["-4", "-j", "addr", "show", "dev", iface])
+            .run("ip", &[family, "-j", "addr", "show", "dev", iface])
             .await?;
         let links: Vec<Value> = serde_json::from_slice(&output.stdout)?;
         Ok(links
             .iter()
             .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+            .filter(|info| info["scope"] != "link")
             .filter_map(|info| {
                 Some(format!(
                     "{}/{}",

@@ -18,6 +18,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use nmstate_e2e::{
+    cluster::{
+        EVENTUALLY, enactment_condition, eventually, interface, ipv4_addresses, kernel_bridge,
+        node_reported, node_state, policy_yaml, wait_for_condition,
+    },
     kubectl::Kubectl,
     netns::{BackendDriver, LocalUp, NetnsLab, NetnsNode},
 };
@@ -29,10 +33,6 @@ const DRIVER: &str = env!("CARGO_BIN_EXE_nmstate-backend-driver");
 
 /// A checkpoint timeout long enough never to expire during a test step.
 const LONG_TIMEOUT_MS: u64 = 120_000;
-
-/// How long a poll for an expected change may take before the test fails.
-/// A bound for failing, not a measurement.
-const EVENTUALLY: Duration = Duration::from_secs(60);
 
 fn driver(node: &NetnsNode, backend: &str) -> Result<BackendDriver> {
     BackendDriver::start(node, Path::new(DRIVER), &["--backend", backend])
@@ -68,49 +68,6 @@ fn bridge_state(name: &str, port: &str, address: &str) -> Value {
     })
 }
 
-/// Polls `check` until it returns true.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not seen within {EVENTUALLY:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The kernel's bridge `name` in `node`, with its ports, if it exists.
-async fn kernel_bridge(node: &NetnsNode, name: &str) -> Result<Option<Vec<String>>> {
-    let links = node.ip_links().await?;
-    let is_bridge = links.iter().any(|link| {
-        link["ifname"] == name && link["linkinfo"]["info_kind"].as_str() == Some("bridge")
-    });
-    if !is_bridge {
-        return Ok(None);
-    }
-    Ok(Some(
-        links
-            .iter()
-            .filter(|link| link["master"] == name)
-            .filter_map(|link| link["ifname"].as_str().map(str::to_owned))
-            .collect(),
-    ))
-}
-
-fn interface<'a>(state: &'a Value, name: &str) -> Option<&'a Value> {
-    state["interfaces"]
-        .as_array()?
-        .iter()
-        .find(|iface| iface["name"] == name)
-}
-
 /// (name, type, state) of every interface, sorted: what must agree between
 /// our retrieve and `nmstatectl show`.
 fn interface_summary(state: &Value) -> Vec<(String, String, String)> {
@@ -125,23 +82,6 @@ fn interface_summary(state: &Value) -> Vec<(String, String, String)> {
         .collect();
     summary.sort();
     summary
-}
-
-fn ipv4_addresses(state: &Value, name: &str) -> Vec<String> {
-    let mut addresses: Vec<String> = interface(state, name)
-        .and_then(|iface| iface["ipv4"]["address"].as_array())
-        .into_iter()
-        .flatten()
-        .map(|address| {
-            format!(
-                "{}/{}",
-                address["ip"].as_str().unwrap_or(""),
-                address["prefix-length"]
-            )
-        })
-        .collect();
-    addresses.sort();
-    addresses
 }
 
 #[tokio::test]
@@ -513,72 +453,6 @@ async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager
     Ok(())
 }
 
-/// A policy for node-1 with `desired` as its desired state.
-fn policy_yaml(name: &str, desired: &Value) -> String {
-    let policy = json!({
-        "apiVersion": "nmstate.io/v1",
-        "kind": "NodeNetworkConfigurationPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": "node-1"},
-            "desiredState": desired,
-        },
-    });
-    policy.to_string()
-}
-
-/// Polls `resource` until its condition `kind` is `True` for its current
-/// generation; a bound for failing, not a measurement.
-async fn wait_for_condition(
-    kubectl: &Kubectl,
-    resource: &str,
-    kind: &str,
-    limit: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let output = kubectl.run(&["get", resource, "-o", "json"]).await;
-        if output.success() {
-            let object = output.json();
-            let generation = &object["metadata"]["generation"];
-            // A policy's conditions name the generation they are about.
-            let holds = object["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|condition| {
-                    condition["type"] == kind
-                        && condition["status"] == "True"
-                        && (condition["observedGeneration"].is_null()
-                            || &condition["observedGeneration"] == generation)
-                });
-            if holds {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{resource}: condition {kind} not True within {limit:?}:\n{output}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn node_state(kubectl: &Kubectl, node: &str) -> Result<Value> {
-    let output = kubectl.run(&["get", "nns", node, "-o", "json"]).await;
-    if !output.success() {
-        bail!("{output}");
-    }
-    Ok(output.json()["status"]["currentState"].clone())
-}
-
-/// Waits until node-1's agent has created its NodeNetworkState.
-async fn node_reported(kubectl: &Kubectl) -> Result<()> {
-    eventually("NodeNetworkState node-1", || async {
-        Ok(node_state(kubectl, "node-1").await.is_ok())
-    })
-    .await
-}
-
 /// Waits until node-1's NodeNetworkState gives `interface` exactly the
 /// IPv4 `addresses`.
 async fn reported_addresses(kubectl: &Kubectl, interface: &str, addresses: &[&str]) -> Result<()> {
@@ -589,23 +463,6 @@ async fn reported_addresses(kubectl: &Kubectl, interface: &str, addresses: &[&st
         },
     )
     .await
-}
-
-/// Enactment `name` and its condition `kind` (null when it has none).
-async fn enactment_condition(kubectl: &Kubectl, name: &str, kind: &str) -> (Value, Value) {
-    let enactment = kubectl
-        .run(&["get", "nnce", name, "-o", "json"])
-        .await
-        .ok()
-        .json();
-    let condition = enactment["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|condition| condition["type"] == kind)
-        .cloned()
-        .unwrap_or_default();
-    (enactment, condition)
 }
 
 /// Applies policy `cut-off`: node-1's eth0 loses the address its agent
@@ -627,7 +484,7 @@ async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nms
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    node_reported(&kubectl).await?;
+    node_reported(&kubectl, "node-1").await?;
 
     kubectl
         .run_stdin(
@@ -696,7 +553,7 @@ async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_d
     let cluster = LocalUp::start(1, &["--probe-timeout=5s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    node_reported(&kubectl).await?;
+    node_reported(&kubectl, "node-1").await?;
     let address = format!("{}/24", node.address);
     assert_eq!(node.ipv4_addresses("eth0").await?, vec![address.clone()]);
 
@@ -740,7 +597,7 @@ async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() ->
     let cluster = LocalUp::start(1, &["--checkpoint-timeout=8s", "--probe-timeout=120s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    node_reported(&kubectl).await?;
+    node_reported(&kubectl, "node-1").await?;
     let address = format!("{}/24", node.address);
 
     apply_cut_off(&kubectl).await;
@@ -793,7 +650,7 @@ async fn cluster_an_idle_node_writes_nothing() -> Result<()> {
     // out of the window; a short resync re-reads the real state often.
     let cluster = LocalUp::start(1, &["--ready-interval=10m", "--resync=5s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
-    node_reported(&kubectl).await?;
+    node_reported(&kubectl, "node-1").await?;
     // Let the first reports settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes_before = state_writes(&kubectl).await?;
@@ -858,7 +715,7 @@ async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_beco
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
-    node_reported(&kubectl).await?;
+    node_reported(&kubectl, "node-1").await?;
 
     // Two bridges.
     apply_available(
