@@ -748,3 +748,192 @@ async fn the_node_state_names_the_network_manager_and_nmstate_versions() -> Resu
     );
     Ok(())
 }
+
+/// upstream's example `name` (examples/upstream/), with its node names
+/// (`node01`, `node02`) changed to this cluster's, as a user would.
+fn upstream_example(name: &str) -> Result<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../examples/upstream/{name}.yaml"));
+    let text = std::fs::read_to_string(&path)?
+        .replace("node01", "node-1")
+        .replace("node02", "node-2");
+    Ok(serde_yaml::from_str(&text)?)
+}
+
+/// upstream: examples_test.go, for the examples this kernel and
+/// NetworkManager can apply (bond, VLAN, VRF and OVS ones need drivers or
+/// an Open vSwitch the machines here lack, lldp captures ethernet NICs the
+/// namespace nodes do not have: see docs/upstream-e2e.md). Each
+/// is applied as a user would, must become Available, and is deleted again;
+/// the DNS and bridge ones are followed by their clean-up examples.
+#[tokio::test]
+async fn the_upstream_examples_this_kernel_can_run_become_available() -> Result<()> {
+    let cluster = Cluster::start(2, &[]).await?;
+    for name in [
+        "linux-bridge",
+        "detach-bridge-port-and-restore-eth",
+        "ethernet",
+        "dhcp",
+        "worker-selector",
+        "static-ip",
+        "route",
+        "dns",
+        "dns-cleanup",
+    ] {
+        let example = upstream_example(name)?;
+        let policy = example["metadata"]["name"]
+            .as_str()
+            .with_context(|| format!("{name}: no name"))?
+            .to_owned();
+        cluster.apply(&example).await;
+        cluster
+            .wait_for(&format!("nncp/{policy}"), "Available")
+            .await
+            .with_context(|| format!("example {name}"))?;
+        if name == "linux-bridge" {
+            for i in 1..=2 {
+                let node = cluster.node(i)?;
+                assert_eq!(
+                    kernel_bridge(&node, "br1").await?,
+                    Some(vec!["eth1".to_owned()])
+                );
+            }
+        }
+        cluster.kubectl.run(&["delete", "nncp", &policy]).await.ok();
+    }
+    for i in 1..=2 {
+        assert_eq!(kernel_bridge(&cluster.node(i)?, "br1").await?, None);
+    }
+    Ok(())
+}
+
+/// upstream: upgrade_test.go.
+#[tokio::test]
+async fn a_v1beta1_policy_is_served_as_v1_and_becomes_available() -> Result<()> {
+    let cluster = Cluster::start(1, &[]).await?;
+    let mut policy = policy_for(
+        "beta",
+        json!({"kubernetes.io/hostname": "node-1"}),
+        &bridge_without_ports("br-beta"),
+    );
+    policy["apiVersion"] = json!("nmstate.io/v1beta1");
+    cluster.apply(&policy).await;
+    cluster.wait_for("nncp/beta", "Available").await?;
+    let read = cluster
+        .kubectl
+        .run(&["get", "nncp.v1.nmstate.io", "beta", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(read["apiVersion"], "nmstate.io/v1");
+    assert_eq!(read["spec"], policy["spec"]);
+    assert_eq!(
+        kernel_bridge(&cluster.node(1)?, "br-beta").await?,
+        Some(Vec::new())
+    );
+    Ok(())
+}
+
+/// upstream: rollback_test.go ("when changing the default gw to a routing
+/// table different from main ... should not rollback").
+#[tokio::test]
+async fn a_default_route_in_another_table_is_applied_not_rolled_back() -> Result<()> {
+    let cluster = Cluster::start(1, &["--probe-timeout=10s"]).await?;
+    let node = cluster.node(1)?;
+    let other_table = json!({
+        "interfaces": [{
+            "name": "eth1", "type": "veth", "state": "up",
+            "ipv4": {"enabled": true, "dhcp": false,
+                     "address": [{"ip": "192.0.2.251", "prefix-length": 24}]},
+        }],
+        "routes": {"config": [{"destination": "0.0.0.0/0", "metric": 150,
+                               "next-hop-address": "192.0.2.1",
+                               "next-hop-interface": "eth1", "table-id": 100}]},
+    });
+    cluster.apply_available("other-table", &other_table).await?;
+    let defaults = kernel_routes(&node, "-4", "default").await?;
+    assert!(
+        defaults
+            .iter()
+            .any(|route| route["dev"] == "eth1" && route["table"] == "100"),
+        "{defaults:?}"
+    );
+    // The main table's default route is untouched.
+    assert!(
+        defaults.iter().any(|route| route["dev"] == "eth0"
+            && (route["table"].is_null() || route["table"] == "main")),
+        "{defaults:?}"
+    );
+    Ok(())
+}
+
+/// A name server for tests: answers every question with an A record
+/// (192.0.2.1), on UDP port 53 of the address it is given.
+const NAME_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+while True:
+    query, peer = s.recvfrom(512)
+    end = 12
+    while query[end] != 0:
+        end += query[end] + 1
+    question = query[12:end + 5]
+    header = query[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x01"
+    s.sendto(header + question + answer, peer)
+"#;
+
+/// The name servers NetworkManager runs with in `node`, as nmstatectl
+/// shows them.
+async fn running_name_servers(node: &NetnsNode) -> Result<Value> {
+    Ok(node.nmstatectl_show().await?["dns-resolver"]["running"]["server"].clone())
+}
+
+/// upstream: rollback_test.go ("when name servers are wrong", also
+/// "configured globally": nmstate 2.2 keeps name servers in
+/// NetworkManager's global DNS configuration whether or not the desired
+/// state names an interface, so both cases are this one). A working name
+/// server, then one that never answers: the DNS probe fails, the enactment
+/// says so, and the working server is back.
+#[tokio::test]
+#[ignore = "product bug: the agent rolls back with a NetworkManager checkpoint, which does not restore NetworkManager's global DNS configuration, where nmstate keeps name servers; see docs/upstream-e2e.md"]
+async fn wrong_name_servers_are_rolled_back_to_the_previous_ones() -> Result<()> {
+    let cluster = Cluster::start(1, &["--probe-timeout=5s"]).await?;
+    let node = cluster.node(1)?;
+    // A name server that works, inside the node; stopped with the test.
+    let _name_server = node
+        .command("python3")
+        .args(["-c", NAME_SERVER, "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let servers =
+        |server: &str| json!({"dns-resolver": {"config": {"server": [server], "search": []}}});
+    cluster
+        .apply_available("dns", &servers("127.0.0.1"))
+        .await?;
+    assert_eq!(running_name_servers(&node).await?, json!(["127.0.0.1"]));
+
+    cluster
+        .kubectl
+        .run_stdin(
+            &["apply", "-f", "-"],
+            &policy_yaml("dns", &servers("192.0.2.99")),
+        )
+        .await
+        .ok();
+    cluster.wait_for("nncp/dns", "Degraded").await?;
+    let (enactment, failing) = enactment_condition(&cluster.kubectl, "node-1.dns", "Failing").await;
+    assert_eq!(failing["status"], "True", "{enactment}");
+    let message = failing["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("rolling back desired state configuration: probe dns failed: "),
+        "{enactment}"
+    );
+    eventually("the working name server back in NetworkManager", || async {
+        Ok(running_name_servers(&node).await? == json!(["127.0.0.1"]))
+    })
+    .await
+    .with_context(|| cluster.logs())
+}
