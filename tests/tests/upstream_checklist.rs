@@ -1,13 +1,16 @@
 //! kubernetes-nmstate's own end-to-end suite (`test/e2e/handler/`) as a
 //! checklist: the behaviours its maintainers check there, checked here the
-//! way a user would, on `hack/local-up.sh` clusters whose nodes are network
-//! namespaces running real NetworkManager and the real agent. Policies go
-//! in with kubectl; what happened is read from the API (conditions, node
+//! way a user would, on `hack/local-up.sh --kube` clusters: a real
+//! kube-apiserver in front of nmstate-apiserver, Node objects whose labels
+//! policies select by, and nodes that are network namespaces running real
+//! NetworkManager and the real agent. Policies go in with kubectl through
+//! kube-apiserver; what happened is read from the API (conditions, node
 //! states, enactments) and, independently of our code, from the node's
 //! kernel. docs/upstream-e2e.md maps every upstream file to a test.
 //!
-//! Needs root and the binaries built:
-//! `cargo build -p nmstate-apiserver -p nmstate-agent`.
+//! Needs root, the binaries built (`cargo build -p nmstate-apiserver -p
+//! nmstate-agent`) and kube-apiserver (built and cached on first use by
+//! `hack/build-kube-apiserver.sh`).
 
 use std::time::Duration;
 
@@ -27,7 +30,7 @@ use serde_json::{Value, json};
 /// failing, not a measurement).
 const SETTLE: Duration = Duration::from_secs(120);
 
-/// A local-up cluster and kubectl as its admin.
+/// A local-up cluster behind kube-apiserver, and kubectl as its admin.
 struct Cluster {
     local: LocalUp,
     kubectl: Kubectl,
@@ -37,7 +40,7 @@ impl Cluster {
     /// `nodes` NetworkManager nodes, `agent_args` for every agent; returns
     /// once every node has reported its state.
     async fn start(nodes: usize, agent_args: &[&str]) -> Result<Self> {
-        let local = LocalUp::start(nodes, agent_args).await?;
+        let local = LocalUp::start_kube(nodes, agent_args).await?;
         let kubectl = Kubectl::new(&local.admin_kubeconfig())?;
         for i in 1..=nodes {
             node_reported(&kubectl, &format!("node-{i}")).await?;
@@ -108,11 +111,11 @@ impl Cluster {
         names
     }
 
-    /// Sets (`key=value`) or removes (`key-`) a label of node `node`: the
-    /// label policies select nodes by.
+    /// Sets (`key=value`) or removes (`key-`) a label of the Node object
+    /// `node`: policies select nodes by those.
     async fn label_node(&self, node: &str, label: &str) {
         self.kubectl
-            .run(&["label", "nns", node, label, "--overwrite"])
+            .run(&["label", "node", node, label, "--overwrite"])
             .await
             .ok();
     }
