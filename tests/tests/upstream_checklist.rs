@@ -900,7 +900,6 @@ async fn running_name_servers(node: &NetnsNode) -> Result<Value> {
 /// server, then one that never answers: the DNS probe fails, the enactment
 /// says so, and the working server is back.
 #[tokio::test]
-#[ignore = "product bug: the agent rolls back with a NetworkManager checkpoint, which does not restore NetworkManager's global DNS configuration, where nmstate keeps name servers; see docs/upstream-e2e.md"]
 async fn wrong_name_servers_are_rolled_back_to_the_previous_ones() -> Result<()> {
     let cluster = Cluster::start(1, &["--probe-timeout=5s"]).await?;
     let node = cluster.node(1)?;

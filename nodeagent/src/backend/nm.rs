@@ -8,12 +8,24 @@
 //! `Version` and `Checkpoints` properties and turns NetworkManager's signals
 //! into the change counter the reporter waits on.
 //!
+//! A NetworkManager checkpoint does not cover NetworkManager's global DNS
+//! configuration, where nmstate keeps name servers
+//! (`GlobalDnsConfiguration`; NetworkManager 1.42 leaves it as the apply
+//! set it after a rollback). So the backend reads it before each apply and
+//! writes it back when it rolls that apply back. A checkpoint that expires
+//! by itself (the agent died before its commit) leaves the name servers as
+//! the apply set them.
+//!
 //! The system bus is the one `DBUS_SYSTEM_BUS_ADDRESS` names (zbus and
 //! nmstate both honour it), so an agent in a test network namespace talks
 //! to that namespace's own NetworkManager. This module never reads the
 //! environment itself.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -21,8 +33,11 @@ use nmstate::NetworkState;
 use nmstate_openapi::State;
 use tokio::{sync::watch, task::JoinHandle};
 use zbus::{
-    Connection, MatchRule, MessageStream, fdo::PropertiesProxy, message::Type as MessageType,
-    names::InterfaceName, zvariant::OwnedObjectPath,
+    Connection, MatchRule, MessageStream,
+    fdo::PropertiesProxy,
+    message::Type as MessageType,
+    names::InterfaceName,
+    zvariant::{OwnedObjectPath, OwnedValue},
 };
 
 use super::{Backend, BackendError, Checkpoint, Versions};
@@ -33,6 +48,8 @@ const NM_SERVICE: &str = "org.freedesktop.NetworkManager";
 const NM_PATH: &str = "/org/freedesktop/NetworkManager";
 /// NetworkManager's root interface.
 const NM_INTERFACE: &str = "org.freedesktop.NetworkManager";
+/// NetworkManager's global DNS configuration property (`a{sv}`).
+const GLOBAL_DNS: &str = "GlobalDnsConfiguration";
 
 /// The version of the `nmstate` crate this agent is built with (the
 /// `handlerNmstateVersion` of the NodeNetworkState). The crate exports no
@@ -119,6 +136,9 @@ pub struct NmBackend {
     changes: watch::Receiver<u64>,
     /// The signal task, aborted on drop.
     signals: JoinHandle<()>,
+    /// `GlobalDnsConfiguration` before each open checkpoint's apply, by
+    /// checkpoint: restored on rollback (a checkpoint does not cover it).
+    dns_before: Mutex<HashMap<String, OwnedValue>>,
 }
 
 impl Drop for NmBackend {
@@ -140,6 +160,7 @@ impl NmBackend {
             connection,
             changes,
             signals,
+            dns_before: Mutex::default(),
         })
     }
 
@@ -167,19 +188,50 @@ impl NmBackend {
             .await
     }
 
-    async fn nm_property<T>(&self, name: &str) -> Result<T, BackendError>
-    where
-        T: TryFrom<zbus::zvariant::OwnedValue>,
-        T::Error: std::fmt::Display,
-    {
-        let properties = PropertiesProxy::builder(&self.connection)
+    async fn properties(&self) -> Result<PropertiesProxy<'_>, BackendError> {
+        PropertiesProxy::builder(&self.connection)
             .destination(NM_SERVICE)
             .and_then(|builder| builder.path(NM_PATH))
             .map_err(dbus_error)?
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await
-            .map_err(dbus_error)?;
+            .map_err(dbus_error)
+    }
+
+    /// Writes NetworkManager's `GlobalDnsConfiguration` back to what it was
+    /// before the apply under checkpoint `id`, if it changed.
+    async fn restore_global_dns(&self, id: &str) -> Result<(), BackendError> {
+        let before = self
+            .dns_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        let Some(before) = before else {
+            return Ok(());
+        };
+        let now: OwnedValue = self.nm_property(GLOBAL_DNS).await?;
+        if now == before {
+            return Ok(());
+        }
+        tracing::info!("restoring NetworkManager's global DNS configuration");
+        self.properties()
+            .await?
+            .set(
+                InterfaceName::from_static_str_unchecked(NM_INTERFACE),
+                GLOBAL_DNS,
+                zbus::zvariant::Value::from(before),
+            )
+            .await
+            .map_err(|e| BackendError::new(format!("restoring NetworkManager's {GLOBAL_DNS}: {e}")))
+    }
+
+    async fn nm_property<T>(&self, name: &str) -> Result<T, BackendError>
+    where
+        T: TryFrom<zbus::zvariant::OwnedValue>,
+        T::Error: std::fmt::Display,
+    {
+        let properties = self.properties().await?;
         let value = properties
             .get(InterfaceName::from_static_str_unchecked(NM_INTERFACE), name)
             .await
@@ -230,6 +282,7 @@ impl Backend for NmBackend {
         // nmstate does not return the checkpoint it created (it only logs
         // it): the new entry of NetworkManager's `Checkpoints` is ours.
         let before: BTreeSet<String> = self.checkpoints().await?.into_iter().collect();
+        let dns_before: OwnedValue = self.nm_property(GLOBAL_DNS).await?;
         self.nmstate
             .run(move || async move { state.apply_async().await.map_err(nmstate_error) })
             .await?;
@@ -246,10 +299,18 @@ impl Backend for NmBackend {
                 )
             })?;
         tracing::debug!(checkpoint = %id, "applied without commit");
+        self.dns_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), dns_before);
         Ok(Checkpoint { id, timeout })
     }
 
     async fn commit(&self, checkpoint: &Checkpoint) -> Result<(), BackendError> {
+        self.dns_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&checkpoint.id);
         let id = checkpoint.id.clone();
         self.nmstate
             .run(move || async move {
@@ -261,7 +322,8 @@ impl Backend for NmBackend {
     }
 
     async fn rollback(&self, checkpoint: &Checkpoint) -> Result<(), BackendError> {
-        self.rollback_checkpoint(checkpoint.id.clone()).await
+        self.rollback_checkpoint(checkpoint.id.clone()).await?;
+        self.restore_global_dns(&checkpoint.id).await
     }
 
     async fn rollback_stale(&self) -> Result<(), BackendError> {
