@@ -75,6 +75,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let (mut labels, owner) = node_object(&client, &config.node_name).await;
     labels.extend(config.node_labels.clone());
 
+    // Once at start, what the libraries would otherwise warn about on every
+    // read or apply (their repeated warnings are filtered out of the log).
+    let versions = backend.versions().await;
+    tracing::info!(
+        network_manager = versions.host_network_manager.as_deref().unwrap_or("-"),
+        nmstate = versions.handler_nmstate.as_deref().unwrap_or("-"),
+        "backend versions (nmstate expects NetworkManager 1.46 or newer)"
+    );
     let probes = probe::for_backend(
         config.backend.is_simulated(),
         &client,

@@ -3,7 +3,8 @@
 //! lets an apply in flight finish or roll back before exiting 0.
 
 use std::{
-    collections::BTreeMap, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration,
+    collections::BTreeMap, io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode,
+    time::Duration,
 };
 
 use clap::Parser;
@@ -79,6 +80,10 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Colour in text logs: only when standard output is a terminal
+    /// (`auto`), or forced either way.
+    #[arg(long, value_enum, default_value = "auto")]
+    log_color: LogColor,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -86,6 +91,23 @@ enum LogFormat {
     Text,
     Json,
 }
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogColor {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The default log filter: `info`, except two warnings the libraries
+/// repeat on every read or apply of a node whose hardware or
+/// NetworkManager they do not like: nispor's "Failed to query WIFI
+/// information" (every retrieve on a host without WiFi support) and
+/// nmstate's "Unsupported NetworkManager version" (every apply; the agent
+/// reports the version in the NodeNetworkState and logs it once at start).
+/// `RUST_LOG` replaces it.
+const DEFAULT_LOG_FILTER: &str =
+    "info,nispor::query::inter_ifaces=error,nmstate::nm::query_apply::apply=error";
 
 impl Args {
     fn into_config(self) -> Result<Config, String> {
@@ -135,7 +157,7 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let log_format = args.log_format;
+    let (log_format, log_color) = (args.log_format, args.log_color);
     let config = match args.into_config() {
         Ok(config) => config,
         Err(error) => {
@@ -143,8 +165,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let ansi = match log_color {
+        LogColor::Auto => std::io::stdout().is_terminal(),
+        LogColor::Always => true,
+        LogColor::Never => false,
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match log_format {
         LogFormat::Text => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),

@@ -543,6 +543,23 @@ async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nms
             "{name}"
         );
     }
+
+    // The agent's log file, after reads and an apply: plain text (no
+    // colour codes in a file), without the libraries' repeated warnings;
+    // the NetworkManager version is logged once, at start.
+    let log = cluster.process_log("node-1");
+    for noise in [
+        "\u{1b}[",
+        "Failed to query WIFI information",
+        "Unsupported NetworkManager version",
+    ] {
+        assert!(!log.contains(noise), "{noise:?} in the agent's log:\n{log}");
+    }
+    assert_eq!(
+        log.matches("backend versions").count(),
+        1,
+        "the versions once:\n{log}"
+    );
     Ok(())
 }
 
