@@ -95,11 +95,45 @@ pub fn parse_document(bytes: &[u8], format: RequestFormat) -> Result<Value> {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
     match format {
-        RequestFormat::Yaml | RequestFormat::ApplyPatch => serde_yaml::from_slice::<Value>(bytes)
+        RequestFormat::Yaml | RequestFormat::ApplyPatch => decode_yaml(bytes)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}"))),
         _ => serde_json::from_slice::<Value>(bytes)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}"))),
     }
+}
+
+/// How deeply a YAML body may nest. The reader recurses once per level
+/// with large frames: 128 levels (`serde_json`'s limit for JSON) overflowed
+/// a 2 MiB thread stack in a debug build, 64 leave half of it free. No
+/// object of this API comes near this depth.
+pub const MAX_YAML_DEPTH: usize = 64;
+/// How many nodes aliases may replay in one YAML body. A 3 MiB body without
+/// aliases has far fewer nodes than this, so only alias expansion (the
+/// "billion laughs") reaches it.
+pub const MAX_YAML_ALIAS_REPLAY: usize = 100_000;
+/// How many nodes (scalars, sequences, mappings) one YAML body may hold.
+pub const MAX_YAML_NODES: usize = 250_000;
+
+/// Reads one YAML document as a JSON value under limits on depth, alias
+/// expansion and size, so that a small hostile body cannot cost the server
+/// more than a large honest one. Duplicate keys are an error, as they are
+/// for kube-apiserver's YAML reader, and so are YAML 1.1 booleans (`yes`
+/// is `true`). The message says what failed and where.
+pub fn decode_yaml(bytes: &[u8]) -> std::result::Result<Value, String> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_YAML_DEPTH;
+    budget.max_nodes = MAX_YAML_NODES;
+    budget.max_documents = 1;
+    budget.max_total_scalar_bytes = MAX_BODY_BYTES;
+    let mut aliases = serde_saphyr::options::AliasLimits::default();
+    aliases.max_total_replayed_events = MAX_YAML_ALIAS_REPLAY;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits = aliases;
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::Error;
+    // One line per error: the message goes into a Status, not a terminal.
+    options.with_snippet = false;
+    serde_saphyr::from_slice_with_options::<Value>(bytes, options).map_err(|e| e.to_string())
 }
 
 /// How to write the response.
@@ -367,6 +401,69 @@ mod tests {
                 .is_some_and(|e| e.starts_with("error decoding YAML: ") && e.contains("line")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn yaml_bodies_are_read_within_limits() {
+        let laughs = {
+            let mut yaml = String::from(
+                "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+            );
+            for level in 1..10 {
+                let previous = format!("*a{}", level - 1);
+                let items = vec![previous; 10].join(",");
+                yaml.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+            }
+            yaml
+        };
+        let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let block_deep = |levels: usize| {
+            (0..levels)
+                .map(|level| format!("{}k:\n", "  ".repeat(level)))
+                .collect::<String>()
+        };
+        let cases: Vec<(&str, String, Option<Value>)> = vec![
+            (
+                "mapping",
+                "a: 1\nb: [x, 2]\n".into(),
+                Some(serde_json::json!({"a": 1, "b": ["x", 2]})),
+            ),
+            // As kube's YAML reader (YAML 1.1 booleans).
+            (
+                "YAML 1.1 booleans",
+                "a: yes\nb: \"yes\"\n".into(),
+                Some(serde_json::json!({"a": true, "b": "yes"})),
+            ),
+            (
+                "a few aliases",
+                "a: &x {b: 1}\nc: *x\n".into(),
+                Some(serde_json::json!({"a": {"b": 1}, "c": {"b": 1}})),
+            ),
+            (
+                "nesting at the limit",
+                deep(MAX_YAML_DEPTH - 1),
+                Some(Value::Null),
+            ),
+            ("flow nesting past the limit", deep(10_000), None),
+            ("block nesting past the limit", block_deep(1_000), None),
+            ("billion laughs", laughs, None),
+            ("duplicate keys", "a: 1\na: 2\n".into(), None),
+            ("two documents", "a: 1\n---\nb: 2\n".into(), None),
+            (
+                "invalid UTF-8",
+                "a: \"\u{fffd}\"".replace('\u{fffd}', "\u{0}"),
+                None,
+            ),
+        ];
+        for (name, yaml, expected) in cases {
+            let decoded = decode_yaml(yaml.as_bytes());
+            match expected {
+                Some(Value::Null) => assert!(decoded.is_ok(), "{name}: {decoded:?}"),
+                Some(expected) => assert_eq!(decoded.as_ref(), Ok(&expected), "{name}"),
+                None => assert!(decoded.is_err(), "{name}: {decoded:?}"),
+            }
+        }
+        assert!(decode_yaml(b"a: \xff\xfe").is_err(), "invalid UTF-8");
     }
 
     async fn body_of(response: Response<Body>) -> (Option<u64>, Vec<u8>) {

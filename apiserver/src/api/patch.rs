@@ -329,8 +329,9 @@ fn explain_transfer(
 /// [`server_side_apply`](super::managed_fields::server_side_apply) then
 /// refuses for its missing `apiVersion`, as kube does.
 ///
-/// YAML is read as YAML 1.2 (`yes` is a string), where kube's reader follows
-/// YAML 1.1 (`yes` is `true`); JSON bodies are unaffected.
+/// YAML is read as kube's reader reads it, with YAML 1.1 booleans (`yes`
+/// is `true`), under the limits of [`decode_yaml`](super::codec::decode_yaml);
+/// JSON bodies are unaffected.
 pub fn parse_apply_body(body: &[u8]) -> Result<Value, PatchError> {
     let starts_like_json = body
         .iter()
@@ -342,7 +343,7 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, PatchError> {
     let value: Value = if starts_like_json {
         serde_json::from_slice(body).map_err(|error| PatchError::DecodeYaml(error.to_string()))?
     } else {
-        serde_yaml::from_slice(body).map_err(|error| PatchError::DecodeYaml(error.to_string()))?
+        super::codec::decode_yaml(body).map_err(PatchError::DecodeYaml)?
     };
     match value {
         Value::Object(_) => Ok(value),

@@ -429,7 +429,7 @@ fn apply_bodies() {
         "metadata:\n  name: br1\n spec: {}\n",
         Err((
             400,
-            "error decoding YAML: did not find expected key at line 3 column 2, while parsing a block mapping",
+            "error decoding YAML: while parsing a block mapping, did not find expected key at line 3, column 2",
         )),
     );
     check(
