@@ -12,7 +12,10 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, client::conn::http1::SendRequest};
+use hyper::{
+    body::Incoming,
+    client::conn::{http1::SendRequest, http2},
+};
 use hyper_util::rt::TokioIo;
 use nmstate_apiserver::kubeconfig::Kubeconfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
@@ -168,18 +171,43 @@ impl HttpsClient {
     /// Opens one HTTP/1.1 connection (TCP and TLS handshake done) for any
     /// number of requests, one after another.
     pub async fn connect(&self) -> Result<Connection> {
-        let tcp = TcpStream::connect(self.address).await?;
-        tcp.set_nodelay(true)?;
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .context("TLS handshake")?;
+        let tls = self.tls_stream(self.tls.clone()).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         Ok(Connection {
             sender,
             host: self.address.to_string(),
             task: tokio::spawn(connection),
         })
+    }
+
+    /// A TLS connection (handshake done) with nothing sent on it yet, for
+    /// tests that write raw HTTP/1.1 (slow senders).
+    pub async fn raw(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        self.tls_stream(self.tls.clone()).await
+    }
+
+    /// Opens one HTTP/2 connection (ALPN `h2`) for many concurrent
+    /// requests, each a stream.
+    pub async fn connect_http2(&self) -> Result<http2::SendRequest<Full<Bytes>>> {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tls = self.tls_stream(Arc::new(config)).await?;
+        let (sender, connection) =
+            http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    async fn tls_stream(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.address).await?;
+        tcp.set_nodelay(true)?;
+        TlsConnector::from(config)
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .context("TLS handshake")
     }
 
     /// `method path` with `body` as JSON: a merge patch for `PATCH`, plain

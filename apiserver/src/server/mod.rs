@@ -13,7 +13,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -45,6 +45,14 @@ pub mod status;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send request headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Concurrent streams per HTTP/2 connection (Go's default, kept by
+/// kube-apiserver's `--http2-max-streams-per-connection=0`).
+pub const HTTP2_MAX_STREAMS: u32 = 250;
+/// The most header bytes an HTTP/2 request may carry (Go's
+/// `DefaultMaxHeaderBytes`); larger requests get 431. HTTP/1.1 requests are
+/// bounded by hyper: at most 100 headers and about 400 KiB of head, else 431.
+pub const MAX_HEADER_BYTES: u32 = 1 << 20;
 
 /// The response body type of every handler.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -190,6 +198,79 @@ async fn drain(mut body: Incoming) {
     }
 }
 
+/// How many requests may be in flight at once, as kube-apiserver's
+/// defaults (`--max-requests-inflight=400`,
+/// `--max-mutating-requests-inflight=200`): reads and writes are counted
+/// apart, so that slow writers (a body sent a byte a second) cannot starve
+/// reads. Watches and health checks are not counted: a watch lasts for
+/// minutes, and a health check must answer while the server is busy.
+pub const MAX_READONLY_IN_FLIGHT: usize = 400;
+/// See [`MAX_READONLY_IN_FLIGHT`].
+pub const MAX_MUTATING_IN_FLIGHT: usize = 200;
+
+/// The requests in flight, by class (see [`MAX_READONLY_IN_FLIGHT`]).
+#[derive(Debug, Default)]
+struct InFlight {
+    readonly: AtomicUsize,
+    mutating: AtomicUsize,
+}
+
+/// A request's place among those in flight, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl InFlight {
+    /// A slot for `request`: `Ok(None)` for requests that are not counted,
+    /// `Err(())` when its class is full.
+    fn admit<B>(&self, request: &Request<B>) -> Result<Option<Slot<'_>>, ()> {
+        let path = request.uri().path();
+        if health::Endpoint::parse(path).is_some() || is_watch(request.uri()) {
+            return Ok(None);
+        }
+        let (counter, limit) = match *request.method() {
+            Method::GET | Method::HEAD | Method::OPTIONS => {
+                (&self.readonly, MAX_READONLY_IN_FLIGHT)
+            }
+            _ => (&self.mutating, MAX_MUTATING_IN_FLIGHT),
+        };
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map(|_| Some(Slot(counter)))
+            .map_err(|_| ())
+    }
+}
+
+/// Whether a request is a watch (`?watch=true` or `?watch=1`), which lives
+/// long and is not counted in flight.
+fn is_watch(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(key, value)| key == "watch" && matches!(&*value, "true" | "1"))
+    })
+}
+
+/// 429 with `Retry-After: 1`, as kube-apiserver answers when too many
+/// requests are in flight.
+fn too_many_requests() -> Response<Body> {
+    let mut response = status::Status::failure(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "Too many requests, please try again later.",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    response
+}
+
 /// What every request handler may use.
 #[derive(Debug)]
 pub struct AppState {
@@ -207,6 +288,7 @@ pub struct AppState {
     /// How policies are rendered for nodes (controller, render, dry-run).
     pub render: nmstate_openapi::render::RenderOptions,
     shutting_down: AtomicBool,
+    in_flight: InFlight,
     /// Flipped to `true` when shutdown begins, so long-running responses
     /// (watches) end and connections can drain.
     shutdown: watch::Sender<bool>,
@@ -225,6 +307,7 @@ impl AppState {
             store,
             metrics,
             shutting_down: AtomicBool::new(false),
+            in_flight: InFlight::default(),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -321,6 +404,13 @@ async fn accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Go's defaults, which kube-apiserver keeps: clients size their
+        // connection pools to them.
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
 
     loop {
@@ -369,18 +459,28 @@ async fn accept_loop(
                 // state machine is large and should cost memory only while
                 // a request runs, not on each idle or watching connection.
                 Box::pin(async move {
+                    let admitted = state.in_flight.admit(&request);
                     let (parts, body) = request.into_parts();
                     let (body, unread) = RequestBody::new(body);
                     let request = Request::from_parts(parts, body);
-                    // A bug must cost one request a 500, not the connection:
-                    // panics are caught here and logged.
-                    let response =
-                        AssertUnwindSafe(handle(&state, &authenticator, &identity, request))
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|_| {
-                                status::internal("request handler panicked").into_response()
-                            });
+                    let response = match admitted {
+                        // Answered without reading the body, which is then
+                        // drained like any other early answer's.
+                        Err(()) => {
+                            drop(request);
+                            too_many_requests()
+                        }
+                        // A bug must cost one request a 500, not the
+                        // connection: panics are caught here and logged.
+                        Ok(_slot) => {
+                            AssertUnwindSafe(handle(&state, &authenticator, &identity, request))
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|_| {
+                                    status::internal("request handler panicked").into_response()
+                                })
+                        }
+                    };
                     let unread = unread.lock().unwrap_or_else(PoisonError::into_inner).take();
                     if let Some(unread) = unread {
                         tokio::spawn(drain(unread));
