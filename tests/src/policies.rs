@@ -30,3 +30,17 @@ pub fn bridge_on_default_gateway() -> Value {
         },
     })
 }
+
+/// A policy named `name` for one Linux bridge, labelled `team: net`: the
+/// everyday object of the REST tests.
+pub fn bridge_policy(name: &str) -> Value {
+    json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": name, "labels": {"team": "net"}},
+        "spec": {
+            "maxUnavailable": 3,
+            "desiredState": {"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up"}]}
+        }
+    })
+}

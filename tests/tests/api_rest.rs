@@ -10,23 +10,12 @@ use nmstate_e2e::{
     apiserver::ApiserverProcess,
     curl::Curl,
     https::{HttpsClient, TestResponse},
+    policies::bridge_policy as policy,
 };
 use serde_json::{Value, json};
 
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 const STATES: &str = "/apis/nmstate.io/v1/nodenetworkstates";
-
-fn policy(name: &str) -> Value {
-    json!({
-        "apiVersion": "nmstate.io/v1",
-        "kind": "NodeNetworkConfigurationPolicy",
-        "metadata": {"name": name, "labels": {"team": "net"}},
-        "spec": {
-            "maxUnavailable": 3,
-            "desiredState": {"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up"}]}
-        }
-    })
-}
 
 async fn send(
     client: &HttpsClient,

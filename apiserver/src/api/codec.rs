@@ -36,8 +36,21 @@ pub enum RequestFormat {
 }
 
 impl RequestFormat {
-    /// The format of a `Content-Type` header; 415 for anything else.
+    /// The format of a `Content-Type` header; 415 for anything else, and
+    /// for a compressed body: request bodies are not decompressed (a small
+    /// gzip body may expand past any limit), so a `Content-Encoding` other
+    /// than `identity` is refused before the body is read.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self> {
+        if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
+            && !encoding
+                .to_str()
+                .is_ok_and(|encoding| encoding.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {:?}: request bodies must not be compressed",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )));
+        }
         let Some(value) = headers.get(header::CONTENT_TYPE) else {
             return Ok(RequestFormat::Json);
         };
@@ -358,6 +371,28 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(negotiate(&accept(value)).ok(), expected, "{value}");
         }
+    }
+
+    #[test]
+    fn compressed_bodies_are_refused() {
+        for encoding in ["gzip", "br", "deflate, gzip", "x-unknown"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            let error = RequestFormat::from_headers(&headers).unwrap_err();
+            assert!(
+                matches!(&error, ApiError::UnsupportedMediaType(message) if message.contains("must not be compressed")),
+                "{encoding}: {error:?}"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        assert_eq!(
+            RequestFormat::from_headers(&headers).unwrap(),
+            RequestFormat::Json
+        );
     }
 
     #[test]

@@ -689,8 +689,17 @@ fn without_rv(mut object: Value) -> Value {
     object
 }
 
+/// The object as stored. No stored object is larger than a request body
+/// may be: a patch (a JSON patch's `copy`, say) could otherwise grow one
+/// without limit, and every list and watch would then carry it (413, as
+/// kube-apiserver answers when etcd refuses a write that large).
 fn encode(object: &Value) -> Result<Vec<u8>> {
-    serde_json::to_vec(object).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+    let bytes = serde_json::to_vec(object)
+        .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))?;
+    if bytes.len() > super::error::MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 /// PUT an object (or its status).
