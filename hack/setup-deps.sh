@@ -121,4 +121,15 @@ fi
 # run it. Needs Go and the Go module proxy; fails, saying why, without them.
 bash "$(dirname "$0")/build-kube-apiserver.sh" >/dev/null
 
+# --- Hostile-input testing (issue 15) ----------------------------------------
+# schemathesis drives the server's own OpenAPI v3 (tests/tests/schemathesis.rs).
+SCHEMATHESIS_VERSION="4.32.5"
+if ! schemathesis --version 2>/dev/null | grep -q "version ${SCHEMATHESIS_VERSION}$"; then
+  echo "setup-deps: installing the Python package schemathesis==${SCHEMATHESIS_VERSION}"
+  if ! python3 -m pip install -q "schemathesis==${SCHEMATHESIS_VERSION}"; then
+    python3 -m pip install -q --break-system-packages "schemathesis==${SCHEMATHESIS_VERSION}"
+  fi
+fi
+# --- end of hostile-input testing ----------------------------------------------
+
 echo "setup-deps: all dependencies present"
