@@ -244,17 +244,23 @@ pub fn apiserver_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Lifts the soft limit on open files to the hard one: the watch scenario
-/// holds a connection per watch, in this process and in the server, which
-/// inherits the limit.
-fn raise_open_file_limit() {
+/// Lifts the soft limit on open files to the hard one, and returns the
+/// limit now in force: the watch scenario (and the hostile tests) hold a
+/// connection per watch, in this process and in the server, which inherits
+/// the limit.
+pub fn raise_open_file_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        eprintln!("nmstate-bench: cannot raise the open file limit from {soft}: {error}");
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard {
+        if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            eprintln!("nmstate-bench: cannot raise the open file limit from {soft}: {error}");
+            return soft;
+        }
+        return hard;
     }
+    soft
 }
 
 /// The processes one run measures: an etcd and an API server on it.
