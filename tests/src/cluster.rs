@@ -17,18 +17,27 @@ use crate::{kubectl::Kubectl, netns::NetnsNode};
 pub const EVENTUALLY: Duration = Duration::from_secs(60);
 
 /// Polls `check` until it returns true, within [`EVENTUALLY`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+pub async fn eventually<F, Fut>(what: &str, check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
 {
-    let deadline = Instant::now() + EVENTUALLY;
+    eventually_within(what, EVENTUALLY, check).await
+}
+
+/// Polls `check` until it returns true, within `limit`.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if check().await? {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{what}: not seen within {EVENTUALLY:?}");
+            bail!("{what}: not seen within {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

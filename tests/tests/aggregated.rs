@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use nmstate_e2e::{kubectl::Kubectl, netns::LocalUp};
 use serde_json::{Value, json};
 
@@ -87,21 +87,21 @@ async fn checks(cluster: &LocalUp, admin: &Kubectl) -> Result<()> {
 }
 
 /// Polls `check` until it returns true, within [`EVENTUALLY`].
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+async fn eventually<F, Fut>(what: &str, check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
 {
-    let deadline = Instant::now() + EVENTUALLY;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not seen within {EVENTUALLY:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    nmstate_e2e::cluster::eventually_within(what, EVENTUALLY, check).await
+}
+
+/// `kubectl get nnce -l nmstate.io/policy=<policy> -o name`.
+async fn enactments_of(admin: &Kubectl, policy: &str) -> nmstate_e2e::kubectl::KubectlOutput {
+    let selector = format!("nmstate.io/policy={policy}");
+    admin
+        .run(&["get", "nnce", "-l", &selector, "-o", "name"])
+        .await
+        .ok()
 }
 
 /// A policy that selects no node (`nodeSelector` on a label no node has),
@@ -933,17 +933,7 @@ async fn node_restriction_with_bound_tokens(cluster: &LocalUp, admin: &Kubectl) 
             .any(|condition| condition["reason"] == "NoMatchingNode"))
     })
     .await?;
-    let enactments = admin
-        .run(&[
-            "get",
-            "nnce",
-            "-l",
-            "nmstate.io/policy=rack-r9",
-            "-o",
-            "name",
-        ])
-        .await
-        .ok();
+    let enactments = enactments_of(admin, "rack-r9").await;
     ensure!(enactments.stdout.trim().is_empty(), "{enactments}");
 
     // The admin labels Node node-2: now it is selected, and only it.
@@ -960,17 +950,7 @@ async fn node_restriction_with_bound_tokens(cluster: &LocalUp, admin: &Kubectl) 
         ])
         .await;
     ensure!(wait.success(), "{wait}");
-    let enactments = admin
-        .run(&[
-            "get",
-            "nnce",
-            "-l",
-            "nmstate.io/policy=rack-r9",
-            "-o",
-            "name",
-        ])
-        .await
-        .ok();
+    let enactments = enactments_of(admin, "rack-r9").await;
     ensure!(
         enactments.stdout.trim() == "nodenetworkconfigurationenactment.nmstate.io/node-2.rack-r9",
         "{enactments}"
