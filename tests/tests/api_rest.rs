@@ -376,6 +376,10 @@ async fn bad_requests_get_the_documented_status() {
             .body("application/json", bad_mtu.to_string()),
         case("unknown field, strict", "POST", format!("{POLICIES}?fieldValidation=Strict"), StatusCode::BAD_REQUEST, "BadRequest", "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: unknown field \"spec.nodeSelecter\"")
             .body("application/json", unknown_field.to_string()),
+        case("duplicate field, strict", "POST", format!("{POLICIES}?fieldValidation=Strict"), StatusCode::BAD_REQUEST, "BadRequest", "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: duplicate field \"metadata.labels.a\", duplicate field \"spec\", unknown field \"spec.nodeSelecter\"")
+            .body("application/json", r#"{"apiVersion":"nmstate.io/v1","kind":"NodeNetworkConfigurationPolicy","metadata":{"name":"dup","labels":{"a":"1","a":"2"}},"spec":{},"spec":{"desiredState":{},"nodeSelecter":{"a":"b"}}}"#),
+        case("duplicate field in a merge patch, strict", "PATCH", format!("{POLICIES}/existing?fieldValidation=Strict"), StatusCode::BAD_REQUEST, "BadRequest", "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: duplicate field \"metadata.labels.a\"")
+            .body("application/merge-patch+json", r#"{"metadata":{"labels":{"a":"1","a":"2"}}}"#),
         case("version mismatch", "POST", POLICIES, StatusCode::BAD_REQUEST, "BadRequest", "the API version in the data (nmstate.io/v1beta1) does not match the expected API version (nmstate.io/v1)")
             .body("application/json", wrong_version.to_string()),
         case("already exists", "POST", POLICIES, StatusCode::CONFLICT, "AlreadyExists", "nodenetworkconfigurationpolicies.nmstate.io \"existing\" already exists")

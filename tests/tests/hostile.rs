@@ -387,9 +387,39 @@ fn corpus() -> Vec<Case> {
         BAD_REQUEST,
     ));
 
-    // Duplicate keys: YAML forbids them. (JSON with duplicate keys is read
-    // last-one-wins, even under `fieldValidation=Strict`, where
-    // kube-apiserver answers 400: see docs/api.md.)
+    // Duplicate keys: YAML forbids them; JSON under `fieldValidation=Strict`
+    // too (kube-apiserver's "strict decoding error: duplicate field").
+    // Each is a valid policy but for its duplicate key.
+    let head = r#""apiVersion":"nmstate.io/v1","kind":"NodeNetworkConfigurationPolicy""#;
+    let json_duplicates = [
+        format!(
+            r#"{{{head},"metadata":{{"name":"dup","name":"dup2"}},"spec":{{"desiredState":{{}}}}}}"#
+        ),
+        format!(
+            r#"{{{head},"kind":"NodeNetworkConfigurationPolicy","metadata":{{"name":"dup"}},"spec":{{"desiredState":{{}}}}}}"#
+        ),
+        format!(
+            r#"{{{head},"metadata":{{"name":"dup","labels":{{"a":"1","a":"2"}}}},"spec":{{"desiredState":{{}}}}}}"#
+        ),
+        format!(
+            r#"{{{head},"spec":{{}},"spec":{{"desiredState":{{}}}},"metadata":{{"name":"dup"}}}}"#
+        ),
+        format!(
+            r#"{{{head},"metadata":{{"name":"dup"}},"spec":{{"desiredState":{{"interfaces":[{{"name":"a","name":"b","type":"ethernet"}}]}}}}}}"#
+        ),
+    ];
+    for (index, document) in json_duplicates.into_iter().enumerate() {
+        cases.push(
+            case(
+                format!("duplicate key #{index} (JSON, strict)"),
+                "POST",
+                format!("{POLICIES}?fieldValidation=Strict"),
+                BAD_REQUEST.0,
+                BAD_REQUEST.1,
+            )
+            .body("application/json", document),
+        );
+    }
     let duplicates = [
         "metadata: {name: dup, name: dup2}",
         "apiVersion: nmstate.io/v1\napiVersion: nmstate.io/v1\nmetadata: {name: dup}",

@@ -101,16 +101,18 @@ where
     }
 }
 
-/// Parses a JSON or YAML document into a JSON value; malformed input is a
-/// 400 that says where.
-pub fn parse_document(bytes: &[u8], format: RequestFormat) -> Result<Value> {
+/// Parses a JSON or YAML document into a JSON value, with the paths of
+/// duplicate keys of a JSON document (`fieldValidation` decides what they
+/// are; YAML forbids them); malformed input is a 400 that says where.
+pub fn parse_document(bytes: &[u8], format: RequestFormat) -> Result<(Value, Vec<String>)> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
     match format {
         RequestFormat::Yaml | RequestFormat::ApplyPatch => decode_yaml(bytes)
+            .map(|value| (value, Vec::new()))
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}"))),
-        _ => serde_json::from_slice::<Value>(bytes)
+        _ => super::json_reader::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}"))),
     }
 }

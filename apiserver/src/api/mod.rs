@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod discovery;
 pub mod error;
+mod json_reader;
 pub mod managed_fields;
 pub mod object;
 pub mod openapi;

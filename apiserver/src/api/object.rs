@@ -77,12 +77,15 @@ pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> R
 }
 
 /// Decodes `value` as an object of `kind`: a wrong type is a 422 naming
-/// the field; unknown fields are an error under `Strict`, warnings under
-/// `Warn`, nothing under `Ignore`.
+/// the field; `duplicates` (the paths of keys the body held twice, see
+/// `codec::parse_document`) and unknown fields are an error under
+/// `Strict`, warnings under `Warn`, nothing under `Ignore`, as in
+/// kube-apiserver.
 pub fn decode_object(
     kind: ResourceKind,
     name: &str,
     mut value: Value,
+    duplicates: &[String],
     field_validation: FieldValidation,
     status_only: bool,
 ) -> Result<(Decoded, Vec<String>)> {
@@ -114,36 +117,31 @@ pub fn decode_object(
         name: name.to_string(),
         errors: vec![error],
     })?;
-    let mut warnings = Vec::new();
-    if !decoded.unknown.is_empty() {
-        match field_validation {
-            FieldValidation::Strict => {
-                let fields: Vec<String> = decoded
-                    .unknown
-                    .iter()
-                    .map(|path| format!("unknown field \"{path}\""))
-                    .collect();
-                let version = value
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .and_then(nmstate_openapi::version_of)
-                    .unwrap_or(STORAGE_VERSION);
-                return Err(ApiError::BadRequest(format!(
-                    "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
-                    fields.join(", ")
-                )));
-            }
-            FieldValidation::Warn => {
-                warnings.extend(
-                    decoded
-                        .unknown
-                        .iter()
-                        .map(|path| format!("unknown field \"{path}\"")),
-                );
-            }
-            FieldValidation::Ignore => {}
+    let problems: Vec<String> = duplicates
+        .iter()
+        .map(|path| format!("duplicate field \"{path}\""))
+        .chain(
+            decoded
+                .unknown
+                .iter()
+                .map(|path| format!("unknown field \"{path}\"")),
+        )
+        .collect();
+    let warnings = match field_validation {
+        FieldValidation::Strict if !problems.is_empty() => {
+            let version = value
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .and_then(nmstate_openapi::version_of)
+                .unwrap_or(STORAGE_VERSION);
+            return Err(ApiError::BadRequest(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                problems.join(", ")
+            )));
         }
-    }
+        FieldValidation::Warn => problems,
+        _ => Vec::new(),
+    };
     Ok((decoded, warnings))
 }
 
@@ -678,16 +676,50 @@ mod tests {
             "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
             "metadata": {"name": "p"}, "spec": {"desiredState": {}, "nodeSelecter": {"a": "b"}}
         });
-        let err =
-            decode_object(POLICY, "p", body.clone(), FieldValidation::Strict, false).unwrap_err();
+        let err = decode_object(
+            POLICY,
+            "p",
+            body.clone(),
+            &[],
+            FieldValidation::Strict,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: unknown field \"spec.nodeSelecter\""
         );
         let (decoded, warnings) =
-            decode_object(POLICY, "p", body, FieldValidation::Warn, false).unwrap();
+            decode_object(POLICY, "p", body, &[], FieldValidation::Warn, false).unwrap();
         assert_eq!(warnings, ["unknown field \"spec.nodeSelecter\""]);
         assert!(decoded.value["spec"].get("nodeSelecter").is_none());
+    }
+
+    #[test]
+    fn duplicate_fields_come_before_unknown_ones_as_in_kube_apiserver() {
+        let body = json!({
+            "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "p", "labels": {"a": "2"}}, "spec": {"desiredState": {}, "x": 1}
+        });
+        let duplicates = ["metadata.labels.a".to_owned(), "spec".to_owned()];
+        let decode =
+            |validation| decode_object(POLICY, "p", body.clone(), &duplicates, validation, false);
+        assert_eq!(
+            decode(FieldValidation::Strict).unwrap_err().to_string(),
+            "NodeNetworkConfigurationPolicy in version \"v1\" cannot be handled as a NodeNetworkConfigurationPolicy: strict decoding error: duplicate field \"metadata.labels.a\", duplicate field \"spec\", unknown field \"spec.x\""
+        );
+        let (decoded, warnings) = decode(FieldValidation::Warn).unwrap();
+        assert_eq!(
+            warnings,
+            [
+                "duplicate field \"metadata.labels.a\"",
+                "duplicate field \"spec\"",
+                "unknown field \"spec.x\""
+            ]
+        );
+        assert_eq!(decoded.value["metadata"]["labels"]["a"], "2");
+        let (_, warnings) = decode(FieldValidation::Ignore).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
@@ -706,6 +738,7 @@ mod tests {
             ResourceKind::NodeNetworkState,
             "node01",
             body,
+            &[],
             FieldValidation::Warn,
             true,
         )
@@ -727,6 +760,7 @@ mod tests {
             ResourceKind::NodeNetworkState,
             "node01",
             body,
+            &[],
             FieldValidation::Strict,
             true,
         )

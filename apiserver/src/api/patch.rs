@@ -176,8 +176,18 @@ impl PatchError {
 /// A JSON patch applies all or nothing. A merge patch removes the members it
 /// sets to `null` and replaces lists whole.
 pub fn apply_patch(live: &Value, patch_type: PatchType, body: &[u8]) -> Result<Value, PatchError> {
-    let patched = match patch_type {
-        PatchType::Json => json_patch(live, body)?,
+    apply_patch_noting_duplicates(live, patch_type, body).map(|(patched, _)| patched)
+}
+
+/// [`apply_patch`], with the paths of the keys a merge patch's body held
+/// twice (for `fieldValidation`, as kube-apiserver checks them).
+pub fn apply_patch_noting_duplicates(
+    live: &Value,
+    patch_type: PatchType,
+    body: &[u8],
+) -> Result<(Value, Vec<String>), PatchError> {
+    let (patched, duplicates) = match patch_type {
+        PatchType::Json => (json_patch(live, body)?, Vec::new()),
         PatchType::Merge => merge_patch(live, body)?,
         PatchType::Apply => return Err(PatchError::ApplyNotAPatch),
     };
@@ -186,7 +196,7 @@ pub fn apply_patch(live: &Value, patch_type: PatchType, body: &[u8]) -> Result<V
             found: json_type(&patched),
         });
     }
-    Ok(patched)
+    Ok((patched, duplicates))
 }
 
 fn json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
@@ -209,8 +219,8 @@ fn json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
     Ok(document)
 }
 
-fn merge_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
-    let patch: Value = serde_json::from_slice(body).map_err(PatchError::Decode)?;
+fn merge_patch(live: &Value, body: &[u8]) -> Result<(Value, Vec<String>), PatchError> {
+    let (patch, duplicates) = super::json_reader::from_slice(body).map_err(PatchError::Decode)?;
     if !patch.is_object() {
         return Err(PatchError::MergePatchNotAnObject {
             found: json_type(&patch),
@@ -218,7 +228,7 @@ fn merge_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
     }
     let mut document = live.clone();
     json_patch::merge(&mut document, &patch);
-    Ok(document)
+    Ok((document, duplicates))
 }
 
 /// Words a failed operation as kube's json-patch library (evanphx/json-patch

@@ -572,7 +572,7 @@ fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decod
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {format:?})"
         )));
     }
-    let mut body = parse_document(bytes, format)?;
+    let (mut body, duplicates) = parse_document(bytes, format)?;
     check_type_meta(&mut body, request.kind(), request.path.version)?;
     if !name.is_empty() {
         object::metadata_mut(&mut body)
@@ -583,6 +583,7 @@ fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decod
         request.kind(),
         name,
         body,
+        &duplicates,
         request.query.field_validation,
         request.scope() == UpdateScope::Status,
     )
@@ -602,14 +603,20 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
         ));
     }
-    let mut body = parse_document(bytes, format)?;
+    let (mut body, duplicates) = parse_document(bytes, format)?;
     check_type_meta(&mut body, kind, request.path.version)?;
     let name = creation_name(&mut body, kind)?;
     if let Some(obligation) = request.obligation {
         obligation.check_name(&name).map_err(ApiError::Forbidden)?;
     }
-    let (decoded, warnings) =
-        decode_object(kind, &name, body, request.query.field_validation, false)?;
+    let (decoded, warnings) = decode_object(
+        kind,
+        &name,
+        body,
+        &duplicates,
+        request.query.field_validation,
+        false,
+    )?;
     ApiError::check(kind, &name, decoded.errors)?;
     let now = object::now();
     let mut created = prepare_create(kind, decoded.value, &now)?;
@@ -871,18 +878,19 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             Err(e) => return Err(e),
         };
         let live = for_response(old.clone(), version, kv.mod_revision);
-        let mut patched = match patch_type {
+        let (mut patched, duplicates) = match patch_type {
             PatchType::Apply => {
                 let applied = patch::parse_apply_body(bytes)?;
-                managed_fields::server_side_apply(
+                let applied = managed_fields::server_side_apply(
                     Some(&live),
                     &applied,
                     &manager,
                     request.query.force,
                     &now,
-                )?
+                )?;
+                (applied, Vec::new())
             }
-            other => patch::apply_patch(&live, other, bytes)?,
+            other => patch::apply_patch_noting_duplicates(&live, other, bytes)?,
         };
         // A resourceVersion the patch sets is a precondition: the patched
         // object keeps the live one otherwise.
@@ -899,6 +907,7 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
             kind,
             &name,
             patched,
+            &duplicates,
             request.query.field_validation,
             request.scope() == UpdateScope::Status,
         )?;
@@ -937,8 +946,14 @@ async fn apply_create(
         managed_fields::server_side_apply(None, &applied, manager, request.query.force, now)?;
     check_type_meta(&mut object, kind, request.path.version)?;
     object::metadata_mut(&mut object).insert("name".into(), name.clone().into());
-    let (decoded, warnings) =
-        decode_object(kind, &name, object, request.query.field_validation, false)?;
+    let (decoded, warnings) = decode_object(
+        kind,
+        &name,
+        object,
+        &[],
+        request.query.field_validation,
+        false,
+    )?;
     ApiError::check(kind, &name, decoded.errors)?;
     let created = prepare_create(kind, decoded.value, now)?;
     store_new(request, &name, created, &warnings).await

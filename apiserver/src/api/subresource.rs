@@ -240,7 +240,7 @@ fn current_state(object: &CachedObject) -> State {
 /// against. 400 for a body that is no object of the right type, 422 naming
 /// the field for a missing or invalid `currentState`.
 fn render_request_state(request: &rest::Request<'_>, name: &str, bytes: &[u8]) -> Result<State> {
-    let body = parse_body(request, bytes)?;
+    let (body, _duplicates) = parse_body(request, bytes)?;
     let Some(object) = body.as_object() else {
         return Err(ApiError::BadRequest(format!(
             "the body of the request must be a {RENDER_KIND} object"
@@ -294,7 +294,7 @@ fn proposed_policy(
     name: &str,
     bytes: &[u8],
 ) -> Result<(NodeNetworkConfigurationPolicy, Vec<String>)> {
-    let mut body = parse_body(request, bytes)?;
+    let (mut body, duplicates) = parse_body(request, bytes)?;
     check_type_meta(&mut body, POLICY, request.path.version)?;
     let metadata = metadata_mut(&mut body);
     match metadata.get("name").and_then(Value::as_str) {
@@ -308,8 +308,14 @@ fn proposed_policy(
             )));
         }
     }
-    let (decoded, warnings) =
-        decode_object(POLICY, name, body, request.query.field_validation, false)?;
+    let (decoded, warnings) = decode_object(
+        POLICY,
+        name,
+        body,
+        &duplicates,
+        request.query.field_validation,
+        false,
+    )?;
     ApiError::check(POLICY, name, decoded.errors)?;
     let policy = serde_json::from_value(decoded.value)
         .map_err(|error| ApiError::Internal(format!("decoded policy does not decode: {error}")))?;
@@ -317,7 +323,7 @@ fn proposed_policy(
 }
 
 /// A JSON or YAML request body.
-fn parse_body(request: &rest::Request<'_>, bytes: &[u8]) -> Result<Value> {
+fn parse_body(request: &rest::Request<'_>, bytes: &[u8]) -> Result<(Value, Vec<String>)> {
     let format = RequestFormat::from_headers(request.headers)?;
     if !matches!(format, RequestFormat::Json | RequestFormat::Yaml) {
         return Err(ApiError::UnsupportedMediaType(
