@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use nmstate_e2e::{kubectl::Kubectl, netns::LocalUp};
+use nmstate_e2e::{cluster::wait_for_condition, kubectl::Kubectl, netns::LocalUp};
 use serde_json::{Value, json};
 
 /// How long an eventual outcome may take before the check fails (a bound
@@ -961,18 +961,8 @@ async fn events_tell_failures_and_finished_rollouts(admin: &Kubectl) -> Result<(
         })
         .to_string()
     };
-    let degraded = || async {
-        let wait = admin
-            .run(&[
-                "wait",
-                "--for=condition=Degraded",
-                "nncp/bad",
-                "--timeout=180s",
-            ])
-            .await;
-        ensure!(wait.success(), "{wait}");
-        Ok(())
-    };
+    // Degraded for the policy's current generation.
+    let degraded = || wait_for_condition(admin, "nncp/bad", "Degraded", EVENTUALLY);
     admin
         .run_stdin(&["apply", "-f", "-"], &bad(json!("50%")))
         .await
@@ -1068,22 +1058,7 @@ async fn events_tell_failures_and_finished_rollouts(admin: &Kubectl) -> Result<(
         .run_stdin(&["apply", "-f", "-"], &bad(json!(1)))
         .await
         .ok();
-    eventually("generation 2 of nncp/bad is Degraded", || async {
-        let policy = admin
-            .run(&["get", "nncp", "bad", "-o", "json"])
-            .await
-            .ok()
-            .json();
-        Ok(policy["status"]["observedGeneration"] == 2
-            && policy["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    c["type"] == "Degraded" && c["status"] == "True" && c["observedGeneration"] == 2
-                }))
-    })
-    .await?;
+    degraded().await?;
     check(2).await?;
     let described = admin.run(&["describe", "nncp", "bad"]).await.ok();
     ensure!(
