@@ -177,3 +177,67 @@ async fn client(access: &ClusterAccess) -> Result<kube::Client, Error> {
     config.read_timeout = Some(WRITE_TIMEOUT);
     kube::Client::try_from(config).map_err(Error::Client)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn announcements_become_kube_events_about_the_right_objects() {
+        let announcement = Announcement {
+            type_: EventType::Warning,
+            reason: "ReconcileFailed",
+            action: "Abort",
+            note: "reconciliation of enactment \"n1.p\" has aborted".into(),
+            regarding: Reference {
+                api_version: "nmstate.io/v1",
+                kind: "NodeNetworkConfigurationPolicy",
+                name: "p".into(),
+                uid: Some("u1".into()),
+            },
+            related: Some(Reference {
+                api_version: "nmstate.io/v1",
+                kind: "NodeNetworkConfigurationEnactment",
+                name: "n1.p".into(),
+                uid: Some("u2".into()),
+            }),
+        };
+        let (event, regarding) = to_kube(announcement);
+        assert_eq!(event.type_, KubeEventType::Warning);
+        assert_eq!(
+            (event.reason.as_str(), event.action.as_str()),
+            ("ReconcileFailed", "Abort")
+        );
+        assert_eq!(
+            event.note.as_deref(),
+            Some("reconciliation of enactment \"n1.p\" has aborted")
+        );
+        // Cluster-scoped: no namespace, so the recorder writes to default
+        // and `kubectl describe` (which matches the uid) finds it.
+        assert_eq!(
+            regarding,
+            ObjectReference {
+                api_version: Some("nmstate.io/v1".into()),
+                kind: Some("NodeNetworkConfigurationPolicy".into()),
+                name: Some("p".into()),
+                uid: Some("u1".into()),
+                ..ObjectReference::default()
+            }
+        );
+        let related = event.secondary.unwrap();
+        assert_eq!(
+            (
+                related.kind.as_deref(),
+                related.name.as_deref(),
+                related.uid.as_deref()
+            ),
+            (
+                Some("NodeNetworkConfigurationEnactment"),
+                Some("n1.p"),
+                Some("u2")
+            )
+        );
+    }
+}
