@@ -468,6 +468,8 @@ impl Args {
                 .controller
                 .then(|| crate::controller::ControllerConfig {
                     heartbeat_grace: self.node_heartbeat_grace_period,
+                    // Events go to the cluster whose Nodes are the nodes.
+                    events: nodes.clone(),
                     nodes,
                     ..Default::default()
                 }),

@@ -377,6 +377,23 @@ def check_apiserver_rbac(problems, objects, target):
         ("RoleBinding", "kube-system", "extension-apiserver-authentication-reader") in refs, target,
         "the apiserver cannot read kube-system/extension-apiserver-authentication",
     )
+    # The policy controller's Events (docs/api.md, "Events"): create and
+    # patch events.k8s.io events in namespace default.
+    granted = set()
+    for binding in by_kind(objects, "RoleBinding"):
+        if binding["metadata"].get("namespace") != "default" or binding["roleRef"]["kind"] != "Role":
+            continue
+        if not any(s.get("name") == "nmstate-apiserver" for s in binding.get("subjects", [])):
+            continue
+        for role in by_kind(objects, "Role"):
+            if role["metadata"].get("namespace") == "default" and role["metadata"].get("name") == binding["roleRef"]["name"]:
+                for rule in role.get("rules", []):
+                    if "events.k8s.io" in rule.get("apiGroups", []) and "events" in rule.get("resources", []):
+                        granted.update(rule.get("verbs", []))
+    problems.check(
+        {"create", "patch"} <= granted, target,
+        f"the apiserver may not create and patch events.k8s.io events in namespace default (has {sorted(granted)})",
+    )
     for level in ("view", "edit", "admin"):
         label = f"rbac.authorization.k8s.io/aggregate-to-{level}"
         roles = [

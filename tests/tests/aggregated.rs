@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use nmstate_e2e::{kubectl::Kubectl, netns::LocalUp};
+use nmstate_e2e::{cluster::wait_for_condition, kubectl::Kubectl, netns::LocalUp};
 use serde_json::{Value, json};
 
 /// How long an eventual outcome may take before the check fails (a bound
@@ -80,6 +80,9 @@ async fn checks(cluster: &LocalUp, admin: &Kubectl) -> Result<()> {
     the_upstream_linux_bridge_example_rolls_out(cluster, admin)
         .await
         .context("linux-bridge rollout")?;
+    events_tell_failures_and_finished_rollouts(admin)
+        .await
+        .context("events")?;
     node_restriction_with_bound_tokens(cluster, admin)
         .await
         .context("node restriction")?;
@@ -841,6 +844,228 @@ async fn the_upstream_linux_bridge_example_rolls_out(
     .await?;
     ensure!(code == 200, "dry-run: {code} {body}");
     ensure!(body.contains("node-1") && body.contains("node-2"), "{body}");
+    Ok(())
+}
+
+/// The events of `kind` `name` in namespace default, as core/v1 Events
+/// (what `kubectl get events` and `kubectl describe` read).
+async fn events_of(admin: &Kubectl, kind: &str, name: &str) -> Vec<Value> {
+    let selector = format!("involvedObject.kind={kind},involvedObject.name={name}");
+    let events = admin
+        .run(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &selector,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    events["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The events of `kind` `name` as `type reason: message (xN)` lines, N the
+/// series count (1 without a series), sorted; fails when two Event objects
+/// share an object, reason and message (repeats must grow one series).
+async fn event_lines(admin: &Kubectl, kind: &str, name: &str) -> Result<Vec<String>> {
+    let events = events_of(admin, kind, name).await;
+    let mut lines: Vec<String> = events
+        .iter()
+        .map(|event| {
+            let count = event["series"]["count"].as_u64().unwrap_or(1);
+            format!(
+                "{} {}: {} (x{count})",
+                event["type"].as_str().unwrap_or_default(),
+                event["reason"].as_str().unwrap_or_default(),
+                event["message"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    lines.sort();
+    let mut keys: Vec<&str> = lines
+        .iter()
+        .map(|line| {
+            line.rsplit_once(" (x")
+                .map_or(line.as_str(), |(key, _)| key)
+        })
+        .collect();
+    let total = keys.len();
+    keys.dedup();
+    ensure!(
+        keys.len() == total,
+        "more than one Event object per (object, reason, message) for {kind} {name}: {lines:#?}"
+    );
+    Ok(lines)
+}
+
+/// Polls until the events of `kind` `name` are `expected` (see
+/// [`event_lines`]).
+async fn expect_events(admin: &Kubectl, kind: &str, name: &str, expected: &[String]) -> Result<()> {
+    let last = std::sync::Mutex::new(Vec::new());
+    let result = eventually(&format!("the events of {kind} {name}"), || async {
+        let lines = event_lines(admin, kind, name).await?;
+        let done = lines.as_slice() == expected;
+        *last.lock().unwrap() = lines;
+        Ok(done)
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    result.with_context(|| format!("expected {expected:#?}, last seen {last:#?}"))
+}
+
+/// Whether a line of `text` contains every one of `parts`.
+fn has_line(text: &str, parts: &[&str]) -> bool {
+    text.lines()
+        .any(|line| parts.iter().all(|part| line.contains(part)))
+}
+
+/// Policy and enactment events with upstream's reasons and messages,
+/// written by the policy controller through kube-apiserver's events API,
+/// shown by `kubectl describe` and `kubectl get events`; a repeat grows
+/// the Event's series instead of making another object.
+async fn events_tell_failures_and_finished_rollouts(admin: &Kubectl) -> Result<()> {
+    const POLICY: &str = "NodeNetworkConfigurationPolicy";
+    const ENACTMENT: &str = "NodeNetworkConfigurationEnactment";
+    // linux-bridge rolled out (the check before): a Normal event.
+    let finished = "Normal SuccessfullyConfigured: rollout finished: the policy is configured on its nodes (x1)".to_owned();
+    expect_events(admin, POLICY, "linux-bridge", &[finished]).await?;
+    let described = admin.run(&["describe", "nncp", "linux-bridge"]).await.ok();
+    ensure!(
+        has_line(
+            &described.stdout,
+            &[
+                "Normal",
+                "SuccessfullyConfigured",
+                "nmstate.io/policy-controller"
+            ]
+        ),
+        "{described}"
+    );
+
+    // An ethernet interface no node has: nmstate refuses it on every node.
+    // One node at a time: node-1 fails after its retries, node-2 is
+    // aborted.
+    let bad = |max_unavailable: Value| {
+        json!({
+            "apiVersion": "nmstate.io/v1",
+            "kind": "NodeNetworkConfigurationPolicy",
+            "metadata": {"name": "bad"},
+            "spec": {
+                "maxUnavailable": max_unavailable,
+                "desiredState": {"interfaces": [{"name": "bad1", "type": "ethernet", "state": "up"}]},
+            },
+        })
+        .to_string()
+    };
+    // Degraded for the policy's current generation.
+    let degraded = || wait_for_condition(admin, "nncp/bad", "Degraded", EVENTUALLY);
+    admin
+        .run_stdin(&["apply", "-f", "-"], &bad(json!("50%")))
+        .await
+        .ok();
+    degraded().await?;
+    let expected = |count: u32| {
+        (
+            vec![
+                format!(
+                    "Warning ReconcileFailed: reconciliation of enactment \"node-1.bad\" has failed after 5 retries (x{count})"
+                ),
+                format!(
+                    "Warning ReconcileFailed: reconciliation of enactment \"node-2.bad\" has aborted (x{count})"
+                ),
+            ],
+            vec![format!(
+                "Warning FailedToConfigure: failed to configure node node-1 after 5 retries; rolled back (the error is in the Failing condition) (x{count})"
+            )],
+            vec![format!(
+                "Warning ConfigurationAborted: reconciliation of enactment \"node-2.bad\" has aborted (x{count})"
+            )],
+        )
+    };
+    let check = |count: u32| async move {
+        let (policy, failed, aborted) = expected(count);
+        expect_events(admin, POLICY, "bad", &policy).await?;
+        expect_events(admin, ENACTMENT, "node-1.bad", &failed).await?;
+        expect_events(admin, ENACTMENT, "node-2.bad", &aborted).await
+    };
+    check(1).await?;
+
+    // The policy's events name the enactment they are about; the
+    // enactment's, its Node.
+    for event in events_of(admin, POLICY, "bad").await {
+        let enactment = event["related"]["name"].as_str().unwrap_or_default();
+        ensure!(
+            event["related"]["kind"] == ENACTMENT
+                && event["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(enactment),
+            "{event:#}"
+        );
+    }
+    let event = &events_of(admin, ENACTMENT, "node-1.bad").await[0];
+    ensure!(
+        event["related"]["kind"] == "Node" && event["related"]["name"] == "node-1",
+        "{event:#}"
+    );
+
+    // Where users look: describe (which finds events by the object's uid)
+    // and get events.
+    let described = admin.run(&["describe", "nncp", "bad"]).await.ok();
+    ensure!(
+        has_line(
+            &described.stdout,
+            &[
+                "Warning",
+                "ReconcileFailed",
+                "reconciliation of enactment \"node-1.bad\" has failed after 5 retries"
+            ]
+        ),
+        "{described}"
+    );
+    let described = admin.run(&["describe", "nnce", "node-1.bad"]).await.ok();
+    ensure!(
+        has_line(
+            &described.stdout,
+            &[
+                "Warning",
+                "FailedToConfigure",
+                "failed to configure node node-1"
+            ]
+        ),
+        "{described}"
+    );
+    let table = admin.run(&["get", "events", "-n", "default"]).await.ok();
+    ensure!(
+        has_line(
+            &table.stdout,
+            &[
+                "Warning",
+                "ReconcileFailed",
+                "nodenetworkconfigurationpolicy/bad"
+            ]
+        ),
+        "{table}"
+    );
+
+    // The next generation fails the same way: the same Event objects, each
+    // series counting two.
+    admin
+        .run_stdin(&["apply", "-f", "-"], &bad(json!(1)))
+        .await
+        .ok();
+    degraded().await?;
+    check(2).await?;
+    let described = admin.run(&["describe", "nncp", "bad"]).await.ok();
+    ensure!(
+        has_line(&described.stdout, &["ReconcileFailed", "(x2 over"]),
+        "{described}"
+    );
+    admin.run(&["delete", "nncp", "bad"]).await.ok();
     Ok(())
 }
 

@@ -17,12 +17,18 @@
 //! - dirty policies are reconciled in batches after a short debounce, each
 //!   batch on one snapshot of the caches, after the caches have caught up
 //!   with the controller's own writes, so a settled policy costs no writes
-//!   and a 1 000-node rollout costs O(nodes) writes per generation.
+//!   and a 1 000-node rollout costs O(nodes) writes per generation;
+//! - with a cluster, each reconcile also compares what it sees of the
+//!   policy and its enactments with what it saw last ([`events::announce`],
+//!   pure) and hands the Events that follows to [`recorder`], which writes
+//!   them to kube-apiserver in the background. Standalone it reports none.
 //!
 //! [`Store::elect`]: crate::storage::Store::elect
 
+pub mod events;
 pub mod nodes;
 pub mod plan;
+pub mod recorder;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -48,8 +54,10 @@ use crate::{
 };
 
 use self::{
+    events::{EnactmentView, Memory, PolicyView},
     nodes::NodeLabels,
     plan::{Action, Existing, Node, Plan, Policy},
+    recorder::EventSink,
 };
 use tokio::sync::watch;
 
@@ -76,6 +84,10 @@ pub struct ControllerConfig {
     /// NodeNetworkState objects are the nodes and their labels select them
     /// (standalone).
     pub nodes: Option<crate::auth::cluster::ClusterAccess>,
+    /// The kube-apiserver the policies' and enactments' Events are written
+    /// to; `None` (standalone): no events, the same facts are in the
+    /// objects' conditions.
+    pub events: Option<crate::auth::cluster::ClusterAccess>,
 }
 
 impl Default for ControllerConfig {
@@ -87,6 +99,7 @@ impl Default for ControllerConfig {
             debounce: Duration::from_millis(50),
             write_concurrency: 16,
             nodes: None,
+            events: None,
         }
     }
 }
@@ -116,8 +129,27 @@ pub fn start(state: Arc<AppState>, config: ControllerConfig) -> tokio::task::Joi
                 }
             }
         };
+        let (sink, writer) = match &config.events {
+            None => (None, None),
+            Some(access) => match recorder::connect(access, &config.identity).await {
+                Ok((sink, writer)) => (Some(sink), Some(writer)),
+                Err(error) => {
+                    // The conditions still say everything; events are a
+                    // convenience not worth stopping the controller for.
+                    tracing::warn!(%error, "policy controller: no events will be written");
+                    (None, None)
+                }
+            },
+        };
+        let writer = async move {
+            match writer {
+                Some(writer) => writer.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = lead(&state, &config, cluster_nodes.as_ref()) => {}
+            () = lead(&state, &config, cluster_nodes.as_ref(), sink.as_ref()) => {}
+            () = writer => {}
             () = state.shutdown_requested() => {}
         }
     })
@@ -129,6 +161,7 @@ async fn lead(
     state: &Arc<AppState>,
     config: &ControllerConfig,
     cluster_nodes: Option<&watch::Receiver<Option<NodeLabels>>>,
+    events: Option<&EventSink>,
 ) {
     loop {
         let mut leadership = match state.store.elect(ELECTION, &config.identity).await {
@@ -146,7 +179,7 @@ async fn lead(
                 tracing::warn!("policy controller: leadership lost");
                 false
             }
-            () = run_while_leading(state, config, cluster_nodes) => false,
+            () = run_while_leading(state, config, cluster_nodes, events) => false,
             () = state.shutdown_requested() => true,
         };
         state.metrics.set_controller_leader(false);
@@ -164,9 +197,10 @@ async fn run_while_leading(
     state: &Arc<AppState>,
     config: &ControllerConfig,
     cluster_nodes: Option<&watch::Receiver<Option<NodeLabels>>>,
+    events: Option<&EventSink>,
 ) {
     loop {
-        let reconciler = Reconciler::new(state.clone(), config.clone());
+        let reconciler = Reconciler::new(state.clone(), config.clone(), events.cloned());
         if let Err(error) = reconciler.run(cluster_nodes.cloned()).await {
             tracing::warn!(%error, "policy controller: restarting its loop");
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -229,10 +263,14 @@ struct Reconciler {
     /// The highest revision the controller wrote (or lost a race at): the
     /// next batch waits for the caches to reach it.
     written: Revision,
+    /// Where events go, with a cluster.
+    events: Option<EventSink>,
+    /// What each policy's last reconcile saw, to report only changes.
+    seen: HashMap<String, Memory>,
 }
 
 impl Reconciler {
-    fn new(state: Arc<AppState>, config: ControllerConfig) -> Self {
+    fn new(state: Arc<AppState>, config: ControllerConfig, events: Option<EventSink>) -> Self {
         Self {
             state,
             config,
@@ -241,6 +279,8 @@ impl Reconciler {
             nodes: HashMap::new(),
             cluster_labels: None,
             written: 0,
+            events,
+            seen: HashMap::new(),
         }
     }
 
@@ -401,10 +441,14 @@ impl Reconciler {
         let policy_cache = caches.get(ResourceKind::NodeNetworkConfigurationPolicy);
         let mut writes = Vec::new();
         for name in &names {
-            let existing: Vec<Existing<'_>> = by_policy
-                .get(name.as_str())
-                .map(|objects| objects.iter().filter_map(|o| existing_of(o)).collect())
-                .unwrap_or_default();
+            let mut existing: Vec<Existing<'_>> = Vec::new();
+            let mut uids: Vec<&str> = Vec::new();
+            for object in by_policy.get(name.as_str()).into_iter().flatten() {
+                if let Some(enactment) = existing_of(object) {
+                    uids.push(uid_of(object));
+                    existing.push(enactment);
+                }
+            }
             let policy_object = policy_cache.get(name);
             let decoded = policy_object.as_ref().and_then(|object| {
                 serde_json::from_value::<NodeNetworkConfigurationPolicy>(object.to_value())
@@ -415,6 +459,7 @@ impl Reconciler {
             });
             let (Some(object), Some(policy)) = (policy_object, decoded) else {
                 // Deleted policy: its enactments go.
+                self.seen.remove(name);
                 for enactment in existing {
                     writes.push(Write::Enactment(
                         name.clone(),
@@ -442,6 +487,30 @@ impl Reconciler {
                 self.state.render,
             );
             self.state.metrics.controller_reconciled();
+            if let Some(sink) = &self.events {
+                let enactments: Vec<EnactmentView<'_>> = existing
+                    .iter()
+                    .zip(&uids)
+                    .map(|(enactment, uid)| EnactmentView {
+                        name: enactment.name,
+                        uid,
+                        node: enactment.node,
+                        status: &enactment.status,
+                    })
+                    .collect();
+                let view = PolicyView {
+                    name,
+                    uid: uid_of(&object),
+                    generation: policy.metadata.generation.unwrap_or(1),
+                    status: policy.status.as_ref(),
+                };
+                let before = self.seen.remove(name).unwrap_or_default();
+                let (announcements, seen) = events::announce(&view, &enactments, &before, &now);
+                self.seen.insert(name.clone(), seen);
+                for announcement in announcements {
+                    sink.send(announcement);
+                }
+            }
             let Plan {
                 actions,
                 policy_status,
@@ -566,6 +635,11 @@ fn existing_of(object: &CachedObject) -> Option<Existing<'_>> {
         revision: object.revision,
         status,
     })
+}
+
+/// An object's `metadata.uid` (empty if it has none).
+fn uid_of(object: &CachedObject) -> &str {
+    object::meta_str(object.summary(), "uid").unwrap_or_default()
 }
 
 /// One write of a batch.
