@@ -130,6 +130,13 @@ if ! schemathesis --version 2>/dev/null | grep -q "version ${SCHEMATHESIS_VERSIO
     python3 -m pip install -q --break-system-packages "schemathesis==${SCHEMATHESIS_VERSION}"
   fi
 fi
+# cargo-fuzz runs the fuzz targets of fuzz/ (hack/fuzz.sh, docs/fuzzing.md) on
+# stable Rust, without a sanitizer.
+CARGO_FUZZ_VERSION="0.13.2"
+if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
+  echo "setup-deps: installing cargo-fuzz ${CARGO_FUZZ_VERSION} with cargo"
+  cargo install --quiet --locked cargo-fuzz --version "${CARGO_FUZZ_VERSION}"
+fi
 # --- end of hostile-input testing ----------------------------------------------
 
 echo "setup-deps: all dependencies present"

@@ -18,7 +18,9 @@
 //! also hold (other than the committed revision and the live event feed):
 //! reopening the file gives back the same store.
 
-mod codec;
+/// Public only for the fuzz target `record_codec` (`fuzz/`).
+#[doc(hidden)]
+pub mod codec;
 mod watch;
 mod writer;
 

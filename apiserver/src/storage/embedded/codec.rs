@@ -20,14 +20,14 @@ use std::fmt;
 use crate::storage::{KeyValue, Revision, WatchEvent};
 
 /// The record format this version writes and reads.
-pub(super) const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 1;
 
 const KIND_PUT: u8 = 0;
 const KIND_DELETE: u8 = 1;
 
 /// Why some stored bytes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct DecodeError(pub(super) String);
+pub struct DecodeError(pub String);
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,7 +38,7 @@ impl fmt::Display for DecodeError {
 /// A key's value with its revisions, as kept in the `kv` table and inside
 /// history records.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct StoredValue {
+pub struct StoredValue {
     pub(super) create_revision: Revision,
     pub(super) mod_revision: Revision,
     pub(super) value: Vec<u8>,
@@ -57,7 +57,7 @@ impl StoredValue {
 
 /// One write, as kept in the `history` table under its revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct HistoryRecord {
+pub struct HistoryRecord {
     pub(super) key: String,
     /// The new value of a put; `None` for a delete.
     pub(super) put: Option<StoredValue>,
@@ -83,7 +83,7 @@ impl HistoryRecord {
     }
 }
 
-pub(super) fn encode_value(stored: &StoredValue) -> Vec<u8> {
+pub fn encode_value(stored: &StoredValue) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(17 + stored.value.len());
     bytes.push(FORMAT);
     bytes.extend_from_slice(&stored.create_revision.to_le_bytes());
@@ -92,7 +92,7 @@ pub(super) fn encode_value(stored: &StoredValue) -> Vec<u8> {
     bytes
 }
 
-pub(super) fn decode_value(bytes: &[u8]) -> Result<StoredValue, DecodeError> {
+pub fn decode_value(bytes: &[u8]) -> Result<StoredValue, DecodeError> {
     let mut reader = Reader::new(bytes);
     reader.format()?;
     let create_revision = reader.i64()?;
@@ -106,7 +106,7 @@ pub(super) fn decode_value(bytes: &[u8]) -> Result<StoredValue, DecodeError> {
     })
 }
 
-pub(super) fn encode_history(record: &HistoryRecord) -> Vec<u8> {
+pub fn encode_history(record: &HistoryRecord) -> Vec<u8> {
     let mut bytes = Vec::new();
     bytes.push(FORMAT);
     bytes.push(if record.put.is_some() {
@@ -132,7 +132,7 @@ pub(super) fn encode_history(record: &HistoryRecord) -> Vec<u8> {
     bytes
 }
 
-pub(super) fn decode_history(bytes: &[u8]) -> Result<HistoryRecord, DecodeError> {
+pub fn decode_history(bytes: &[u8]) -> Result<HistoryRecord, DecodeError> {
     let mut reader = Reader::new(bytes);
     reader.format()?;
     let kind = reader.u8()?;
@@ -174,11 +174,11 @@ pub(super) fn decode_history(bytes: &[u8]) -> Result<HistoryRecord, DecodeError>
     Ok(HistoryRecord { key, put, prev })
 }
 
-pub(super) fn encode_revision(revision: Revision) -> [u8; 8] {
+pub fn encode_revision(revision: Revision) -> [u8; 8] {
     revision.to_le_bytes()
 }
 
-pub(super) fn decode_revision(bytes: &[u8]) -> Result<Revision, DecodeError> {
+pub fn decode_revision(bytes: &[u8]) -> Result<Revision, DecodeError> {
     let mut reader = Reader::new(bytes);
     let revision = reader.i64()?;
     reader.end()?;
