@@ -17,6 +17,7 @@ declare -A PACKAGES=(
   [python3]=python3          # tests/python/client_test.py (the Python client test)
   [curl]=curl                # tests/tests/render_subresources.rs calls the API as curl users do
   [openssl]=openssl          # hack/local-up.sh --kube makes the cluster's certificates
+  [jq]=jq                    # docs/user-guide/ reads the render and dry-run answers with it (tests/tests/user_guide.rs)
 )
 
 # The kubectl the end-to-end suite drives when the machine has none: the
