@@ -21,6 +21,7 @@
 //! ends with one line holding a JSON object of the figures. The figures are
 //! only meaningful from a release build; nothing here asserts on them.
 
+pub mod crds;
 pub mod objects;
 pub mod stats;
 
