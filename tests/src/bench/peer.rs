@@ -285,6 +285,7 @@ async fn watch_aggregated(cluster: &Cluster, counts: &Counts, report: &mut Repor
         growth(0),
         growth(1)
     ));
+    report.figure("aggregated_watches_ended", round.ended);
     report.figure("aggregated_p50_ms", stats::millis(round.modified.p50));
     report.figure("aggregated_p99_ms", stats::millis(round.modified.p99));
     report.figure("aggregated_kube_rss_growth_mib", growth(0));
@@ -311,6 +312,11 @@ async fn watch_crd(counts: &Counts, report: &mut Report) -> Result<()> {
         "  ours/CRD RSS growth: {ratio:.3} (goal <= 0.5: {rss_verdict}); ours p99 {ours_p99:.2} ms \
          (goal <= 50 ms: {p99_verdict})"
     ));
+    report.line(format!(
+        "  CRD watches kube-apiserver ended during the round: {} of {}",
+        round.ended, counts.watches
+    ));
+    report.figure("crd_watches_ended", round.ended);
     report.figure("crd_p50_ms", stats::millis(round.modified.p50));
     report.figure("crd_p99_ms", stats::millis(round.modified.p99));
     report.figure("crd_rss_before_mib", mib(round.rss_before[0]));

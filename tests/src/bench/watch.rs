@@ -19,7 +19,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -202,6 +202,9 @@ pub(super) struct PeerRound {
     /// were opened and after the updates.
     pub(super) rss_before: Vec<u64>,
     pub(super) rss_after: Vec<u64>,
+    /// Watches the server ended before the round was over (their nodes'
+    /// later events are missing from the latencies).
+    pub(super) ended: usize,
 }
 
 /// The status generation [`peer_round`] writes: one the main run has not
@@ -245,16 +248,39 @@ pub(super) async fn peer_round(
         .buffer_unordered(OPENING)
         .try_collect::<Vec<_>>()
         .await?;
+    let ended: Arc<Vec<AtomicBool>> =
+        Arc::new((0..nodes).map(|_| AtomicBool::new(false)).collect());
     for (node, connection, body) in opened {
-        watchers.spawn(read_events(connection, body, node, round.clone(), clock));
+        let (round, ended) = (round.clone(), ended.clone());
+        watchers.spawn(async move {
+            read_events(connection, body, node, round, clock).await?;
+            if let Some(flag) = node.and_then(|node| ended.get(node)) {
+                flag.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        });
     }
     if existing {
-        wait_for("initial ADDED events", &round.added, nodes, &mut watchers).await?;
+        wait_for_live(
+            "initial ADDED events",
+            &round.added,
+            nodes,
+            &mut watchers,
+            Some(&ended),
+        )
+        .await?;
         versions.list(client).await?;
     } else {
         progress(format!("creating {nodes} enactments"));
         write_all(&mut writers, &clock, &versions, &round, create).await?;
-        wait_for("ADDED events", &round.added, nodes, &mut watchers).await?;
+        wait_for_live(
+            "ADDED events",
+            &round.added,
+            nodes,
+            &mut watchers,
+            Some(&ended),
+        )
+        .await?;
     }
     progress(format!("updating {nodes} enactments"));
     round.write_starts.clear();
@@ -267,11 +293,22 @@ pub(super) async fn peer_round(
         status_update(PEER_GENERATION),
     )
     .await?;
-    wait_for("MODIFIED events", &round.modified, nodes, &mut watchers).await?;
+    wait_for_live(
+        "MODIFIED events",
+        &round.modified,
+        nodes,
+        &mut watchers,
+        Some(&ended),
+    )
+    .await?;
     let rss_after = rss()?;
     watchers.shutdown().await;
     Ok(PeerRound {
         modified: latencies(&round.write_acks, &round.modified).summary()?,
+        ended: ended
+            .iter()
+            .filter(|flag| flag.load(Ordering::Relaxed))
+            .count(),
         rss_before,
         rss_after,
     })
@@ -660,11 +697,32 @@ async fn wait_for(
     count: usize,
     watchers: &mut JoinSet<Result<()>>,
 ) -> Result<()> {
+    wait_for_live(what, stamps, count, watchers, None).await
+}
+
+/// As [`wait_for`]; with `ended` (a flag per node its watch task sets
+/// when the server ends the watch, as kube-apiserver ends those it finds
+/// too slow), a node whose watch ended counts as done instead of failing.
+async fn wait_for_live(
+    what: &str,
+    stamps: &Stamps,
+    count: usize,
+    watchers: &mut JoinSet<Result<()>>,
+    ended: Option<&[AtomicBool]>,
+) -> Result<()> {
     let deadline = Instant::now() + PATIENCE;
-    while stamps.count() < count {
-        if let Some(ended) = watchers.try_join_next() {
-            ended??;
-            bail!("a watch ended while waiting for {what}");
+    let done = || match ended {
+        None => stamps.count(),
+        Some(ended) => (0..count)
+            .filter(|node| stamps.get(*node) != 0 || ended[*node].load(Ordering::Relaxed))
+            .count(),
+    };
+    while done() < count {
+        if let Some(finished) = watchers.try_join_next() {
+            finished??;
+            if ended.is_none() {
+                bail!("a watch ended while waiting for {what}");
+            }
         }
         if Instant::now() > deadline {
             bail!(
