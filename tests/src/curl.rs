@@ -71,6 +71,24 @@ impl Curl {
     /// `curl -X method URL [--data-binary @file]`: the status code and the
     /// JSON answer. Panics when curl fails (no answer, a framing error).
     pub async fn call_file(&self, method: &str, path: &str, body: Option<&Path>) -> (u16, Value) {
+        let (code, answer) = self
+            .raw(method, path, body, &[])
+            .await
+            .unwrap_or_else(|error| panic!("curl {method} {path}: {error}"));
+        let value = serde_json::from_str(&answer)
+            .unwrap_or_else(|error| panic!("curl {method} {path}: {error}: {answer}"));
+        (code, value)
+    }
+
+    /// `curl -X method URL [--data-binary @file] [extra...]`: the status code
+    /// and the answer as text, or curl's complaint when it got no answer.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<(u16, String), String> {
         let mut command = tokio::process::Command::new("curl");
         command
             .args(["-sS", "-X", method, "-w", "\n%{http_code}"])
@@ -91,19 +109,20 @@ impl Curl {
                 .arg(format!("@{}", file.display()));
         }
         let output = command
+            .args(extra)
             .arg(format!("{}{path}", self.server))
             .output()
             .await
             .expect("curl runs (hack/setup-deps.sh installs it)");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "curl {method} {path}: {}\n{stdout}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if !output.status.success() {
+            return Err(format!(
+                "{} ({})\n{stdout}",
+                String::from_utf8_lossy(&output.stderr).trim(),
+                output.status
+            ));
+        }
         let (answer, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-        let value = serde_json::from_str(answer)
-            .unwrap_or_else(|error| panic!("curl {method} {path}: {error}: {answer}"));
-        (code.parse().unwrap_or(0), value)
+        Ok((code.parse().unwrap_or(0), answer.to_owned()))
     }
 }

@@ -12,6 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -1046,6 +1047,58 @@ async fn idle_connections_many_watches_and_rapid_reset_leave_others_served() {
         StatusCode::OK
     );
     drop((idle, watches));
+    assert_unharmed(&server, watcher).await;
+}
+
+/// Header floods over HTTP/2 (hyper's client: curl's nghttp2 will not send
+/// a header block over 64 KiB). Go's limit holds: 1 MiB of header list
+/// (RFC 7541 sizes) is served, more gets 431; a block that needs more
+/// CONTINUATION frames than that limit can fill ends the connection with
+/// GOAWAY (h2's guard against CONTINUATION floods). The server is unharmed.
+#[tokio::test]
+async fn header_floods_over_http2() {
+    let (server, client) = start().await;
+    let watcher = bystander(server.client().unwrap());
+    let floods: [(&str, usize, usize, Option<StatusCode>); 4] = [
+        (
+            "5000 small headers (225 KiB)",
+            5000,
+            1,
+            Some(StatusCode::OK),
+        ),
+        (
+            "one 1.1 MiB header",
+            1,
+            1_150_000,
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        ),
+        (
+            "20000 headers (1.7 MiB)",
+            20_000,
+            40,
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        ),
+        ("one 2 MiB header", 1, 2 << 20, None),
+    ];
+    for (name, count, size, expected) in floods {
+        let mut sender = client.connect_http2().await.unwrap();
+        let mut request = http::Request::get(format!("https://localhost{POLICIES}"));
+        for index in 0..count {
+            request = request.header(format!("x-flood-{index}"), "v".repeat(size));
+        }
+        let request = request.body(Full::new(Bytes::new())).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no answer in 30 s"));
+        match (answer, expected) {
+            (Ok(response), Some(code)) => assert_eq!(response.status(), code, "{name}"),
+            (Err(error), None) => assert!(
+                format!("{error:?}").contains("ENHANCE_YOUR_CALM"),
+                "{name}: {error:?}"
+            ),
+            (answer, _) => panic!("{name}: expected {expected:?}, got {answer:?}"),
+        }
+    }
     assert_unharmed(&server, watcher).await;
 }
 
