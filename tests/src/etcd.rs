@@ -168,23 +168,8 @@ impl EtcdProcess {
     }
 
     fn signal_and_reap(&mut self, sig: signal::Signal) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-        // Our own child, by its PID; it may have exited already.
-        let _ = signal::kill(pid, sig);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            }
+        if let Some(child) = self.child.take() {
+            signal_and_reap(child, sig, STOP_TIMEOUT);
         }
     }
 
@@ -271,6 +256,25 @@ impl EtcdProcess {
             "etcd did not answer within {START_TIMEOUT:?}: {last_error}\n{}",
             self.log_tail()
         )
+    }
+}
+
+/// Sends `sig` to `child` (our own, by its PID; it may have exited
+/// already) and waits for it to exit, killing it after `timeout`.
+pub(crate) fn signal_and_reap(mut child: Child, sig: signal::Signal, timeout: Duration) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let _ = signal::kill(pid, sig);
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 

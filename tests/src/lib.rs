@@ -8,6 +8,7 @@ pub mod curl;
 pub mod etcd;
 pub mod faults;
 pub mod https;
+pub mod kube_apiserver;
 pub mod kube_double;
 pub mod kubectl;
 pub mod metrics;

@@ -314,32 +314,7 @@ pub struct LocalUp {
     kube: bool,
 }
 
-/// Where `hack/build-kube-apiserver.sh` put kube-apiserver, building it
-/// first when it is not cached (minutes on 2 cores). An error says why the
-/// build failed (no Go, no module proxy, a compile error).
-pub fn kube_apiserver() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/build-kube-apiserver.sh");
-    let output = std::process::Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .context("running hack/build-kube-apiserver.sh")?;
-    if !output.status.success() {
-        bail!(
-            "hack/build-kube-apiserver.sh failed ({}): the suite through a real kube-apiserver cannot run\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let path = PathBuf::from(String::from_utf8(output.stdout)?.trim());
-    if !path.is_file() {
-        bail!(
-            "hack/build-kube-apiserver.sh named {}, which is no file",
-            path.display()
-        );
-    }
-    Ok(path)
-}
+pub use crate::kube_apiserver::binary as kube_apiserver;
 
 impl LocalUp {
     /// Starts `nodes` nodes; `agent_args` go to every agent. The binaries

@@ -1,6 +1,8 @@
 //! `nmstate-bench --quick --json` runs every scenario to the end against
 //! the debug binaries and reports its figures as one JSON line. Only the
 //! shape is checked: figures are wall-clock measurements, never asserted.
+//! The `--peer crd` variants start kube-apiserver (built by
+//! `hack/build-kube-apiserver.sh`, cached) and fail without it.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -9,8 +11,14 @@ use serde_json::Value;
 
 /// Runs one scenario and returns its JSON figures.
 fn run(scenario: &str) -> Value {
+    run_with(scenario, &[])
+}
+
+/// Runs one scenario with `extra` flags and returns its JSON figures.
+fn run_with(scenario: &str, extra: &[&str]) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_nmstate-bench"))
         .args([scenario, "--quick", "--json"])
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -123,4 +131,80 @@ fn every_scenario_runs_quick_and_reports_json() {
     );
     // Not a timing: an idle agent must not write.
     assert_eq!(agent["idle_writes"], 0, "{agent}");
+}
+
+/// Checks the figures `--peer crd` adds to `scenario`'s: `crd_speedup`,
+/// `keys`, and every goal in `crd_goals` with its `goal_met`.
+fn check_crd(figures: &Value, scenario: &str, keys: &[&str]) {
+    assert_eq!(figures["peer"], "crd", "{figures}");
+    for key in keys.iter().chain(&["crd_speedup"]) {
+        assert!(
+            figures[key].is_number(),
+            "{scenario}: {key} is not a number in {figures}"
+        );
+    }
+    let goals = figures["crd_goals"].as_object().unwrap();
+    assert!(!goals.is_empty(), "{figures}");
+    for (name, goal) in goals {
+        assert!(goal["value"].is_number(), "{name}: {goal}");
+        assert!(goal["goal_met"].is_boolean(), "{name}: {goal}");
+    }
+    assert!(figures["crd_goals_met"].is_boolean(), "{figures}");
+}
+
+#[test]
+fn the_crd_peer_runs_quick_and_reports_json() {
+    // In parallel: most of the time is kube-apiserver starting.
+    let [write, list, watch] = std::thread::scope(|scope| {
+        ["write", "list", "watch"]
+            .map(|scenario| scope.spawn(move || run_with(scenario, &["--peer", "crd"])))
+            .map(|run| run.join().unwrap())
+    });
+    check_crd(
+        &write,
+        "write",
+        &["crd_objects_per_s", "crd_seconds", "crd_etcd_ratio"],
+    );
+    check_crd(
+        &list,
+        "list",
+        &[
+            "crd_json_ms",
+            "crd_table_ms",
+            "crd_table_speedup",
+            "crd_rss_written_mib",
+            "aggregated_json_ms",
+            "aggregated_table_ms",
+        ],
+    );
+    check_crd(
+        &watch,
+        "watch",
+        &[
+            "crd_p50_ms",
+            "crd_p99_ms",
+            "crd_rss_growth_mib",
+            "aggregated_p50_ms",
+            "aggregated_p99_ms",
+        ],
+    );
+    for (figures, goals) in [
+        (&write, &["writes_ours_over_crd"][..]),
+        (
+            &list,
+            &[
+                "list_json_ours_over_crd",
+                "list_table_ours_over_crd",
+                "rss_holding_ours_over_kube",
+            ],
+        ),
+        (&watch, &["watch_rss_growth_ours_over_kube", "watch_p99_ms"]),
+    ] {
+        for goal in goals {
+            assert!(
+                figures["crd_goals"].get(goal).is_some(),
+                "no goal {goal} in {figures}"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use super::{
     Cluster, Counts, Report, STATES, progress, report_server_latencies, stats,
     write::{Payloads, write_through_api},
 };
-use crate::https::Connection;
+use crate::https::{Connection, HttpsClient};
 
 /// The longest acceptable median time to list every node state.
 const GOAL: Duration = Duration::from_secs(1);
@@ -151,6 +151,44 @@ pub(super) async fn run(cluster: &Cluster, counts: &Counts, report: &mut Report)
     report.figure("goal_max_ms", stats::millis(GOAL));
     report.figure("goal_met", json_time <= GOAL && table_time <= GOAL);
     Ok(())
+}
+
+/// Lists of every node state through another server (see [`time_lists`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Lists {
+    /// The first JSON list and the first Table, untimed in the medians.
+    pub(super) first_json: Duration,
+    pub(super) first_table: Duration,
+    /// The medians of the timed runs.
+    pub(super) json: Duration,
+    pub(super) table: Duration,
+    /// The size of the answers.
+    pub(super) json_bytes: usize,
+    pub(super) table_bytes: usize,
+}
+
+/// The lists of `run` through `client`: a first JSON list and Table,
+/// checked to hold `count` node states, then `runs` timed lists of each.
+pub(super) async fn time_lists(client: &HttpsClient, count: usize, runs: usize) -> Result<Lists> {
+    let mut connection = client.connect().await?;
+    let (first_json, json) = list(&mut connection, &[]).await?;
+    check_count("the JSON list", &json, "items", count)?;
+    let (first_table, table) = list(&mut connection, &[("accept", TABLE)]).await?;
+    check_count("the Table", &table, "rows", count)?;
+    let (mut json_times, mut table_times) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        json_times.push(list(&mut connection, &[]).await?.0);
+        table_times.push(list(&mut connection, &[("accept", TABLE)]).await?.0);
+    }
+    let median = |times: &[Duration]| stats::median(times).unwrap_or_default();
+    Ok(Lists {
+        first_json,
+        first_table,
+        json: median(&json_times),
+        table: median(&table_times),
+        json_bytes: json.len(),
+        table_bytes: table.len(),
+    })
 }
 
 /// Lists node states on `connection` with `headers`: the time to the whole

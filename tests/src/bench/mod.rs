@@ -17,15 +17,22 @@
 //! - `agent`: one hollow `nmstate-agent` against an embedded-store server:
 //!   idle RSS against the 20 MiB goal, idle writes, CPU of start and apply.
 //!
+//! With `--peer crd`, `write`, `list` and `watch` also run against
+//! kube-apiserver serving the three kinds as CRDs (on an etcd of its own),
+//! and `list` and `watch` through kube-apiserver's aggregator to our server
+//! (see `peer.rs`).
+//!
 //! Progress goes to stderr, the report to stdout; with `--json` the report
 //! ends with one line holding a JSON object of the figures. The figures are
 //! only meaningful from a release build; nothing here asserts on them.
 
+pub mod crds;
 pub mod objects;
 pub mod stats;
 
 mod agent;
 mod list;
+mod peer;
 mod render;
 mod rollout;
 mod watch;
@@ -45,6 +52,8 @@ use crate::{
     apiserver::{ApiserverProcess, StartOptions},
     etcd::EtcdProcess,
     https::{Connection, HttpsClient},
+    kube_apiserver::{AGGREGATED_SERVER_NAME, FRONT_PROXY_CLIENT},
+    pki::TestCa,
 };
 
 /// The API path of node states.
@@ -68,6 +77,19 @@ pub struct Args {
     /// End the output with one line holding a JSON object of the figures.
     #[arg(long)]
     pub json: bool,
+    /// Also measure what users run today, in the same run (`write`,
+    /// `list` and `watch` only).
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
+}
+
+/// A server to compare with, besides raw etcd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[non_exhaustive]
+pub enum Peer {
+    /// kube-apiserver serving the three kinds as CRDs; and, for `list` and
+    /// `watch`, kube-apiserver's aggregator in front of our server.
+    Crd,
 }
 
 /// A benchmark scenario.
@@ -190,8 +212,19 @@ impl fmt::Display for Report {
 }
 
 /// Runs `scenario` with `counts` against the `nmstate-apiserver` binary at
-/// `apiserver`.
-pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Report> {
+/// `apiserver`, and against `peer` when given.
+pub async fn run(
+    scenario: Scenario,
+    quick: bool,
+    peer: Option<Peer>,
+    apiserver: &Path,
+) -> Result<Report> {
+    if peer.is_some() && !peer::compares(scenario) {
+        bail!(
+            "--peer applies to write, list and watch, not {}",
+            scenario.name()
+        );
+    }
     raise_open_file_limit();
     let counts = Counts::new(quick);
     let mut report = Report::new(scenario, quick);
@@ -206,13 +239,17 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         return Ok(report);
     }
     let controller = scenario == Scenario::Rollout;
-    let cluster = Cluster::start(apiserver, controller).await?;
+    let cluster = Cluster::start(apiserver, controller, peer.is_some()).await?;
     let result = match scenario {
         Scenario::Write => write::run(&cluster, &counts, &mut report).await,
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
         Scenario::Render | Scenario::Agent => unreachable!("handled above"),
+    };
+    let result = match (result, peer) {
+        (Ok(()), Some(peer)) => peer::run(peer, scenario, &cluster, &counts, &mut report).await,
+        (result, _) => result,
     };
     if let Err(error) = result {
         return Err(error.context(format!(
@@ -270,11 +307,15 @@ struct Cluster {
     apiserver: ApiserverProcess,
     client: HttpsClient,
     log_dir: tempfile::TempDir,
+    /// The CA of the front proxy the server trusts, when a kube-apiserver
+    /// aggregator is to stand in front of it.
+    front_proxy_ca: Option<TestCa>,
 }
 
 impl Cluster {
-    /// Starts etcd and the server; the policy controller only when asked.
-    async fn start(binary: &Path, controller: bool) -> Result<Cluster> {
+    /// Starts etcd and the server; the policy controller only when asked;
+    /// ready to sit behind kube-apiserver's aggregator when `aggregated`.
+    async fn start(binary: &Path, controller: bool, aggregated: bool) -> Result<Cluster> {
         progress("starting etcd and nmstate-apiserver");
         let etcd = EtcdProcess::try_start(false).await?;
         let log_dir = tempfile::tempdir()?;
@@ -287,14 +328,26 @@ impl Cluster {
         // The API scenarios write enactments of no policy: measure the API,
         // not the controller cleaning them up.
         let controller = format!("--controller={controller}");
-        let apiserver =
-            ApiserverProcess::start_with(&[&etcd_servers, &controller], &options).await?;
+        let mut flags = vec![etcd_servers, controller];
+        let front_proxy_ca = aggregated.then(|| TestCa::new("front-proxy-ca"));
+        if let Some(ca) = &front_proxy_ca {
+            let ca_file = log_dir.path().join("front-proxy-ca.crt");
+            std::fs::write(&ca_file, &ca.pem)?;
+            flags.extend([
+                format!("--requestheader-client-ca-file={}", ca_file.display()),
+                format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"),
+                format!("--tls-sni-hosts={AGGREGATED_SERVER_NAME}"),
+            ]);
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let apiserver = ApiserverProcess::start_with(&flags, &options).await?;
         let client = apiserver.client()?;
         let cluster = Cluster {
             etcd,
             apiserver,
             client,
             log_dir,
+            front_proxy_ca,
         };
         cluster.wait_until_ready().await?;
         Ok(cluster)
@@ -313,11 +366,7 @@ impl Cluster {
 
     /// `count` kept-alive connections to the API server.
     async fn connections(&self, count: usize) -> Result<Vec<Connection>> {
-        let mut connections = Vec::with_capacity(count);
-        for _ in 0..count {
-            connections.push(self.client.connect().await?);
-        }
-        Ok(connections)
+        connections(&self.client, count).await
     }
 
     /// A client straight to etcd, for baselines.
@@ -332,12 +381,7 @@ impl Cluster {
 
     /// CPU time used so far by the server, etcd and this process.
     fn cpu_times(&self) -> Result<CpuTimes> {
-        let etcd = self.etcd.pid().context("etcd is not running")?;
-        Ok(CpuTimes {
-            apiserver: process_cpu(&self.apiserver.pid().to_string())?,
-            etcd: process_cpu(&etcd.to_string())?,
-            bench: process_cpu("self")?,
-        })
+        cpu_times(self.apiserver.pid(), &self.etcd)
     }
 
     /// The server's mean latency per label set of the histogram `name`
@@ -357,6 +401,26 @@ impl Cluster {
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
+}
+
+/// `count` kept-alive connections through `client`.
+async fn connections(client: &HttpsClient, count: usize) -> Result<Vec<Connection>> {
+    let mut connections = Vec::with_capacity(count);
+    for _ in 0..count {
+        connections.push(client.connect().await?);
+    }
+    Ok(connections)
+}
+
+/// CPU time used so far by the API server `apiserver`, `etcd` and this
+/// process.
+fn cpu_times(apiserver: u32, etcd: &EtcdProcess) -> Result<CpuTimes> {
+    let etcd = etcd.pid().context("etcd is not running")?;
+    Ok(CpuTimes {
+        apiserver: process_cpu(&apiserver.to_string())?,
+        etcd: process_cpu(&etcd.to_string())?,
+        bench: process_cpu("self")?,
+    })
 }
 
 /// CPU time (user and system) of the processes of a run.

@@ -34,9 +34,10 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::{
-    Cluster, Counts, ENACTMENTS, Report, objects, progress, report_server_latencies, stats,
+    Cluster, Counts, ENACTMENTS, Report, connections, objects, progress, report_server_latencies,
+    rss_bytes, stats,
 };
-use crate::https::Connection;
+use crate::https::{Connection, HttpsClient};
 
 /// The highest acceptable p99 delivery latency with every watch open.
 const GOAL_P99: Duration = Duration::from_millis(50);
@@ -60,7 +61,7 @@ pub(super) async fn run(cluster: &Cluster, counts: &Counts, report: &mut Report)
     let many = Round::new(nodes);
     let mut watchers = JoinSet::new();
     let opened = stream::iter(0..nodes)
-        .map(|node| open_watch(cluster, Some(node)))
+        .map(|node| open_watch(&cluster.client, Some(node), None))
         .buffer_unordered(OPENING)
         .try_collect::<Vec<_>>()
         .await?;
@@ -94,7 +95,7 @@ pub(super) async fn run(cluster: &Cluster, counts: &Counts, report: &mut Report)
 
     progress("a second round of updates with one watcher of all enactments");
     let single = Round::new(nodes);
-    let (node, connection, body) = open_watch(cluster, None).await?;
+    let (node, connection, body) = open_watch(&cluster.client, None, None).await?;
     watchers.spawn(read_events(connection, body, node, single.clone(), clock));
     // Without a resourceVersion the watch starts with an ADDED per object:
     // once all are in, it is live.
@@ -191,6 +192,91 @@ pub(super) async fn run(cluster: &Cluster, counts: &Counts, report: &mut Report)
     Ok(())
 }
 
+/// What the per-node watches measured on another server (see
+/// [`peer_round`]).
+#[derive(Debug)]
+pub(super) struct PeerRound {
+    /// MODIFIED after the write's acknowledgement.
+    pub(super) modified: Summary,
+    /// The resident memory of each process asked for, before the watches
+    /// were opened and after the updates.
+    pub(super) rss_before: Vec<u64>,
+    pub(super) rss_after: Vec<u64>,
+}
+
+/// The status generation [`peer_round`] writes: one the main run has not
+/// written, so that every update changes the object.
+const PEER_GENERATION: i64 = 3;
+
+/// The main figures of `run` on another server, through `client`: one
+/// per-node enactment watch per node, each enactment created (or, when
+/// `existing`, its initial ADDED awaited and its `resourceVersion` listed),
+/// then each one's status updated; the delivery latencies after the
+/// updates' acknowledgements, and the resident memory of `pids`.
+pub(super) async fn peer_round(
+    client: &HttpsClient,
+    counts: &Counts,
+    pids: &[u32],
+    existing: bool,
+) -> Result<PeerRound> {
+    let nodes = counts.watches;
+    let clock = Clock::new();
+    let mut writers = connections(client, counts.concurrency).await?;
+    let rss = || {
+        pids.iter()
+            .map(|pid| rss_bytes(*pid))
+            .collect::<Result<Vec<_>>>()
+    };
+    let rss_before = rss()?;
+    progress(format!("opening {nodes} per-node enactment watches"));
+    // With no objects yet, the watches start where a list ends, as an
+    // informer's do: kube-apiserver refuses a watch from "now" (no
+    // resourceVersion) while a new resource's watch cache lags behind etcd.
+    let versions = Versions::new(nodes);
+    let start = if existing {
+        None
+    } else {
+        Some(versions.list(client).await?)
+    };
+    let round = Round::new(nodes);
+    let mut watchers = JoinSet::new();
+    let opened = stream::iter(0..nodes)
+        .map(|node| open_watch(client, Some(node), start.as_deref()))
+        .buffer_unordered(OPENING)
+        .try_collect::<Vec<_>>()
+        .await?;
+    for (node, connection, body) in opened {
+        watchers.spawn(read_events(connection, body, node, round.clone(), clock));
+    }
+    if existing {
+        wait_for("initial ADDED events", &round.added, nodes, &mut watchers).await?;
+        versions.list(client).await?;
+    } else {
+        progress(format!("creating {nodes} enactments"));
+        write_all(&mut writers, &clock, &versions, &round, create).await?;
+        wait_for("ADDED events", &round.added, nodes, &mut watchers).await?;
+    }
+    progress(format!("updating {nodes} enactments"));
+    round.write_starts.clear();
+    round.write_acks.clear();
+    write_all(
+        &mut writers,
+        &clock,
+        &versions,
+        &round,
+        status_update(PEER_GENERATION),
+    )
+    .await?;
+    wait_for("MODIFIED events", &round.modified, nodes, &mut watchers).await?;
+    let rss_after = rss()?;
+    watchers.shutdown().await;
+    Ok(PeerRound {
+        modified: latencies(&round.write_acks, &round.modified).summary()?,
+        rss_before,
+        rss_after,
+    })
+}
+
 /// A monotonic clock shared by writers and watchers: nanoseconds since the
 /// run began, never 0 (0 means "not yet" in [`Stamps`]).
 #[derive(Clone, Copy, Debug)]
@@ -285,9 +371,9 @@ impl Round {
 
 /// The median and 99th percentile of some latencies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Summary {
-    p50: Duration,
-    p99: Duration,
+pub(super) struct Summary {
+    pub(super) p50: Duration,
+    pub(super) p99: Duration,
 }
 
 impl fmt::Display for Summary {
@@ -376,6 +462,34 @@ impl Versions {
     fn new(nodes: usize) -> Versions {
         Versions((0..nodes).map(|_| AtomicU64::new(0)).collect())
     }
+
+    /// Takes each node's `resourceVersion` from a list of the enactments;
+    /// returns the list's.
+    async fn list(&self, client: &HttpsClient) -> Result<String> {
+        let response = client.get(ENACTMENTS).await?;
+        if !response.status.is_success() {
+            bail!("listing enactments: {} {}", response.status, response.body);
+        }
+        let list: Value = serde_json::from_str(&response.body)?;
+        for item in list["items"].as_array().into_iter().flatten() {
+            let metadata = &item["metadata"];
+            if let (Some(version), Some(rv)) = (
+                metadata["name"]
+                    .as_str()
+                    .and_then(node_of)
+                    .and_then(|node| self.0.get(node)),
+                metadata["resourceVersion"]
+                    .as_str()
+                    .and_then(|rv| rv.parse().ok()),
+            ) {
+                version.store(rv, Ordering::Relaxed);
+            }
+        }
+        list["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned)
+            .context("a list without a resourceVersion")
+    }
 }
 
 /// Sends `request(node, resourceVersion)` for every node over
@@ -430,19 +544,24 @@ async fn write_all(
 }
 
 /// Opens an enactment watch on a connection of its own: node `node`'s, or
-/// with `None` all enactments. Returns once the server has answered.
+/// with `None` all enactments; from `resource_version` when given.
+/// Returns once the server has answered.
 async fn open_watch(
-    cluster: &Cluster,
+    client: &HttpsClient,
     node: Option<usize>,
+    resource_version: Option<&str>,
 ) -> Result<(Option<usize>, Connection, Incoming)> {
-    let mut connection = cluster.client.connect().await?;
-    let path = match node {
+    let mut connection = client.connect().await?;
+    let mut path = match node {
         Some(node) => format!(
             "{ENACTMENTS}?watch=true&labelSelector=nmstate.io%2Fnode%3D{}",
             objects::node_name(node)
         ),
         None => format!("{ENACTMENTS}?watch=true"),
     };
+    if let Some(resource_version) = resource_version {
+        path.push_str(&format!("&resourceVersion={resource_version}"));
+    }
     let response = connection.open("GET", &path, &[], Bytes::new()).await?;
     if response.status() != StatusCode::OK {
         let status = response.status();

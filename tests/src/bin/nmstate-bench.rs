@@ -1,4 +1,4 @@
-//! `nmstate-bench SCENARIO [--quick] [--json]`: measures nmstate-apiserver
+//! `nmstate-bench SCENARIO [--quick] [--json] [--peer crd]`: measures nmstate-apiserver
 //! against a baseline taken in the same run; see `docs/benchmarks.md`.
 
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
         _ => bench::apiserver_binary(),
     };
     let result = match apiserver {
-        Ok(apiserver) => bench::run(args.scenario, args.quick, &apiserver).await,
+        Ok(apiserver) => bench::run(args.scenario, args.quick, args.peer, &apiserver).await,
         Err(error) => Err(error),
     };
     match result {
