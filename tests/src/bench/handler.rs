@@ -143,18 +143,6 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
         &work.path().join("agent.kubeconfig"),
         ours_forward.port,
     )?;
-    let ours_started = Instant::now();
-    let mut agent = AgentProcess::start_with(
-        OURS,
-        &agent_kubeconfig,
-        &["--backend", "nm"],
-        &AgentOptions {
-            binary: Some(agent_binary),
-            wrapper: ours_node.wrapper(),
-            ..AgentOptions::default()
-        },
-    )?;
-
     progress("starting etcd, kube-apiserver with upstream's CRDs, and upstream's handler");
     let etcd = EtcdProcess::try_start(false).await?;
     let kube = KubeApiserverProcess::start(&KubeOptions {
@@ -170,6 +158,20 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     for cluster in &mut handler_kubeconfig.clusters {
         cluster.cluster.server = format!("https://127.0.0.1:{}", upstream_forward.port);
     }
+    // Both node processes start once both servers are up (kube-apiserver
+    // takes the CPU for a while as it starts).
+    let ours_started = Instant::now();
+    let mut agent = AgentProcess::start_with(
+        OURS,
+        &agent_kubeconfig,
+        &["--backend", "nm"],
+        &AgentOptions {
+            binary: Some(agent_binary),
+            wrapper: ours_node.wrapper(),
+            ..AgentOptions::default()
+        },
+    )?;
+
     let upstream_started = Instant::now();
     let mut handler = HandlerProcess::start(
         &upstream_node,
