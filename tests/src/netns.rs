@@ -157,6 +157,20 @@ impl NetnsNode {
         command
     }
 
+    /// The command that runs a program inside the node, as
+    /// [`Self::command`] does (program and arguments before the program):
+    /// for [`crate::agent::AgentOptions::wrapper`]. It execs the program,
+    /// so the PID stays the program's.
+    pub fn wrapper(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "bash".into(),
+            script().into(),
+            "exec".into(),
+            self.dir.clone().into(),
+            self.name.clone().into(),
+        ]
+    }
+
     /// Runs `program args` in the node; fails unless it exits 0.
     pub async fn run(&self, program: &str, args: &[&str]) -> Result<Output> {
         let output = self

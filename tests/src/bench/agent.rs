@@ -139,7 +139,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
 }
 
 /// A kubeconfig for `system:node:<node>` issued by the server binary.
-fn issue_node_kubeconfig(
+pub(super) fn issue_node_kubeconfig(
     binary: &Path,
     server: &ApiserverProcess,
     node: &str,
@@ -257,7 +257,7 @@ async fn state_writes(admin: &HttpsClient) -> Result<u64> {
 /// CPU time of every thread of process `pid` so far, in nanoseconds of run
 /// time from `/proc/<pid>/task/*/schedstat` (`/proc/<pid>/stat` counts in
 /// 10 ms ticks, too coarse for an idle agent).
-fn cpu_time(pid: &str) -> Result<Duration> {
+pub(super) fn cpu_time(pid: &str) -> Result<Duration> {
     let tasks = format!("/proc/{pid}/task");
     let mut total = 0u64;
     for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {

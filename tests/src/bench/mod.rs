@@ -16,6 +16,9 @@
 //!   needs no server.
 //! - `agent`: one hollow `nmstate-agent` against an embedded-store server:
 //!   idle RSS against the 20 MiB goal, idle writes, CPU of start and apply.
+//! - `handler`: `nmstate-agent` next to upstream's node handler, each on a
+//!   NetworkManager namespace node: idle RSS and CPU, NetworkManager change
+//!   → NodeNetworkState latency, applying upstream's linux-bridge example.
 //!
 //! With `--peer crd`, `write`, `list` and `watch` also run against
 //! kube-apiserver serving the three kinds as CRDs (on an etcd of its own),
@@ -31,6 +34,7 @@ pub mod objects;
 pub mod stats;
 
 mod agent;
+mod handler;
 mod list;
 mod peer;
 mod render;
@@ -109,6 +113,9 @@ pub enum Scenario {
     Render,
     /// One hollow node agent: idle memory, idle writes, CPU.
     Agent,
+    /// nmstate-agent next to upstream's node handler on NetworkManager
+    /// namespace nodes (root; builds the handler with Go if not cached).
+    Handler,
 }
 
 impl Scenario {
@@ -121,6 +128,7 @@ impl Scenario {
             Scenario::Rollout => "rollout",
             Scenario::Render => "render",
             Scenario::Agent => "agent",
+            Scenario::Handler => "handler",
         }
     }
 }
@@ -238,6 +246,11 @@ pub async fn run(
         agent::run(apiserver, quick, &mut report).await?;
         return Ok(report);
     }
+    if scenario == Scenario::Handler {
+        // Its own servers, nodes and peer: no shared etcd to start.
+        handler::run(apiserver, quick, &mut report).await?;
+        return Ok(report);
+    }
     let controller = scenario == Scenario::Rollout;
     let cluster = Cluster::start(apiserver, controller, peer.is_some()).await?;
     let result = match scenario {
@@ -245,7 +258,7 @@ pub async fn run(
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
-        Scenario::Render | Scenario::Agent => unreachable!("handled above"),
+        Scenario::Render | Scenario::Agent | Scenario::Handler => unreachable!("handled above"),
     };
     let result = match (result, peer) {
         (Ok(()), Some(peer)) => peer::run(peer, scenario, &cluster, &counts, &mut report).await,
