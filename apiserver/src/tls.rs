@@ -40,9 +40,9 @@ const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The user of the generated admin client certificate.
 pub const ADMIN_USER: &str = "admin";
-/// The group of the generated admin client certificate: Kubernetes' group
-/// that may do anything.
-pub const ADMIN_GROUP: &str = "system:masters";
+/// The group whose members may do anything, as in Kubernetes: the group of
+/// the generated admin client certificate.
+pub const MASTERS_GROUP: &str = "system:masters";
 
 /// TLS errors.
 #[derive(Debug, thiserror::Error)]
@@ -401,7 +401,7 @@ impl LocalCa {
     /// by another CA.
     pub fn ensure_admin_cert(&self, data_dir: &Path) -> Result<ClientCert> {
         let paths = PkiPaths::new(data_dir);
-        let groups = [ADMIN_GROUP.to_string()];
+        let groups = [MASTERS_GROUP.to_string()];
         if paths.admin_cert.exists() && paths.admin_key.exists() {
             let cert_pem = read_string(&paths.admin_cert)?;
             match client_cert_is_fresh(&cert_pem, &self.cert_pem, ADMIN_USER, &groups) {
@@ -829,7 +829,7 @@ mod tests {
                 &renewed.cert_pem,
                 new_ca.cert_pem(),
                 ADMIN_USER,
-                &[ADMIN_GROUP.to_string()]
+                &[MASTERS_GROUP.to_string()]
             ),
             Ok(true)
         );
@@ -838,7 +838,7 @@ mod tests {
                 &renewed.cert_pem,
                 new_ca.cert_pem(),
                 "someone-else",
-                &[ADMIN_GROUP.to_string()]
+                &[MASTERS_GROUP.to_string()]
             ),
             Ok(false)
         );

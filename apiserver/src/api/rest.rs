@@ -8,7 +8,7 @@
 //! the watch cache. Every write is one compare-and-swap on the store, so two
 //! replicas of the server can never lose each other's writes.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     auth::authorize::Obligation,
-    cache::{self, CachedObject, WatchFilter},
+    cache::{self, CachedObject, FRESHNESS_TIMEOUT, WatchFilter},
     server::{AppState, Body, status::Details},
     storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
 };
@@ -304,10 +304,6 @@ pub struct Page {
     /// How many objects follow, when known (no selector).
     pub remaining: Option<u64>,
 }
-
-/// How long a consistent read waits for the watch cache to catch up with
-/// the store before reading the store itself.
-const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Reads one page of matching objects: from the watch cache when it can
 /// answer (consistent reads wait until it has caught up with the store),

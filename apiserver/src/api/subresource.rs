@@ -14,7 +14,7 @@
 //! before it. The decisions themselves are pure functions of
 //! [`nmstate_openapi::subresources`] and [`nmstate_openapi::render`].
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use http::{Response, StatusCode};
 use nmstate_openapi::{
@@ -34,10 +34,10 @@ use super::{
     object::{check_type_meta, decode_object, metadata_mut},
     rest::{self, with_warnings},
 };
-use crate::{cache::CachedObject, server::Body};
-
-/// How long a read waits for the watch caches to catch up with the store.
-const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::{
+    cache::{CachedObject, FRESHNESS_TIMEOUT},
+    server::Body,
+};
 
 const POLICY: ResourceKind = ResourceKind::NodeNetworkConfigurationPolicy;
 const STATE: ResourceKind = ResourceKind::NodeNetworkState;

@@ -26,7 +26,7 @@ use super::{
     table,
 };
 use crate::{
-    cache::{self, CacheEvent, CacheWatcher, CachedObject, WatchEnd},
+    cache::{self, CacheEvent, CacheWatcher, CachedObject, FRESHNESS_TIMEOUT, WatchEnd},
     server::{AppState, Body},
     storage::Revision,
 };
@@ -228,10 +228,6 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
     );
     Ok(response)
 }
-
-/// How long a watch from a revision the cache has not reached yet waits
-/// for it.
-const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Produces the events of one watch, from the watch cache, until the client
 /// goes away, the cache can no longer continue it, or the server stops.

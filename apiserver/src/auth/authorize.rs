@@ -22,9 +22,8 @@ use serde_json::Value;
 
 use super::UserInfo;
 use crate::api::route::{Subresource, Verb};
+pub use crate::tls::MASTERS_GROUP;
 
-/// The group whose members may do anything, as in Kubernetes.
-pub const MASTERS_GROUP: &str = "system:masters";
 /// The group of node identities.
 pub const NODES_GROUP: &str = "system:nodes";
 /// The prefix of a node identity's user name.

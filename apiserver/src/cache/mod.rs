@@ -63,6 +63,11 @@ pub const DEFAULT_STATE_WINDOW: usize = 1_000;
 pub const DEFAULT_WATCHER_BUFFER: usize = 1_000;
 /// Default page size of the reflector's lists.
 pub const DEFAULT_PAGE_SIZE: usize = 500;
+/// How long a request waits for the cache to reach a revision the store
+/// already has ([`WatchCache::wait_until_fresh`]): a consistent list then
+/// reads the store itself; a watch from that revision, or a render that
+/// needs the node's state, answers 504.
+pub const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many objects written through this server may wait for their event
 /// (see [`WatchCache::offer`]).
 pub const MAX_OFFERS: usize = 1_024;
