@@ -51,12 +51,31 @@ pub fn render(answer: &NodeNetworkConfigurationPolicyRender) -> String {
     if let Some(generation) = answer.policy_generation {
         let _ = writeln!(out, "# policy generation {generation}");
     }
-    if !answer.captured_states.is_empty() {
-        let _ = writeln!(out, "capturedStates:");
-        out.push_str(&indent(&yaml(&answer.captured_states), "  "));
-    }
-    let _ = writeln!(out, "desiredState:");
+    let _ = writeln!(out, "captured states:");
+    out.push_str(&captures(&answer.captured_states));
+    let _ = writeln!(out, "desired state:");
     out.push_str(&indent(&yaml(&answer.desired_state), "  "));
+    out
+}
+
+/// Each capture's state, indented under its name (without its meta
+/// information, whose time changes with every report).
+fn captures(
+    captured: &std::collections::BTreeMap<String, nmstate_openapi::CapturedState>,
+) -> String {
+    let mut out = String::new();
+    if captured.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for (capture, captured) in captured {
+        let _ = writeln!(out, "  {capture}:");
+        match &captured.state {
+            Some(state) => out.push_str(&indent(&yaml(state), "    ")),
+            None => {
+                let _ = writeln!(out, "    (empty)");
+            }
+        }
+    }
     out
 }
 
@@ -163,7 +182,10 @@ pub fn rollout(policy: &NodeNetworkConfigurationPolicy) -> (Progress, Outcome) {
                     || condition.observed_generation == generation)
         })
     };
-    let outcome = if let Some(condition) = current(ConditionType::Degraded) {
+    // A degraded rollout has ended only once no node is in flight or
+    // waiting: the nodes still applying decide what the user must fix.
+    let ended = progress.progressing == 0 && progress.pending == 0;
+    let outcome = if let Some(condition) = current(ConditionType::Degraded).filter(|_| ended) {
         Outcome::Degraded(condition.message.clone())
     } else if let Some(condition) = current(ConditionType::Available) {
         Outcome::Available(condition.message.clone())
@@ -292,18 +314,7 @@ pub fn why(enactment: &NodeNetworkConfigurationEnactment, palette: Palette) -> S
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "{}", palette.bold("captured states:"));
-    if status.captured_states.is_empty() {
-        let _ = writeln!(out, "  (none)");
-    }
-    for (capture, captured) in &status.captured_states {
-        let _ = writeln!(out, "  {capture}:");
-        match &captured.state {
-            Some(state) => out.push_str(&indent(&yaml(state), "    ")),
-            None => {
-                let _ = writeln!(out, "    (empty)");
-            }
-        }
-    }
+    out.push_str(&captures(&status.captured_states));
     out
 }
 
