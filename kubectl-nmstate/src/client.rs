@@ -22,8 +22,8 @@ pub enum Error {
     Kubeconfig(#[source] kube::config::KubeconfigError),
     /// The server answered with an error, or could not be reached; kube's
     /// message already says which (`NotFound`, `Invalid` with the causes).
-    #[error("{0}")]
-    Request(#[source] kube::Error),
+    #[error(transparent)]
+    Request(kube::Error),
     /// A request could not be built (a name that is no URL segment).
     #[error("invalid request: {0}")]
     Build(#[source] http::Error),
