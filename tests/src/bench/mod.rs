@@ -16,6 +16,9 @@
 //!   needs no server.
 //! - `agent`: one hollow `nmstate-agent` against an embedded-store server:
 //!   idle RSS against the 20 MiB goal, idle writes, CPU of start and apply.
+//! - `scale`: 5 000 hollow nodes (`nmstate-hollow-fleet`) on the embedded
+//!   store and on a 3-member etcd with 2 replicas: rollout convergence,
+//!   server cost, watch fan-out, list, and the idle cost of heartbeats.
 //!
 //! Progress goes to stderr, the report to stdout; with `--json` the report
 //! ends with one line holding a JSON object of the figures. The figures are
@@ -28,6 +31,7 @@ mod agent;
 mod list;
 mod render;
 mod rollout;
+mod scale;
 mod watch;
 mod write;
 
@@ -87,6 +91,9 @@ pub enum Scenario {
     Render,
     /// One hollow node agent: idle memory, idle writes, CPU.
     Agent,
+    /// 5 000 hollow nodes in one process rolling a policy out, on both
+    /// stores.
+    Scale,
 }
 
 impl Scenario {
@@ -99,6 +106,7 @@ impl Scenario {
             Scenario::Rollout => "rollout",
             Scenario::Render => "render",
             Scenario::Agent => "agent",
+            Scenario::Scale => "scale",
         }
     }
 }
@@ -205,6 +213,11 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         agent::run(apiserver, quick, &mut report).await?;
         return Ok(report);
     }
+    if scenario == Scenario::Scale {
+        // It starts its own servers, on each store.
+        scale::run(apiserver, quick, &mut report).await?;
+        return Ok(report);
+    }
     let controller = scenario == Scenario::Rollout;
     let cluster = Cluster::start(apiserver, controller).await?;
     let result = match scenario {
@@ -212,7 +225,9 @@ pub async fn run(scenario: Scenario, quick: bool, apiserver: &Path) -> Result<Re
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
-        Scenario::Render | Scenario::Agent => unreachable!("handled above"),
+        Scenario::Render | Scenario::Agent | Scenario::Scale => {
+            unreachable!("handled above")
+        }
     };
     if let Err(error) = result {
         return Err(error.context(format!(
