@@ -55,6 +55,8 @@ const WAVES: u32 = 10;
 const GOAL_SECONDS: f64 = 30.0;
 /// The label the fan-out probe writes.
 const PROBE_LABEL: &str = "bench.nmstate.io/probe";
+/// Overrides the node count.
+const NODES_VARIABLE: &str = "NMSTATE_BENCH_SCALE_NODES";
 /// Table output of a list.
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -143,7 +145,15 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
             fleet.display()
         );
     }
-    let sizes = Sizes::new(quick);
+    let mut sizes = Sizes::new(quick);
+    // Fewer (or more) nodes where the open file limit cannot hold 5 000.
+    if let Some(nodes) = std::env::var(NODES_VARIABLE)
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n >= 10)
+    {
+        sizes.nodes = nodes;
+    }
     // Each node holds three or four connections in the fleet, in the
     // server and on each side of the balancer; children inherit this.
     let limit = fleet::raise_open_file_limit_to(sizes.nodes as u64 * 12 + 4096);
@@ -602,19 +612,28 @@ async fn fan_out(servers: &Servers, sizes: &Sizes) -> Result<Vec<Duration>> {
     }
     let mut connection = servers.admin.connect().await?;
     let mut latencies = Vec::with_capacity(sizes.probe_writes);
+    let mut throttled = 0usize;
     for round in 0..sizes.probe_writes {
         let node = watched[round % watched.len()];
         let value = format!("w{round}");
         let patch = json!({"metadata": {"labels": {PROBE_LABEL: value}}}).to_string();
-        let sent = Instant::now();
-        let response = connection
-            .request(
-                "PATCH",
-                &format!("{STATES}/{}", objects::node_name(node)),
-                &[("content-type", "application/merge-patch+json")],
-                Bytes::from(patch),
-            )
-            .await?;
+        let (sent, response) = loop {
+            let sent = Instant::now();
+            let response = connection
+                .request(
+                    "PATCH",
+                    &format!("{STATES}/{}", objects::node_name(node)),
+                    &[("content-type", "application/merge-patch+json")],
+                    Bytes::from(patch.clone()),
+                )
+                .await?;
+            // The server sheds load past its in-flight limit: try again.
+            if response.status != StatusCode::TOO_MANY_REQUESTS {
+                break (sent, response);
+            }
+            throttled += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         if response.status != StatusCode::OK {
             bail!("labelling node {node}: {}", response.status);
         }
@@ -631,6 +650,9 @@ async fn fan_out(servers: &Servers, sizes: &Sizes) -> Result<Vec<Duration>> {
     }
     for task in tasks {
         task.abort();
+    }
+    if throttled > 0 {
+        progress(format!("  {throttled} probe writes answered 429 and sent again"));
     }
     Ok(latencies)
 }
