@@ -652,7 +652,9 @@ async fn fan_out(servers: &Servers, sizes: &Sizes) -> Result<Vec<Duration>> {
         task.abort();
     }
     if throttled > 0 {
-        progress(format!("  {throttled} probe writes answered 429 and sent again"));
+        progress(format!(
+            "  {throttled} probe writes answered 429 and sent again"
+        ));
     }
     Ok(latencies)
 }
