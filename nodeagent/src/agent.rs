@@ -44,6 +44,17 @@ pub enum Error {
 /// address is logged (useful with port 0).
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let client = client::connect(config.kubeconfig.as_deref()).await?;
+    run_with_client(config, client, shutdown).await
+}
+
+/// As [`run`], through `client` instead of one built from
+/// `config.kubeconfig`: a process that runs many hollow agents (the
+/// benchmarks' fleet) builds each one's client from credentials in memory.
+pub async fn run_with_client(
+    config: Config,
+    client: kube::Client,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let backend = backend::build(
         config.backend,
         &BackendOptions {
@@ -55,15 +66,18 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     .await
     .map_err(Error::Backend)?;
     let metrics = Metrics::new(&config.node_name);
-    let listener = health::bind(config.health_address)
-        .await
-        .map_err(|source| Error::Health {
-            address: config.health_address,
-            source,
-        })?;
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "serving /healthz and /metrics");
-    }
+    let listener = match config.health_address {
+        Some(address) => {
+            let listener = health::bind(address)
+                .await
+                .map_err(|source| Error::Health { address, source })?;
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "serving /healthz and /metrics");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
 
     // Whatever an earlier run left uncommitted goes first: the node then
     // has its old configuration, and the enactments still in flight are
@@ -119,7 +133,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     tokio::join!(
         reporter.run(shutdown.clone()),
         enactor.run(shutdown.clone()),
-        health::serve(listener, metrics, shutdown),
+        async {
+            if let Some(listener) = listener {
+                health::serve(listener, metrics, shutdown).await;
+            }
+        },
     );
     tracing::info!("nmstate-agent stopped");
     Ok(())

@@ -28,8 +28,10 @@ pub struct Config {
     pub resync: Duration,
     /// The `Ready` heartbeat is renewed when older than this.
     pub ready_interval: Duration,
-    /// Where `/healthz` and `/metrics` are served.
-    pub health_address: SocketAddr,
+    /// Where `/healthz` and `/metrics` are served; `None` serves nothing
+    /// (many hollow agents in one process, which has no kubelet probing
+    /// it).
+    pub health_address: Option<SocketAddr>,
     /// Options of the hollow backend.
     pub hollow: HollowOptions,
     /// Kernel backend: the snapshot file that lets a restarted agent roll
@@ -50,7 +52,7 @@ impl Config {
             dns_probe_host: "root-servers.net".to_owned(),
             resync: Duration::from_secs(300),
             ready_interval: Duration::from_secs(60),
-            health_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            health_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             hollow: HollowOptions::default(),
             kernel_snapshot_file: None,
         }

@@ -142,13 +142,14 @@ impl Args {
             dns_probe_host: self.dns_probe_host,
             resync: self.resync,
             ready_interval: self.ready_interval,
-            health_address: self.health_address,
+            health_address: Some(self.health_address),
             hollow: HollowOptions {
                 interfaces: self.hollow_interfaces,
                 apply_delay: self.hollow_apply_delay,
                 fail_marker: self.hollow_fail_marker,
                 fail_probability: self.hollow_fail_probability,
                 seed: self.hollow_seed,
+                initial_state: None,
             },
             kernel_snapshot_file: self.kernel_snapshot_file,
         })

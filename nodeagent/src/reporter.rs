@@ -190,7 +190,7 @@ impl Reporter {
         loop {
             let mut report = false;
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                () = stopped(&mut shutdown) => return,
                 event = events.next() => match event {
                     Some(Ok(Event::Apply(object) | Event::InitApply(object))) => {
                         stored = Some(object.0);
@@ -331,6 +331,14 @@ impl Reporter {
         tracing::debug!(node = %name, "NodeNetworkState status written");
         Ok(written.0)
     }
+}
+
+/// Returns once `shutdown` is true (or its sender is gone). Unlike
+/// `wait_for`, its output holds no borrow of the channel, so a `select!`
+/// whose branches await keeps its future `Send` (many agents share a
+/// multi-threaded runtime in the benchmarks' fleet).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Why a report failed; it is retried.

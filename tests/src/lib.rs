@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod curl;
 pub mod etcd;
 pub mod faults;
+pub mod fleet;
 pub mod https;
 pub mod kube_apiserver;
 pub mod kube_double;

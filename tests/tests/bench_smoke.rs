@@ -208,3 +208,36 @@ fn the_crd_peer_runs_quick_and_reports_json() {
         }
     }
 }
+
+#[test]
+fn scale_runs_quick_and_reports_json() {
+    let mut keys = vec!["converge_seconds".to_owned(), "floor_seconds".to_owned()];
+    let mut counts = vec!["nodes".to_owned()];
+    for store in ["embedded", "etcd"] {
+        for key in [
+            "converge_seconds",
+            "start_seconds",
+            "rollout_server_cpu_s",
+            "fanout_p50_ms",
+            "fanout_p99_ms",
+            "list_table_ms",
+            "idle_requests_per_s",
+            "idle_server_cpu_percent",
+            "idle_fleet_cpu_percent",
+        ] {
+            keys.push(format!("{store}_{key}"));
+        }
+        for count in [
+            "writes_per_node",
+            "server_rss_idle_mib",
+            "fanout_writes",
+            "list_json_ms",
+            "fleet_rss_mib",
+        ] {
+            counts.push(format!("{store}_{count}"));
+        }
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let counts: Vec<&str> = counts.iter().map(String::as_str).collect();
+    check(&run("scale"), "scale", &keys, &counts);
+}

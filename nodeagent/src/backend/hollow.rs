@@ -3,8 +3,10 @@
 //!
 //! It starts with a realistic state: `lo`, `eth0`..`eth<N-1>` (ethernet,
 //! up), an IPv4 address from the documentation range 192.0.2.0/24 on `eth0`,
-//! a default route through `eth0` and one name server. None of these
-//! addresses is ever used for traffic: the simulator sends nothing.
+//! a default route through `eth0` and one name server; or with the state
+//! its caller gives ([`HollowOptions::initial_state`], e.g. a node as big
+//! as a real one for the scale benchmark). None of these addresses is ever
+//! used for traffic: the simulator sends nothing.
 //!
 //! Applying is a simplification of nmstate's merge, good enough for a
 //! simulator: each desired interface with `state: absent` is removed, any
@@ -46,6 +48,9 @@ pub struct HollowOptions {
     pub fail_probability: f64,
     /// Seed of the random failures.
     pub seed: u64,
+    /// The state the node starts with (an nmstate document); `None`
+    /// builds one from `interfaces`.
+    pub initial_state: Option<Value>,
 }
 
 impl Default for HollowOptions {
@@ -56,6 +61,7 @@ impl Default for HollowOptions {
             fail_marker: None,
             fail_probability: 0.0,
             seed: 0,
+            initial_state: None,
         }
     }
 }
@@ -88,11 +94,15 @@ struct OpenCheckpoint {
 
 impl Hollow {
     /// A node named `node` in its starting state.
-    pub fn new(node: &str, options: HollowOptions) -> Self {
+    pub fn new(node: &str, mut options: HollowOptions) -> Self {
         let (changes, _) = watch::channel(0);
+        let state = options
+            .initial_state
+            .take()
+            .unwrap_or_else(|| initial_state(node, options.interfaces));
         Self {
             inner: Arc::new(Mutex::new(Inner {
-                state: initial_state(node, options.interfaces),
+                state,
                 open: None,
                 rng: StdRng::seed_from_u64(options.seed),
                 next_id: 1,
@@ -464,6 +474,16 @@ mod tests {
             backend.versions().await.handler_nmstate.as_deref(),
             Some(HOLLOW_VERSION)
         );
+    }
+
+    #[tokio::test]
+    async fn starts_from_a_given_state() {
+        let given = json!({"interfaces": [{"name": "bond0", "type": "bond", "state": "up"}]});
+        let backend = hollow(HollowOptions {
+            initial_state: Some(given.clone()),
+            ..HollowOptions::default()
+        });
+        assert_eq!(backend.retrieve().await.unwrap().0, given);
     }
 
     #[tokio::test]

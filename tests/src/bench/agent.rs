@@ -18,6 +18,7 @@ use super::{ENACTMENTS, Report, STATES, progress, rss_bytes, stats};
 use crate::{
     agent::AgentProcess,
     apiserver::{ApiserverProcess, StartOptions},
+    fleet::is_ready,
     https::HttpsClient,
 };
 
@@ -162,16 +163,6 @@ pub(super) fn issue_node_kubeconfig(
         );
     }
     Ok(out)
-}
-
-fn is_ready(state: &Value) -> bool {
-    state["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
 }
 
 /// Waits (at most a minute) until the node's state satisfies `check`.

@@ -19,6 +19,9 @@
 //! - `handler`: `nmstate-agent` next to upstream's node handler, each on a
 //!   NetworkManager namespace node: idle RSS and CPU, NetworkManager change
 //!   → NodeNetworkState latency, applying upstream's linux-bridge example.
+//! - `scale`: 5 000 hollow nodes (`nmstate-hollow-fleet`) on the embedded
+//!   store and on a 3-member etcd with 2 replicas: rollout convergence,
+//!   server cost, watch fan-out, list, and the idle cost of heartbeats.
 //!
 //! With `--peer crd`, `write`, `list` and `watch` also run against
 //! kube-apiserver serving the three kinds as CRDs (on an etcd of its own),
@@ -39,6 +42,7 @@ mod list;
 mod peer;
 mod render;
 mod rollout;
+mod scale;
 mod watch;
 mod write;
 
@@ -116,6 +120,9 @@ pub enum Scenario {
     /// nmstate-agent next to upstream's node handler on NetworkManager
     /// namespace nodes (root; builds the handler with Go if not cached).
     Handler,
+    /// 5 000 hollow nodes in one process rolling a policy out, on both
+    /// stores.
+    Scale,
 }
 
 impl Scenario {
@@ -129,6 +136,7 @@ impl Scenario {
             Scenario::Render => "render",
             Scenario::Agent => "agent",
             Scenario::Handler => "handler",
+            Scenario::Scale => "scale",
         }
     }
 }
@@ -251,6 +259,11 @@ pub async fn run(
         handler::run(apiserver, quick, &mut report).await?;
         return Ok(report);
     }
+    if scenario == Scenario::Scale {
+        // It starts its own servers, on each store.
+        scale::run(apiserver, quick, &mut report).await?;
+        return Ok(report);
+    }
     let controller = scenario == Scenario::Rollout;
     let cluster = Cluster::start(apiserver, controller, peer.is_some()).await?;
     let result = match scenario {
@@ -258,7 +271,9 @@ pub async fn run(
         Scenario::List => list::run(&cluster, &counts, &mut report).await,
         Scenario::Watch => watch::run(&cluster, &counts, &mut report).await,
         Scenario::Rollout => rollout::run(&cluster, counts.rollout_nodes, &mut report).await,
-        Scenario::Render | Scenario::Agent | Scenario::Handler => unreachable!("handled above"),
+        Scenario::Render | Scenario::Agent | Scenario::Handler | Scenario::Scale => {
+            unreachable!("handled above")
+        }
     };
     let result = match (result, peer) {
         (Ok(()), Some(peer)) => peer::run(peer, scenario, &cluster, &counts, &mut report).await,

@@ -101,7 +101,7 @@ pub fn enactment_status(generation: i64) -> Value {
 
 /// A node's current state in nmstate's format: loopback, four NICs, a bond
 /// of two of them under a bridge, ten VLANs on the bond, and pod veths.
-fn current_state(node: usize) -> Value {
+pub fn current_state(node: usize) -> Value {
     // Two bytes that tell nodes apart in MACs and addresses.
     let (high, low) = ((node >> 8) & 0xff, node & 0xff);
     let mac = |interface: usize| format!("52:54:{high:02X}:{low:02X}:{:02X}:01", interface & 0xff);

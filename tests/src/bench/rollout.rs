@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Cluster, Report, STATES, objects, progress, report_cpu, stats};
-use crate::https::watch_lines;
+use crate::https::{HttpsClient, watch_lines};
 
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 const ENACTMENTS: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationenactments";
@@ -43,61 +43,9 @@ pub(super) async fn run(cluster: &Cluster, nodes: usize, report: &mut Report) ->
     let before = cluster.cpu_times()?;
     let writes_before = controller_writes(cluster).await?;
     let started = Instant::now();
-    let policy = json!({
-        "apiVersion": "nmstate.io/v1",
-        "kind": "NodeNetworkConfigurationPolicy",
-        "metadata": {"name": POLICY},
-        "spec": {
-            "nodeSelector": {"node-role.kubernetes.io/worker": ""},
-            "maxUnavailable": "10%",
-            "capture": {
-                "default-gw": "routes.running.destination==\"0.0.0.0/0\"",
-                "base-iface": "interfaces.name==capture.default-gw.routes.running.0.next-hop-interface",
-            },
-            "desiredState": {"interfaces": [{
-                "name": "br-ex", "type": "linux-bridge", "state": "up",
-                "ipv4": "{{ capture.base-iface.interfaces.0.ipv4 }}",
-                "bridge": {"options": {"stp": {"enabled": false}},
-                           "port": [{"name": "{{ capture.base-iface.interfaces.0.name }}"}]},
-            }]},
-        },
-    });
-    let created = cluster
-        .client
-        .request_with(
-            "POST",
-            POLICIES,
-            &[("content-type", "application/json")],
-            Some(policy.to_string().into_bytes()),
-        )
-        .await?;
-    if created.status != StatusCode::CREATED {
-        bail!("creating the policy: {} {}", created.status, created.body);
-    }
+    create_policy(&cluster.client, POLICY).await?;
     progress("rollout: waiting for the policy to be Available");
-    let expected = format!("{nodes}/{nodes} nodes successfully configured");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let policy: Value = serde_json::from_str(
-            &cluster
-                .client
-                .get(&format!("{POLICIES}/{POLICY}"))
-                .await?
-                .body,
-        )?;
-        let available = policy["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Available" && c["status"] == "True" && c["message"] == expected);
-        if available {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the policy did not converge: {}", policy["status"]);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_available(&cluster.client, POLICY, nodes).await?;
     let converged = started.elapsed();
     let cpu = cluster.cpu_times()?.since(before);
     let controller_writes = controller_writes(cluster).await? - writes_before;
@@ -147,6 +95,66 @@ pub(super) async fn run(cluster: &Cluster, nodes: usize, report: &mut Report) ->
     report.figure("ratio", stats::round(ratio, 3));
     report.figure("goal_met", per_node <= GOAL_WRITES_PER_NODE);
     Ok(())
+}
+
+/// Creates `name`, the capture policy every rollout benchmark rolls out
+/// at `maxUnavailable: 10%` to the worker nodes: a bridge over the
+/// interface of the default route, with that interface's addresses.
+pub(super) async fn create_policy(client: &HttpsClient, name: &str) -> Result<()> {
+    let policy = json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"node-role.kubernetes.io/worker": ""},
+            "maxUnavailable": "10%",
+            "capture": {
+                "default-gw": "routes.running.destination==\"0.0.0.0/0\"",
+                "base-iface": "interfaces.name==capture.default-gw.routes.running.0.next-hop-interface",
+            },
+            "desiredState": {"interfaces": [{
+                "name": "br-ex", "type": "linux-bridge", "state": "up",
+                "ipv4": "{{ capture.base-iface.interfaces.0.ipv4 }}",
+                "bridge": {"options": {"stp": {"enabled": false}},
+                           "port": [{"name": "{{ capture.base-iface.interfaces.0.name }}"}]},
+            }]},
+        },
+    });
+    let created = client
+        .request_with(
+            "POST",
+            POLICIES,
+            &[("content-type", "application/json")],
+            Some(policy.to_string().into_bytes()),
+        )
+        .await?;
+    if created.status != StatusCode::CREATED {
+        bail!("creating the policy: {} {}", created.status, created.body);
+    }
+    Ok(())
+}
+
+/// Waits (at most 10 minutes) until policy `name` is `Available` on all
+/// `nodes` nodes.
+pub(super) async fn wait_available(client: &HttpsClient, name: &str, nodes: usize) -> Result<()> {
+    let expected = format!("{nodes}/{nodes} nodes successfully configured");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let policy: Value =
+            serde_json::from_str(&client.get(&format!("{POLICIES}/{name}")).await?.body)?;
+        let available = policy["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Available" && c["status"] == "True" && c["message"] == expected);
+        if available {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the policy did not converge: {}", policy["status"]);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Creates each node's state with labels, a current state and a fresh
@@ -293,12 +301,16 @@ async fn spawn_agents(cluster: &Cluster) -> Result<Arc<AtomicUsize>> {
 /// metrics.
 async fn controller_writes(cluster: &Cluster) -> Result<usize> {
     let metrics = cluster.client.get("/metrics").await?;
-    Ok(metrics
-        .body
+    Ok(controller_writes_in(&metrics.body))
+}
+
+/// `nmstate_controller_writes_total{result="ok"}` in metrics text.
+pub(super) fn controller_writes_in(metrics: &str) -> usize {
+    metrics
         .lines()
         .find_map(|line| line.strip_prefix("nmstate_controller_writes_total{result=\"ok\"} "))
         .and_then(|value| value.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as usize)
+        .unwrap_or(0.0) as usize
 }
 
 /// The time `count` puts of enactment-sized values straight into etcd take

@@ -51,6 +51,7 @@ pub struct Control {
     flags: Vec<String>,
     balancer: Balancer,
     logs: PathBuf,
+    binary: Option<PathBuf>,
 }
 
 impl Control {
@@ -59,6 +60,19 @@ impl Control {
     /// `hub` (`/run/netns/NAME`, address) when given; logs go to files in
     /// `logs`.
     pub async fn start(
+        etcd_members: usize,
+        replicas: usize,
+        flags: &[&str],
+        hub: Option<(&Path, &str)>,
+        logs: &Path,
+    ) -> Result<Self> {
+        Self::start_binary(None, etcd_members, replicas, flags, hub, logs).await
+    }
+
+    /// As [`Self::start`], with the `nmstate-apiserver` at `binary` (a
+    /// release build) instead of the one next to the tests.
+    pub async fn start_binary(
+        binary: Option<&Path>,
         etcd_members: usize,
         replicas: usize,
         flags: &[&str],
@@ -75,6 +89,7 @@ impl Control {
             flags,
             balancer,
             logs: logs.to_path_buf(),
+            binary: binary.map(Path::to_path_buf),
         };
         for i in 0..replicas {
             let dir = tempfile::Builder::new().prefix("nmst-replica").tempdir()?;
@@ -105,6 +120,7 @@ impl Control {
                 self.logs
                     .join(format!("apiserver-{i}.{}.log", replica.lives)),
             ),
+            binary: self.binary.clone(),
             ..StartOptions::default()
         };
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
@@ -162,6 +178,17 @@ impl Control {
             }
         }
         None
+    }
+
+    /// The running replicas' processes.
+    pub fn replicas(&self) -> impl Iterator<Item = &ApiserverProcess> {
+        self.replicas.iter().filter_map(|r| r.process.as_ref())
+    }
+
+    /// The data directory whose CA every replica shares (it issues the
+    /// clients' certificates).
+    pub fn ca_dir(&self) -> &Path {
+        self.replicas[0].dir.path()
     }
 
     /// The balancer.
