@@ -56,27 +56,36 @@ pub const AGGREGATED_SERVER_NAME: &str = "nmstate-apiserver.nmstate.svc";
 /// first when it is not cached (minutes on 2 cores). An error says why the
 /// build failed (no Go, no module proxy, a compile error).
 pub fn binary() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/build-kube-apiserver.sh");
+    cached_build(
+        "build-kube-apiserver.sh",
+        "nothing that needs a real kube-apiserver can run",
+    )
+}
+
+/// Runs `hack/<script>`, which builds a peer into a cache outside the
+/// checkout unless it is there and prints its path; `consequence` says what
+/// a failure means.
+pub fn cached_build(script: &str, consequence: &str) -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hack")
+        .join(script);
     let output = Command::new("bash")
-        .arg(&script)
+        .arg(&path)
         .stdin(Stdio::null())
         .output()
-        .context("running hack/build-kube-apiserver.sh")?;
+        .with_context(|| format!("running hack/{script}"))?;
     if !output.status.success() {
         bail!(
-            "hack/build-kube-apiserver.sh failed ({}): nothing that needs a real kube-apiserver can run\n{}",
+            "hack/{script} failed ({}): {consequence}\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let path = PathBuf::from(String::from_utf8(output.stdout)?.trim());
-    if !path.is_file() {
-        bail!(
-            "hack/build-kube-apiserver.sh named {}, which is no file",
-            path.display()
-        );
+    let built = PathBuf::from(String::from_utf8(output.stdout)?.trim());
+    if !built.is_file() {
+        bail!("hack/{script} named {}, which is no file", built.display());
     }
-    Ok(path)
+    Ok(built)
 }
 
 /// An `nmstate-apiserver` to register behind kube-apiserver's aggregator.

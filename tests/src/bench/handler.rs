@@ -404,27 +404,10 @@ fn met(goal_met: bool) -> &'static str {
 /// Where `hack/build-upstream-handler.sh` put upstream's handler, building
 /// it first when it is not cached (minutes on 2 cores).
 fn upstream_handler() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/build-upstream-handler.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .context("running hack/build-upstream-handler.sh")?;
-    if !output.status.success() {
-        bail!(
-            "hack/build-upstream-handler.sh failed ({}): upstream's handler cannot run here\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let path = PathBuf::from(String::from_utf8(output.stdout)?.trim());
-    if !path.is_file() {
-        bail!(
-            "hack/build-upstream-handler.sh named {}, which is no file",
-            path.display()
-        );
-    }
-    Ok(path)
+    crate::kube_apiserver::cached_build(
+        "build-upstream-handler.sh",
+        "upstream's handler cannot run here",
+    )
 }
 
 /// The upstream version the cached build records (its `stamp`).
