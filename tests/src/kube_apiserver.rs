@@ -115,9 +115,56 @@ pub struct KubeOptions<'a> {
     /// A server to register as the `nmstate.io` APIServices (needs
     /// `front_proxy_ca`, which that server must trust).
     pub aggregated: Option<AggregatedServer>,
+    /// The prefix of the front proxy's header names (`X-Remote`, giving
+    /// `X-Remote-User`, `X-Remote-Group` and `X-Remote-Extra-`, when `None`).
+    pub requestheader_prefix: Option<&'a str>,
+    /// Keep an audit log of every request (level `Metadata`), for
+    /// [`KubeApiserverProcess::audit_events`].
+    pub audit: bool,
+    /// Static bearer tokens (`--token-auth-file`).
+    pub static_tokens: Vec<StaticToken>,
     /// More flags.
     pub extra_args: Vec<String>,
 }
+
+/// A bearer token kube-apiserver accepts from its `--token-auth-file`.
+#[derive(Clone, Debug)]
+pub struct StaticToken {
+    /// The token.
+    pub token: String,
+    /// The user it authenticates.
+    pub user: String,
+    /// The user's groups.
+    pub groups: Vec<String>,
+}
+
+/// One request in kube-apiserver's audit log (stage `ResponseComplete`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The verb (`create`, `get`, `list`, ...).
+    pub verb: String,
+    /// The request URI, with its query.
+    pub uri: String,
+    /// The resource (`tokenreviews`, `configmaps`, ...); empty for a
+    /// non-resource request.
+    pub resource: String,
+    /// The caller's user name.
+    pub user: String,
+    /// The caller's credential: `JTI=<id>` for a service-account token,
+    /// `X509SHA256=<fingerprint>` for a client certificate.
+    pub credential_id: Option<String>,
+    /// The HTTP status of the answer.
+    pub code: u16,
+}
+
+/// The audit policy of [`KubeOptions::audit`]: each request once, when
+/// its answer is complete.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+";
 
 /// A running kube-apiserver.
 #[derive(Debug)]
@@ -126,6 +173,8 @@ pub struct KubeApiserverProcess {
     dir: tempfile::TempDir,
     address: SocketAddr,
     client: HttpsClient,
+    pki: Pki,
+    audit_syncs: std::sync::atomic::AtomicU32,
 }
 
 impl KubeApiserverProcess {
@@ -180,21 +229,48 @@ impl KubeApiserverProcess {
             args.push(format!("--etcd-prefix={prefix}"));
         }
         if options.front_proxy_ca.is_some() {
+            let prefix = options.requestheader_prefix.unwrap_or("X-Remote");
             args.extend([
                 format!(
                     "--requestheader-client-ca-file={}",
                     file("front-proxy-ca.crt")
                 ),
                 format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"),
-                "--requestheader-username-headers=X-Remote-User".to_owned(),
-                "--requestheader-group-headers=X-Remote-Group".to_owned(),
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_owned(),
+                format!("--requestheader-username-headers={prefix}-User"),
+                format!("--requestheader-group-headers={prefix}-Group"),
+                format!("--requestheader-extra-headers-prefix={prefix}-Extra-"),
                 format!(
                     "--proxy-client-cert-file={}",
                     file("front-proxy-client.crt")
                 ),
                 format!("--proxy-client-key-file={}", file("front-proxy-client.key")),
             ]);
+        }
+        if options.audit {
+            std::fs::write(dir.path().join("audit-policy.yaml"), AUDIT_POLICY)?;
+            args.extend([
+                format!("--audit-policy-file={}", file("audit-policy.yaml")),
+                format!("--audit-log-path={}", file("audit.log")),
+                "--audit-log-mode=blocking".to_owned(),
+                "--audit-log-format=json".to_owned(),
+            ]);
+        }
+        if !options.static_tokens.is_empty() {
+            let lines: Vec<String> = options
+                .static_tokens
+                .iter()
+                .map(|token| {
+                    format!(
+                        "{},{},{},\"{}\"\n",
+                        token.token,
+                        token.user,
+                        token.user,
+                        token.groups.join(",")
+                    )
+                })
+                .collect();
+            std::fs::write(dir.path().join("tokens.csv"), lines.concat())?;
+            args.push(format!("--token-auth-file={}", file("tokens.csv")));
         }
         args.extend(options.extra_args.iter().cloned());
         let child = Command::new(&binary)
@@ -209,6 +285,8 @@ impl KubeApiserverProcess {
             dir,
             address,
             client,
+            pki,
+            audit_syncs: std::sync::atomic::AtomicU32::new(0),
         };
         server.wait_until_ready().await?;
         if let Some(aggregated) = &options.aggregated {
@@ -400,6 +478,75 @@ impl KubeApiserverProcess {
         self.dir.path().join("admin.kubeconfig")
     }
 
+    /// The PEM of kube-apiserver's serving certificate (self-signed): what
+    /// its clients trust, e.g. a pod's `ca.crt`.
+    pub fn serving_ca_pem(&self) -> &str {
+        &self.pki.serving_pem
+    }
+
+    /// A client certificate from kube-apiserver's client CA (`--client-ca-file`)
+    /// for user `common_name` in group `organization`.
+    pub fn issue_client(&self, common_name: &str, organization: Option<&str>) -> ClientIdentity {
+        self.pki.client_ca.issue(common_name, organization)
+    }
+
+    /// Every request in the audit log (started with [`KubeOptions::audit`])
+    /// up to now: a marker request is sent and waited for, so what kube-apiserver
+    /// answered before this call is in the list.
+    pub async fn audit_events(&self) -> Result<Vec<AuditEvent>> {
+        let marker = format!(
+            "/api/v1/namespaces/audit-marker-{}",
+            self.audit_syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.client.get(&marker).await?;
+        let deadline = Instant::now() + CONDITION_TIMEOUT;
+        loop {
+            let events = self.read_audit_log()?;
+            if events.iter().any(|event| event.uri == marker) {
+                // Requests answered just before the marker may be logged
+                // just after it: a short grace for their lines.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut events = self.read_audit_log()?;
+                events.retain(|event| !event.uri.starts_with("/api/v1/namespaces/audit-marker-"));
+                return Ok(events);
+            }
+            if Instant::now() > deadline {
+                bail!("the audit log has no {marker} after {CONDITION_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn read_audit_log(&self) -> Result<Vec<AuditEvent>> {
+        let path = self.dir.path().join("audit.log");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (started without audit?)", path.display()))?;
+        let mut events = Vec::new();
+        for line in text.lines() {
+            // The last line may be half written.
+            let Ok(event) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+            events.push(AuditEvent {
+                verb: text(&event["verb"]),
+                uri: text(&event["requestURI"]),
+                resource: text(&event["objectRef"]["resource"]),
+                user: text(&event["user"]["username"]),
+                credential_id: event["user"]["extra"]["authentication.kubernetes.io/credential-id"]
+                    [0]
+                .as_str()
+                .map(str::to_owned),
+                code: event["responseStatus"]["code"]
+                    .as_u64()
+                    .and_then(|code| u16::try_from(code).ok())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(events)
+    }
+
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -428,8 +575,10 @@ impl Drop for KubeApiserverProcess {
 }
 
 /// kube-apiserver's certificates and keys, written into its directory.
+#[derive(Debug)]
 struct Pki {
     serving_pem: String,
+    client_ca: TestCa,
     admin: ClientIdentity,
 }
 
@@ -462,6 +611,10 @@ impl Pki {
             write("front-proxy-client.crt", &client.cert_pem)?;
             write("front-proxy-client.key", &client.key_pem)?;
         }
-        Ok(Pki { serving_pem, admin })
+        Ok(Pki {
+            serving_pem,
+            client_ca,
+            admin,
+        })
     }
 }

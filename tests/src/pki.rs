@@ -1,10 +1,5 @@
 //! Certificates tests make of their own: a CA that issues client
-//! identities (a cluster's client CA, a front-proxy CA), and the TLS side of
-//! an HTTPS test double of kube-apiserver.
-
-use std::sync::Arc;
-
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+//! identities (a cluster's client CA, a front-proxy CA).
 
 use crate::https::ClientIdentity;
 
@@ -55,24 +50,4 @@ impl TestCa {
             key_pem: key.serialize_pem().into_bytes(),
         }
     }
-}
-
-/// A TLS acceptor for `127.0.0.1` with a fresh self-signed certificate,
-/// and that certificate's PEM (the CA a client of the double trusts).
-pub fn self_signed_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
-    let key = rcgen::KeyPair::generate().expect("generating a server key");
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server parameters");
-    let ca_pem = params.self_signed(&key).expect("self-signing").pem();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("our own PEM")],
-            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("our own key"),
-        )
-        .expect("a valid certificate");
-    (tokio_rustls::TlsAcceptor::from(Arc::new(tls)), ca_pem)
 }

@@ -1,10 +1,11 @@
 //! The client CA and front-proxy settings read from kube-apiserver's
 //! `kube-system/extension-apiserver-authentication` ConfigMap when
 //! `--authentication-kubeconfig` is given without `--client-ca-file` or
-//! `--requestheader-client-ca-file`. A test double of kube-apiserver serves
-//! the ConfigMap over HTTPS with CAs generated here; a client certificate
-//! from its client CA and a front proxy speaking its headers are
-//! authenticated; an unreachable cluster stops the start with exit 1.
+//! `--requestheader-client-ca-file`. A real kube-apiserver writes the
+//! ConfigMap from its own flags (its client CA, a front-proxy CA made here
+//! and header names that are not Kubernetes' defaults); a client
+//! certificate from its client CA and a front proxy speaking its headers
+//! are authenticated; an unreachable cluster stops the start with exit 1.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -13,11 +14,10 @@ use http::StatusCode;
 use nmstate_apiserver::{kubeconfig::Kubeconfig, tls::ClientCert};
 use nmstate_e2e::{
     apiserver::{ApiserverProcess, free_port, workspace_binary},
+    delegation::{CONFIGMAP, DelegatedCluster},
     https::{ClientIdentity, HttpsClient},
-    kube_double::{CONFIGMAP, KubeApiserverDouble},
     pki::TestCa,
 };
-use serde_json::json;
 const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 
 /// A kubeconfig naming `https://address`, trusting `ca_pem`.
@@ -45,22 +45,15 @@ fn kubeconfig(dir: &std::path::Path, address: SocketAddr, ca_pem: &str) -> std::
 
 #[tokio::test]
 async fn client_ca_and_front_proxy_come_from_the_configmap() {
-    let client_ca = TestCa::new("kubernetes");
     let proxy_ca = TestCa::new("front-proxy-ca");
-    let double = KubeApiserverDouble::start(
-        None,
-        Some(json!({
-        "client-ca-file": client_ca.pem,
-        "requestheader-client-ca-file": proxy_ca.pem,
-        "requestheader-allowed-names": "[\"front-proxy-client\"]",
-        "requestheader-username-headers": "[\"X-Proxy-User\"]",
-        "requestheader-group-headers": "[\"X-Proxy-Group\"]",
-        "requestheader-extra-headers-prefix": "[\"X-Proxy-Extra-\"]",
-        })),
-    )
-    .await;
+    let cluster = DelegatedCluster::start(Some(&proxy_ca), Some("X-Proxy"))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kubeconfig(dir.path(), double.address, &double.ca_pem);
+    let (kubeconfig, _) = cluster
+        .server_kubeconfig(dir.path(), "authentication.kubeconfig")
+        .await
+        .unwrap();
     let server = ApiserverProcess::start(&[&format!(
         "--authentication-kubeconfig={}",
         kubeconfig.display()
@@ -73,7 +66,7 @@ async fn client_ca_and_front_proxy_come_from_the_configmap() {
     };
 
     // A certificate from the ConfigMap's client CA names the user.
-    let admin = client_ca.issue("admin", Some("system:masters"));
+    let admin = cluster.kube().issue_client("admin", Some("system:masters"));
     let response = client(Some(&admin)).get(POLICIES).await.unwrap();
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
 

@@ -2,9 +2,11 @@
 //! `KUBERNETES_SERVICE_PORT`, a service-account directory with `token` and
 //! `ca.crt`) and without kubeconfig flags, the server reads the
 //! authentication ConfigMap, reviews tokens and asks about access with the
-//! service account's bearer token, verifies kube-apiserver (a test double
-//! over HTTPS) with `ca.crt`, and picks up a rotated token. Kubeconfigs
-//! whose user is a bearer `token` or `tokenFile` work the same way.
+//! service account's bearer token, verifies kube-apiserver (a real one,
+//! with deploy/'s ServiceAccount and RBAC) with `ca.crt`, and picks up a
+//! rotated token. Kubeconfigs whose user is a bearer `token` or `tokenFile`
+//! work the same way. Which credential each call carried is read from
+//! kube-apiserver's audit log (the token's `jti`).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -12,8 +14,10 @@ use std::path::{Path, PathBuf};
 use http::StatusCode;
 use nmstate_e2e::{
     apiserver::{ApiserverProcess, StartOptions, workspace_binary},
+    delegation::{
+        ACCESS_REVIEWS, CONFIGMAP, DelegatedCluster, JANE_TOKEN, TOKEN_REVIEWS, credential_id,
+    },
     https::HttpsClient,
-    kube_double::{ACCESS_REVIEWS, CONFIGMAP, KubeApiserverDouble, TOKEN_REVIEWS},
     kubectl::Kubectl,
     pki::TestCa,
 };
@@ -38,17 +42,12 @@ fn service_account(dir: &Path, token: &str, ca_pem: &str) -> PathBuf {
     serviceaccount
 }
 
-/// The environment of a pod whose kube-apiserver is the double.
-fn pod_environment(double: &KubeApiserverDouble, serviceaccount: &Path) -> Vec<(String, String)> {
+/// The environment of a pod whose kube-apiserver is the cluster's.
+fn pod_environment(cluster: &DelegatedCluster, serviceaccount: &Path) -> Vec<(String, String)> {
+    let address = cluster.kube().address();
     vec![
-        (
-            "KUBERNETES_SERVICE_HOST".into(),
-            double.address.ip().to_string(),
-        ),
-        (
-            "KUBERNETES_SERVICE_PORT".into(),
-            double.address.port().to_string(),
-        ),
+        ("KUBERNETES_SERVICE_HOST".into(), address.ip().to_string()),
+        ("KUBERNETES_SERVICE_PORT".into(), address.port().to_string()),
         (
             "NMSTATE_SERVICEACCOUNT_DIR".into(),
             serviceaccount.display().to_string(),
@@ -71,41 +70,39 @@ async fn get(client: &HttpsClient, path: &str, token: &str) -> (StatusCode, Stri
 
 #[tokio::test]
 async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
-    let client_ca = TestCa::new("kubernetes");
     let proxy_ca = TestCa::new("front-proxy-ca");
-    let double = KubeApiserverDouble::start(
-        Some("sa-token-1"),
-        Some(json!({
-            "client-ca-file": client_ca.pem,
-            "requestheader-client-ca-file": proxy_ca.pem,
-            "requestheader-allowed-names": "[\"front-proxy-client\"]",
-            "requestheader-username-headers": "[\"X-Remote-User\"]",
-            "requestheader-group-headers": "[\"X-Remote-Group\"]",
-            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
-        })),
-    )
-    .await;
+    let cluster = DelegatedCluster::start(Some(&proxy_ca), None)
+        .await
+        .unwrap();
+    // The kubelet's token: bound to a Secret here, so that deleting the
+    // Secret revokes it.
+    let token_1 = cluster.revocable_server_token("token-1").await.unwrap();
+    let node_a_token = cluster.node_token().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let serviceaccount = service_account(dir.path(), "sa-token-1", &double.ca_pem);
+    let serviceaccount = service_account(dir.path(), &token_1, cluster.kube().serving_ca_pem());
     let options = StartOptions {
-        env: pod_environment(&double, &serviceaccount),
+        env: pod_environment(&cluster, &serviceaccount),
         ..StartOptions::default()
     };
     let server = ApiserverProcess::start_with(&[], &options).await.unwrap();
     let client = server.anonymous_client().unwrap();
 
     // The ConfigMap was read with the service account's token, and its
-    // client CA now authenticates users.
-    let configmap = double.calls_to(CONFIGMAP);
+    // client CA (kube-apiserver's) now authenticates users.
+    let configmap = cluster.server_calls("configmaps").await.unwrap();
     assert_eq!(configmap.len(), 1, "{configmap:?}");
-    assert_eq!(configmap[0].bearer.as_deref(), Some("sa-token-1"));
-    assert!(!configmap[0].rejected);
+    assert_eq!(configmap[0].uri, CONFIGMAP);
+    assert_eq!(
+        configmap[0].credential_id,
+        Some(credential_id(&token_1).unwrap())
+    );
+    assert_eq!(configmap[0].code, 200);
     let server_ca = std::fs::read(server.data_dir().join("pki/ca.crt")).unwrap();
     let admin = HttpsClient::with_identity(
         server.address(),
         &server_ca,
         "localhost",
-        Some(&client_ca.issue("admin", Some("system:masters"))),
+        Some(&cluster.kube().issue_client("admin", Some("system:masters"))),
     )
     .unwrap();
     let response = admin.get(POLICIES).await.unwrap();
@@ -133,7 +130,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
         .await
         .unwrap();
     assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.body);
-    let access_reviews = double.calls_to(ACCESS_REVIEWS);
+    let access_reviews = cluster.server_calls(ACCESS_REVIEWS).await.unwrap();
     assert_eq!(access_reviews.len(), 2, "{access_reviews:?}");
     let as_agent = [
         (
@@ -160,42 +157,51 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
         "{status}"
     );
     assert_eq!(
-        double.calls_to(ACCESS_REVIEWS).len(),
+        cluster.server_calls(ACCESS_REVIEWS).await.unwrap().len(),
         2,
         "node identities are decided locally"
     );
 
     // Jane's token is reviewed, then her access: every call carries the
     // service account's token.
-    let (status, body) = get(&client, POLICIES, "jane-token").await;
+    let (status, body) = get(&client, POLICIES, JANE_TOKEN).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = get(&client, &format!("{POLICIES}/p"), "unknown-token").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    for path in [TOKEN_REVIEWS, ACCESS_REVIEWS] {
-        let calls = double.calls_to(path);
-        assert!(!calls.is_empty(), "{path} asked");
+    for resource in [TOKEN_REVIEWS, ACCESS_REVIEWS] {
+        let calls = cluster.server_calls(resource).await.unwrap();
+        assert!(!calls.is_empty(), "{resource} asked");
         assert!(
-            calls
-                .iter()
-                .all(|call| call.bearer.as_deref() == Some("sa-token-1") && !call.rejected),
-            "{path}: {calls:?}"
+            calls.iter().all(
+                |call| call.credential_id == Some(credential_id(&token_1).unwrap())
+                    && call.code == 201
+            ),
+            "{resource}: {calls:?}"
         );
     }
 
-    // The kubelet rotates the token and kube-apiserver stops accepting the
-    // old one: the next review carries the new token.
-    double.rotate_service_token("sa-token-2");
-    write_token(&serviceaccount, "sa-token-2");
+    // The kubelet rotates the token, and the old one is revoked: the next
+    // review carries the new token.
+    let token_2 = cluster.revocable_server_token("token-2").await.unwrap();
+    write_token(&serviceaccount, &token_2);
+    cluster.delete_secret("token-1").await.unwrap();
     let own = format!("{STATES}?fieldSelector=metadata.name%3Da");
-    let (status, body) = get(&client, &own, "node-a-token").await;
+    let (status, body) = get(&client, &own, &node_a_token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let last = double.calls_to(TOKEN_REVIEWS).pop().unwrap();
-    assert_eq!(last.bearer.as_deref(), Some("sa-token-2"));
-    assert!(!last.rejected);
+    let last = cluster
+        .server_calls(TOKEN_REVIEWS)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(last.credential_id, Some(credential_id(&token_2).unwrap()));
+    assert_eq!(last.code, 201);
+    let calls = cluster.all_server_calls().await.unwrap();
     assert!(
-        double.calls().iter().all(|call| !call.rejected),
-        "no call was refused: {:?}",
-        double.calls()
+        calls
+            .iter()
+            .all(|call| call.code != 401 && call.code != 403),
+        "no call was refused: {calls:?}"
     );
 
     // kubectl with each token shows kube-apiserver's 401 and 403 messages.
@@ -215,7 +221,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
         std::fs::write(&path, kubeconfig.to_string()).unwrap();
         Kubectl::new(&path).unwrap()
     };
-    let jane = kubectl("jane", "jane-token");
+    let jane = kubectl("jane", JANE_TOKEN);
     jane.run(&["get", "nncp"]).await.ok();
     let output = jane.run(&["delete", "nncp", "p"]).await.failed();
     assert!(
@@ -224,7 +230,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
         ),
         "{output:?}"
     );
-    let node_a = kubectl("node-a", "node-a-token");
+    let node_a = kubectl("node-a", &node_a_token);
     let output = node_a.run(&["get", "nnce"]).await.failed();
     assert!(
         output.stderr.contains("Error from server (Forbidden): nodenetworkconfigurationenactments.nmstate.io is forbidden: User \"system:serviceaccount:nmstate:nmstate-agent\" cannot list resource \"nodenetworkconfigurationenactments\" in API group \"nmstate.io\" at the cluster scope: node \"a\" may only list enactments labelled nmstate.io/node=a"),
@@ -244,7 +250,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
     );
 
     // The token bound to node a is held to node restriction.
-    let (status, body) = get(&client, &format!("{STATES}/b"), "node-a-token").await;
+    let (status, body) = get(&client, &format!("{STATES}/b"), &node_a_token).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let status: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -255,16 +261,17 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
 
 #[tokio::test]
 async fn kube_apiserver_is_verified_with_the_service_account_ca() {
-    let double = KubeApiserverDouble::start(Some("sa-token"), None).await;
+    let cluster = DelegatedCluster::start(None, None).await.unwrap();
+    let token = cluster.token("nmstate-apiserver", None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // A CA that did not sign the double's certificate.
+    // A CA that did not sign kube-apiserver's certificate.
     let other = TestCa::new("someone-else");
-    let serviceaccount = service_account(dir.path(), "sa-token", &other.pem);
+    let serviceaccount = service_account(dir.path(), &token, &other.pem);
     let output = tokio::process::Command::new(workspace_binary("nmstate-apiserver").unwrap())
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--bind-address", "127.0.0.1", "--secure-port", "0"])
-        .envs(pod_environment(&double, &serviceaccount))
+        .envs(pod_environment(&cluster, &serviceaccount))
         .stdin(std::process::Stdio::null())
         .output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
@@ -274,7 +281,7 @@ async fn kube_apiserver_is_verified_with_the_service_account_ca() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("https://{}{CONFIGMAP}", double.address)),
+        stderr.contains(&format!("https://{}{CONFIGMAP}", cluster.kube().address())),
         "names the ConfigMap's URL: {stderr}"
     );
     assert!(
@@ -282,7 +289,7 @@ async fn kube_apiserver_is_verified_with_the_service_account_ca() {
         "says the certificate is not trusted: {stderr}"
     );
     assert_eq!(
-        double.calls(),
+        cluster.all_server_calls().await.unwrap(),
         [],
         "nothing is sent to an unverified server"
     );
@@ -290,32 +297,22 @@ async fn kube_apiserver_is_verified_with_the_service_account_ca() {
 
 #[tokio::test]
 async fn kubeconfigs_with_bearer_tokens() {
-    let double = KubeApiserverDouble::start(Some("sa-token-1"), None).await;
+    let cluster = DelegatedCluster::start(None, None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.crt"), &double.ca_pem).unwrap();
-    write_token(dir.path(), "sa-token-1");
-    let kubeconfig = |name: &str, user: Value| {
-        // Relative file names are relative to the kubeconfig's directory.
-        let kubeconfig = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "c", "cluster": {
-                "server": format!("https://{}", double.address),
-                "certificate-authority": "ca.crt",
-            }}],
-            "users": [{"name": "u", "user": user}],
-            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-            "current-context": "x",
-        });
-        let path = dir.path().join(name);
-        std::fs::write(&path, kubeconfig.to_string()).unwrap();
-        path
-    };
-    let authentication = kubeconfig("authentication.kubeconfig", json!({"token": "sa-token-1"}));
-    let authorization = kubeconfig(
-        "authorization.kubeconfig",
-        json!({"token": "stale", "tokenFile": "token"}),
-    );
+    let (authentication, static_token) = cluster
+        .server_kubeconfig(dir.path(), "authentication.kubeconfig")
+        .await
+        .unwrap();
+    let token_1 = cluster.revocable_server_token("token-1").await.unwrap();
+    write_token(dir.path(), &token_1);
+    // Relative file names are relative to the kubeconfig's directory.
+    let authorization = cluster
+        .kubeconfig(
+            dir.path(),
+            "authorization.kubeconfig",
+            json!({"token": "stale", "tokenFile": "token"}),
+        )
+        .unwrap();
     let server = ApiserverProcess::start(&[
         &format!("--authentication-kubeconfig={}", authentication.display()),
         &format!("--authorization-kubeconfig={}", authorization.display()),
@@ -324,30 +321,32 @@ async fn kubeconfigs_with_bearer_tokens() {
     .unwrap();
     let client = server.anonymous_client().unwrap();
 
-    let (status, body) = get(&client, POLICIES, "jane-token").await;
+    let (status, body) = get(&client, POLICIES, JANE_TOKEN).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let bearers = |path: &str| -> Vec<Option<String>> {
-        double
-            .calls_to(path)
-            .into_iter()
-            .map(|call| call.bearer)
-            .collect()
+    let credentials = async |resource: &str| -> Vec<Option<String>> {
+        let calls = cluster.server_calls(resource).await.unwrap();
+        calls.into_iter().map(|call| call.credential_id).collect()
     };
-    assert_eq!(bearers(CONFIGMAP), [Some("sa-token-1".to_string())]);
-    assert_eq!(bearers(TOKEN_REVIEWS), [Some("sa-token-1".to_string())]);
+    let static_id = Some(credential_id(&static_token).unwrap());
     assert_eq!(
-        bearers(ACCESS_REVIEWS),
-        [Some("sa-token-1".to_string())],
+        credentials("configmaps").await,
+        std::slice::from_ref(&static_id)
+    );
+    assert_eq!(credentials(TOKEN_REVIEWS).await, [static_id]);
+    assert_eq!(
+        credentials(ACCESS_REVIEWS).await,
+        [Some(credential_id(&token_1).unwrap())],
         "tokenFile wins over token"
     );
 
     // A rotated tokenFile is followed.
-    double.rotate_service_token("sa-token-2");
-    write_token(dir.path(), "sa-token-2");
-    let (status, body) = get(&client, &format!("{POLICIES}/p"), "jane-token").await;
+    let token_2 = cluster.revocable_server_token("token-2").await.unwrap();
+    write_token(dir.path(), &token_2);
+    cluster.delete_secret("token-1").await.unwrap();
+    let (status, body) = get(&client, &format!("{POLICIES}/p"), JANE_TOKEN).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "jane may get: {body}");
     assert_eq!(
-        bearers(ACCESS_REVIEWS).last(),
-        Some(&Some("sa-token-2".to_string()))
+        credentials(ACCESS_REVIEWS).await.last(),
+        Some(&Some(credential_id(&token_2).unwrap()))
     );
 }

@@ -1,16 +1,16 @@
-//! Bearer tokens and access reviewed by a kube-apiserver
-//! (`--authentication-kubeconfig`, `--authorization-kubeconfig`), here a
-//! test double speaking `authentication.k8s.io/v1` TokenReview and
-//! `authorization.k8s.io/v1` SubjectAccessReview over HTTPS. A token bound
-//! to node a gets node a's rights (decided locally); an unknown token gets
-//! 401; another user gets what the double's RBAC says; answers are cached,
-//! so repeated requests ask once.
+//! Bearer tokens and access reviewed by a real kube-apiserver
+//! (`--authentication-kubeconfig`, `--authorization-kubeconfig` with deploy/'s
+//! ServiceAccount and RBAC): TokenReview and SubjectAccessReview. A token
+//! bound to a Pod on node a gets node a's rights (decided locally); an
+//! unknown token gets 401; another user gets what the cluster's RBAC says;
+//! answers are cached, so repeated requests ask once (counted in
+//! kube-apiserver's audit log).
 #![allow(clippy::unwrap_used)]
 
 use http::StatusCode;
 use nmstate_e2e::{
     apiserver::ApiserverProcess,
-    kube_double::{ACCESS_REVIEWS, KubeApiserverDouble, TOKEN_REVIEWS},
+    delegation::{ACCESS_REVIEWS, DelegatedCluster, JANE_TOKEN, TOKEN_REVIEWS},
 };
 use serde_json::Value;
 
@@ -19,14 +19,18 @@ const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 
 #[tokio::test]
 async fn bearer_tokens_are_reviewed_and_cached() {
-    // Token `node-a-token` belongs to a service account bound to node a,
-    // `jane-token` to jane, who may get and list policies (see the double).
-    let double = KubeApiserverDouble::start(None, None).await;
-    let reviews = || double.calls_to(TOKEN_REVIEWS).len();
-    let access_reviews = || double.calls_to(ACCESS_REVIEWS).len();
+    // The node token belongs to the agent's ServiceAccount, bound to its
+    // Pod on node a; jane may get and list policies (see the cluster).
+    let cluster = DelegatedCluster::start(None, None).await.unwrap();
+    let node_a_token = cluster.node_token().await.unwrap();
+    let reviews = async || cluster.server_calls(TOKEN_REVIEWS).await.unwrap().len();
+    let access_reviews = async || cluster.server_calls(ACCESS_REVIEWS).await.unwrap().len();
     let dir = tempfile::tempdir().unwrap();
     // One kubeconfig serves for both flags.
-    let kubeconfig = double.client_certificate_kubeconfig(dir.path(), "authentication.kubeconfig");
+    let (kubeconfig, _) = cluster
+        .server_kubeconfig(dir.path(), "server.kubeconfig")
+        .await
+        .unwrap();
     let server = ApiserverProcess::start(&[
         &format!("--authentication-kubeconfig={}", kubeconfig.display()),
         &format!("--authorization-kubeconfig={}", kubeconfig.display()),
@@ -43,20 +47,20 @@ async fn bearer_tokens_are_reviewed_and_cached() {
             .request_with(
                 "GET",
                 &own,
-                &[("authorization", &bearer("node-a-token"))],
+                &[("authorization", &bearer(&node_a_token))],
                 None,
             )
             .await
             .unwrap();
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     }
-    assert_eq!(reviews(), 1, "the answer is cached");
+    assert_eq!(reviews().await, 1, "the answer is cached");
 
     let response = client
         .request_with(
             "GET",
             &format!("{STATES}/b"),
-            &[("authorization", &bearer("node-a-token"))],
+            &[("authorization", &bearer(&node_a_token))],
             None,
         )
         .await
@@ -80,14 +84,18 @@ async fn bearer_tokens_are_reviewed_and_cached() {
             response.body
         );
     }
-    assert_eq!(reviews(), 2, "a no is cached too");
+    assert_eq!(reviews().await, 2, "a no is cached too");
 
     let response = client.get(STATES).await.unwrap();
     assert_eq!(response.status, StatusCode::UNAUTHORIZED, "no token");
-    assert_eq!(access_reviews(), 0, "node identities are decided locally");
+    assert_eq!(
+        access_reviews().await,
+        0,
+        "node identities are decided locally"
+    );
 
     // Jane is no node and no master: the cluster decides, once per question.
-    let jane = [("authorization", bearer("jane-token"))];
+    let jane = [("authorization", bearer(JANE_TOKEN))];
     let jane: Vec<(&str, &str)> = jane.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for _ in 0..2 {
         let response = client
@@ -96,7 +104,7 @@ async fn bearer_tokens_are_reviewed_and_cached() {
             .unwrap();
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     }
-    assert_eq!(access_reviews(), 1, "the answer is cached");
+    assert_eq!(access_reviews().await, 1, "the answer is cached");
     let response = client
         .request_with("DELETE", &format!("{POLICIES}/p"), &jane, None)
         .await
@@ -107,5 +115,5 @@ async fn bearer_tokens_are_reviewed_and_cached() {
         status["message"],
         "nodenetworkconfigurationpolicies.nmstate.io \"p\" is forbidden: User \"jane\" cannot delete resource \"nodenetworkconfigurationpolicies\" in API group \"nmstate.io\" at the cluster scope"
     );
-    assert_eq!(access_reviews(), 2);
+    assert_eq!(access_reviews().await, 2);
 }
