@@ -23,4 +23,9 @@ cargo test --workspace --locked
 echo "== fuzz targets: seed corpus and regressions (docs/fuzzing.md)"
 cargo test --manifest-path fuzz/Cargo.toml --locked
 
+echo "== fuzz targets: libFuzzer, 15 s each (docs/fuzzing.md)"
+# Its own target directory (instrumented builds share nothing with the
+# workspace's); unoptimised, so that the build stays a few minutes.
+FUZZ_TARGET_DIR="$CARGO_TARGET_DIR/fuzz" NMSTATE_FUZZ_PROFILE=dev bash hack/fuzz.sh 15
+
 echo "== all tests passed"
