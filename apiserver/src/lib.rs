@@ -142,6 +142,9 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
     if let Some(reviewer) = subject_access {
         state = state.with_subject_access(reviewer);
     }
+    state
+        .metrics
+        .set_state_collector(cache::gauges::ClusterGauges::new(&state.caches));
     let state = Arc::new(state);
     let compactor = config
         .compaction_interval

@@ -7,13 +7,14 @@
 
 use std::{
     fmt,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -66,6 +67,22 @@ pub struct Metrics {
     controller_queue: Gauge,
     controller_reconciles: Counter,
     controller_writes: Family<ResultLabels, Counter>,
+    state: LateCollector,
+}
+
+/// A collector given after the metrics are made: the gauges of the
+/// cluster's state read the caches, which read the store these metrics
+/// measure. Encodes nothing until set.
+#[derive(Clone, Debug, Default)]
+struct LateCollector(Arc<OnceLock<Box<dyn Collector>>>);
+
+impl Collector for LateCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        match self.0.get() {
+            Some(collector) => collector.encode(encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Labels of a controller write.
@@ -143,6 +160,8 @@ impl Metrics {
             "Controller writes to the store, by result (lost: a race retried on fresh data)",
             controller_writes.clone(),
         );
+        let state = LateCollector::default();
+        registry.register_collector(Box::new(state.clone()));
         Self {
             registry: Arc::new(registry),
             requests,
@@ -153,6 +172,15 @@ impl Metrics {
             controller_queue,
             controller_reconciles,
             controller_writes,
+            state,
+        }
+    }
+
+    /// Adds the gauges of the cluster's state (`cache::gauges`); only the
+    /// first call counts.
+    pub fn set_state_collector(&self, collector: impl Collector) {
+        if self.state.0.set(Box::new(collector)).is_err() {
+            tracing::warn!("the state collector was already set");
         }
     }
 

@@ -465,6 +465,35 @@ async fn rollout_with_max_unavailable() {
         );
     }
 
+    // Upstream's gauges of the cluster's state say the same.
+    let gauges = state_gauges(&cluster.server).await;
+    for status in ["Degraded", "Progressing"] {
+        assert!(
+            gauges.contains(&format!(
+                "kubernetes_nmstate_policies_status{{status=\"{status}\"}} 0"
+            )),
+            "{gauges}"
+        );
+    }
+    assert!(
+        gauges.contains("kubernetes_nmstate_policies_status{status=\"Available\"} 1"),
+        "{gauges}"
+    );
+    for i in 0..NODES {
+        assert!(
+            gauges.contains(&format!(
+                "kubernetes_nmstate_enactments_status{{node=\"node-{i}\",status=\"Available\"}} 1"
+            )),
+            "{gauges}"
+        );
+        assert!(
+            gauges.contains(&format!(
+                "kubernetes_nmstate_enactments_status{{node=\"node-{i}\",status=\"Failing\"}} 0"
+            )),
+            "{gauges}"
+        );
+    }
+
     // 2. Generation 2 fails on the first three nodes (= maxUnavailable):
     //    the rest are aborted.
     {
@@ -488,6 +517,33 @@ async fn rollout_with_max_unavailable() {
     let aborted = degraded["status"]["abortedNodes"].as_u64().unwrap();
     let available = degraded["status"]["availableNodes"].as_u64().unwrap();
     assert_eq!(aborted + available, 7, "{degraded:#}");
+    let gauges = state_gauges(&cluster.server).await;
+    assert!(
+        gauges.contains("kubernetes_nmstate_policies_status{status=\"Degraded\"} 1"),
+        "{gauges}"
+    );
+    assert!(
+        gauges.contains("kubernetes_nmstate_policies_status{status=\"Available\"} 0"),
+        "{gauges}"
+    );
+    for node in ["node-0", "node-1", "node-2"] {
+        assert!(
+            gauges.contains(&format!(
+                "kubernetes_nmstate_enactments_status{{node=\"{node}\",status=\"Failing\"}} 1"
+            )),
+            "{gauges}"
+        );
+    }
+    let count = |status: &str| -> u64 {
+        (0..NODES)
+            .filter(|i| gauges.contains(&format!("kubernetes_nmstate_enactments_status{{node=\"node-{i}\",status=\"{status}\"}} 1")))
+            .count() as u64
+    };
+    assert_eq!(
+        (count("Aborted"), count("Available")),
+        (aborted, available),
+        "{gauges}"
+    );
     assert!(aborted >= 1, "the rest was aborted: {degraded:#}");
     let condition = |type_: &str| {
         degraded["status"]["conditions"]
@@ -694,6 +750,23 @@ async fn not_matching_and_not_ready() {
         EnactmentPhase::Pending,
         "nothing released to a NotReady node"
     );
+}
+
+/// The server's metrics lines of upstream's policy and enactment gauges.
+async fn state_gauges(server: &ApiserverProcess) -> String {
+    let metrics = server
+        .admin_client()
+        .unwrap()
+        .get("/metrics")
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, StatusCode::OK);
+    let lines: Vec<&str> = metrics
+        .body
+        .lines()
+        .filter(|line| line.starts_with("kubernetes_nmstate_"))
+        .collect();
+    lines.join("\n")
 }
 
 /// `nmstate_controller_leader` from the server's metrics.

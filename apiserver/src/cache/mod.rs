@@ -41,6 +41,7 @@ use tokio::{
 
 use crate::storage::{Revision, SharedStore, resource_prefix};
 
+pub mod gauges;
 mod object;
 mod reflector;
 mod state;
@@ -395,8 +396,15 @@ impl WatchCache {
     /// [`is_ready`](Self::is_ready), or use
     /// [`wait_until_fresh`](Self::wait_until_fresh) first).
     pub fn snapshot(&self) -> (Revision, Vec<Arc<CachedObject>>) {
-        let state = self.shared.read_state();
-        (state.revision(), state.objects())
+        self.reader().snapshot()
+    }
+
+    /// A handle that reads this cache without owning it (for the metrics'
+    /// collector); once the cache has stopped it reads the last state.
+    pub fn reader(&self) -> CacheReader {
+        CacheReader {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The objects that pass `filter`, sorted by name; uses the index when
@@ -547,6 +555,20 @@ fn matching(state: &CacheState, filter: &WatchFilter) -> Vec<Arc<CachedObject>> 
         .into_iter()
         .filter(|object| filter.matches(object))
         .collect()
+}
+
+/// Reads a [`WatchCache`]'s objects; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CacheReader {
+    shared: Arc<Shared>,
+}
+
+impl CacheReader {
+    /// As [`WatchCache::snapshot`].
+    pub fn snapshot(&self) -> (Revision, Vec<Arc<CachedObject>>) {
+        let state = self.shared.read_state();
+        (state.revision(), state.objects())
+    }
 }
 
 /// One cache per kind, started together over one store.
