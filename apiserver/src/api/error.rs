@@ -231,6 +231,10 @@ impl ApiError {
                 kind: forbidden.kind.map(|kind| kind.plural().to_string()),
                 ..Details::default()
             }),
+            // As k8s.io/apiserver's answer to a method with no route
+            // (go-restful's 405 through NewGenericServerResponse): empty
+            // details.
+            ApiError::MethodNotAllowed(_) => Some(Details::default()),
             ApiError::Other { causes, .. } if !causes.is_empty() => Some(Details {
                 causes,
                 ..Details::default()
@@ -538,7 +542,9 @@ mod tests {
             serde_json::json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "the server does not allow this method on the requested resource",
-                "reason": "MethodNotAllowed", "code": 405
+                "reason": "MethodNotAllowed",
+                "details": {},
+                "code": 405
             }),
         );
         check(
