@@ -92,8 +92,12 @@ fn uses(source: &str, module: &[String]) -> Vec<Use> {
             &mut Vec::new(),
             &mut leaves,
         );
-        for (segments, at) in leaves {
+        for (mut segments, at) in leaves {
             if let Some(target) = resolve(&segments, module) {
+                // `a::{self, b}`: the `self` leaf is `a` itself.
+                if segments.last().is_some_and(|last| last == "self") {
+                    segments.pop();
+                }
                 found.push(Use {
                     line: line_of(&code, at),
                     path: segments.join("::"),
