@@ -439,7 +439,7 @@ mod tests {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
 
     use super::*;
-    use crate::auth::UserInfo;
+    use crate::tls::x509;
 
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
@@ -501,7 +501,7 @@ mod tests {
 
         let credentials = Kubeconfig::read(&path).unwrap().credentials().unwrap();
         let der = CertificateDer::from_pem_slice(&credentials.client_cert_pem.unwrap()).unwrap();
-        let user = UserInfo::from_certificate(&der).unwrap();
+        let user = x509::subject(&der).unwrap();
         assert_eq!(user.name, "admin");
         assert_eq!(user.groups, ["system:masters"]);
     }
@@ -549,7 +549,7 @@ mod tests {
             "the admin kubeconfig's server by default"
         );
         let der = CertificateDer::from_pem_slice(&credentials.client_cert_pem.unwrap()).unwrap();
-        let user = UserInfo::from_certificate(&der).unwrap();
+        let user = x509::subject(&der).unwrap();
         assert_eq!(user.name, "system:node:worker-1");
         assert_eq!(user.groups, ["system:nodes"]);
     }

@@ -4,21 +4,31 @@
 //! build a `Config` directly and do the same. Everything that decides
 //! something lives in a module below, each owning one concern:
 //! [`storage`] (bytes at rest, revisions, watches), [`cache`] (every object
-//! of a resource in memory, serving lists and watches), [`api`] (the
-//! Kubernetes REST API), [`auth`] (who is asking), [`kubeconfig`] (client
+//! of a resource in memory, serving lists and watches), [`rules`] (the pure
+//! write rules), [`api`] (the Kubernetes REST API), [`controller`] (the
+//! policy rollout), [`auth`] (who is asking), [`kubeconfig`] (client
 //! files for standalone access), [`tls`] (certificates), [`metrics`], and
-//! [`server`] (connections, health, shutdown).
+//! [`server`] (connections, health, shutdown), with what they share below
+//! them: [`request`], [`body`], [`status`] and [`state`]. Their layers are
+//! written once, in `layers.rs`, whose test holds the code to them.
 
 use std::sync::Arc;
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod cache;
 pub mod config;
 pub mod controller;
 pub mod kubeconfig;
+#[cfg(test)]
+mod layers;
 pub mod metrics;
+pub mod request;
+pub mod rules;
 pub mod server;
+pub mod state;
+pub mod status;
 pub mod storage;
 pub mod tls;
 
@@ -61,6 +71,17 @@ pub enum StartError {
     },
 }
 
+impl From<auth::configmap::ResolveError> for StartError {
+    fn from(error: auth::configmap::ResolveError) -> Self {
+        match error {
+            auth::configmap::ResolveError::Cluster(error) => StartError::TokenReview(error),
+            auth::configmap::ResolveError::ConfigMap(error) => {
+                StartError::AuthenticationConfigMap(error)
+            }
+        }
+    }
+}
+
 /// A started server.
 #[derive(Debug)]
 pub struct Running {
@@ -68,7 +89,7 @@ pub struct Running {
     compactor: Option<storage::compactor::Compactor>,
     controller: Option<tokio::task::JoinHandle<()>>,
     /// The shared state (store and shutdown flag).
-    pub state: Arc<server::AppState>,
+    pub state: Arc<state::AppState>,
 }
 
 impl Running {
@@ -137,7 +158,7 @@ pub async fn start(config: &config::Config) -> Result<Running, StartError> {
         .transpose()?;
     let store = storage::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(prometheus_client::registry::Registry::default());
-    let mut state = server::AppState::new(store, metrics, config.request_timeout);
+    let mut state = state::AppState::new(store, metrics, config.request_timeout);
     state.render = config.render;
     if let Some(reviewer) = subject_access {
         state = state.with_subject_access(reviewer);

@@ -11,7 +11,8 @@
 //!
 //! This module only reads and writes those files, issues certificates and
 //! builds the rustls configuration; turning a verified certificate into a
-//! user is [`crate::auth`]'s job, and it never decides who may do what.
+//! user is `auth`'s job (with [`x509::subject`]), and it never decides who
+//! may do what. It depends on no other module of the server.
 
 use std::{
     fs,
@@ -27,6 +28,8 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+pub mod x509;
 
 /// How long a generated CA is valid.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -590,7 +593,7 @@ fn client_cert_is_fresh(
     {
         return Ok(false);
     }
-    let identity = crate::auth::UserInfo::from_certificate(&der).map_err(|e| e.to_string())?;
+    let identity = x509::subject(&der).map_err(|e| e.to_string())?;
     Ok(identity.name == user && identity.groups == groups)
 }
 
@@ -772,7 +775,7 @@ mod tests {
             let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             let cert = ca.issue_client_cert(user, &groups).unwrap();
             let der = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap();
-            let identity = crate::auth::UserInfo::from_certificate(&der).unwrap();
+            let identity = x509::subject(&der).unwrap();
             assert_eq!((identity.name.as_str(), identity.groups), (user, groups));
             let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
             let eku = parsed.extended_key_usage().unwrap().unwrap().value;

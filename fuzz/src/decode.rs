@@ -6,10 +6,10 @@
 //! Input: one byte (kind: its value modulo 3; bit 2: YAML; bits 3-4:
 //! Strict, Warn, Ignore; bit 5: a status update), then the body.
 
-use nmstate_apiserver::api::{
-    codec::{RequestFormat, parse_document},
-    object::{check_type_meta, creation_name, decode_object},
-    route::FieldValidation,
+use nmstate_apiserver::{
+    api::codec::{RequestFormat, parse_document},
+    request::FieldValidation,
+    rules::object::{check_type_meta, creation_name, decode_object},
 };
 use nmstate_openapi::ResourceKind;
 

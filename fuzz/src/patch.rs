@@ -5,11 +5,13 @@
 //! Input: one byte (bits 0-1: 0 JSON patch, 1 merge patch, 2 and 3
 //! server-side apply; bit 2: `force`; bit 3: to `/status`), then the body.
 
-use nmstate_apiserver::api::{
-    managed_fields::{Manager, server_side_apply},
-    object::decode_object,
-    patch::{PatchType, apply_patch_noting_duplicates, parse_apply_body},
-    route::FieldValidation,
+use nmstate_apiserver::{
+    request::FieldValidation,
+    rules::{
+        managed_fields::{Manager, server_side_apply},
+        object::decode_object,
+        patch::{PatchType, apply_patch_noting_duplicates, parse_apply_body},
+    },
 };
 use nmstate_openapi::ResourceKind;
 use serde_json::{Value, json};

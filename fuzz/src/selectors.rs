@@ -8,7 +8,7 @@
 
 use std::fmt::Display;
 
-use nmstate_apiserver::api::selector::{FieldSelector, LabelSelector};
+use nmstate_apiserver::rules::selector::{FieldSelector, LabelSelector};
 use nmstate_openapi::ResourceKind;
 use serde_json::{Map, Value, json};
 

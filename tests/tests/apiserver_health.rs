@@ -44,6 +44,12 @@ async fn embedded_server_is_ready_and_stops_on_sigterm() {
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     let status: serde_json::Value = serde_json::from_str(&post.body).unwrap();
     assert_eq!(status["reason"], "MethodNotAllowed");
+    // k8s.io/apiserver's answer to a method with no route, the same as
+    // the API's own 405.
+    assert_eq!(
+        status["message"],
+        "the server does not allow this method on the requested resource"
+    );
 
     let exit = server.terminate().unwrap();
     assert!(

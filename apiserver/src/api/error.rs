@@ -11,12 +11,16 @@ use http::{Method, StatusCode};
 use nmstate_openapi::{FieldError, ResourceKind, validation::invalid_message};
 
 use crate::{
-    server::status::{Cause, Details, Status},
+    rules::{
+        managed_fields::{ApplyError, InvalidOptions},
+        object,
+        patch::PatchError,
+    },
+    status::{Cause, Details, Status},
     storage,
 };
 
-/// The largest request body accepted (as kube-apiserver: 3 MiB).
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+pub use crate::request::MAX_BODY_BYTES;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,9 @@ pub enum ApiError {
     /// The client did not authenticate.
     #[error("Unauthorized")]
     Unauthorized,
+    /// Too many requests are in flight; worth a retry.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests,
     /// The client may not do this.
     #[error("{0}")]
     Forbidden(crate::auth::authorize::Forbidden),
@@ -161,6 +168,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Other { code, .. } => *code,
@@ -184,6 +192,7 @@ impl ApiError {
             ApiError::Timeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Unauthorized => "Unauthorized",
+            ApiError::TooManyRequests => "TooManyRequests",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::Internal(_) => "InternalError",
             ApiError::Other { reason, .. } => reason,
@@ -222,6 +231,10 @@ impl ApiError {
                 kind: forbidden.kind.map(|kind| kind.plural().to_string()),
                 ..Details::default()
             }),
+            // As k8s.io/apiserver's answer to a method with no route
+            // (go-restful's 405 through NewGenericServerResponse): empty
+            // details.
+            ApiError::MethodNotAllowed(_) => Some(Details::default()),
             ApiError::Other { causes, .. } if !causes.is_empty() => Some(Details {
                 causes,
                 ..Details::default()
@@ -246,8 +259,67 @@ fn details(kind: ResourceKind, name: String, causes: Vec<Cause>) -> Details {
     }
 }
 
-impl From<super::patch::PatchError> for ApiError {
-    fn from(error: super::patch::PatchError) -> Self {
+/// The code and reason kube-apiserver answers an error of the write rules
+/// with: the rules themselves know nothing of HTTP.
+pub trait Answer {
+    /// The HTTP status code.
+    fn code(&self) -> StatusCode;
+    /// The `Status` reason.
+    fn reason(&self) -> &'static str;
+}
+
+impl Answer for PatchError {
+    fn code(&self) -> StatusCode {
+        match self {
+            PatchError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PatchError::Decode(_)
+            | PatchError::MergePatchNotAnObject { .. }
+            | PatchError::DecodeYaml(_)
+            | PatchError::ApplyNotAnObject { .. } => StatusCode::BAD_REQUEST,
+            PatchError::TooManyOperations { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PatchError::OperationFailed { .. } | PatchError::NotAnObject { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            PatchError::ApplyNotAPatch => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            PatchError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            PatchError::Decode(_)
+            | PatchError::MergePatchNotAnObject { .. }
+            | PatchError::DecodeYaml(_)
+            | PatchError::ApplyNotAnObject { .. } => "BadRequest",
+            PatchError::TooManyOperations { .. } => "RequestEntityTooLarge",
+            PatchError::OperationFailed { .. } | PatchError::NotAnObject { .. } => "Invalid",
+            PatchError::ApplyNotAPatch => "InternalError",
+        }
+    }
+}
+
+impl Answer for ApplyError {
+    fn code(&self) -> StatusCode {
+        match self {
+            ApplyError::Conflict(_) => StatusCode::CONFLICT,
+            ApplyError::ManagedFieldsInBody | ApplyError::WrongVersion { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApplyError::LiveManagedFields(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Conflict(_) => "Conflict",
+            ApplyError::ManagedFieldsInBody | ApplyError::WrongVersion { .. } => "BadRequest",
+            ApplyError::LiveManagedFields(_) => "InternalError",
+        }
+    }
+}
+
+impl From<PatchError> for ApiError {
+    fn from(error: PatchError) -> Self {
         ApiError::Other {
             code: error.code(),
             reason: error.reason(),
@@ -257,8 +329,8 @@ impl From<super::patch::PatchError> for ApiError {
     }
 }
 
-impl From<super::managed_fields::ApplyError> for ApiError {
-    fn from(error: super::managed_fields::ApplyError) -> Self {
+impl From<ApplyError> for ApiError {
+    fn from(error: ApplyError) -> Self {
         ApiError::Other {
             code: error.code(),
             reason: error.reason(),
@@ -268,13 +340,33 @@ impl From<super::managed_fields::ApplyError> for ApiError {
     }
 }
 
-impl From<super::managed_fields::InvalidOptions> for ApiError {
-    fn from(error: super::managed_fields::InvalidOptions) -> Self {
+impl From<InvalidOptions> for ApiError {
+    fn from(error: InvalidOptions) -> Self {
         ApiError::Other {
             code: StatusCode::UNPROCESSABLE_ENTITY,
             reason: "Invalid",
             causes: error.causes(),
             message: error.to_string(),
+        }
+    }
+}
+
+impl From<object::Error> for ApiError {
+    fn from(error: object::Error) -> Self {
+        match error {
+            object::Error::Malformed(message) => ApiError::BadRequest(message),
+            object::Error::Invalid { kind, name, errors } => {
+                ApiError::Invalid { kind, name, errors }
+            }
+            object::Error::Conflict {
+                kind,
+                name,
+                message,
+            } => ApiError::Conflict {
+                kind,
+                name,
+                message,
+            },
         }
     }
 }
@@ -304,8 +396,8 @@ impl From<storage::Error> for ApiError {
 mod tests {
     use super::*;
     use crate::{
-        api::route::{Subresource, Verb},
         auth::authorize::{Forbidden, RequestAttributes, ResourceAttributes},
+        request::{Subresource, Verb},
     };
 
     fn check(case: &str, error: ApiError, expected: serde_json::Value) {
@@ -423,6 +515,36 @@ mod tests {
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "Request entity too large: limit is 3145728",
                 "reason": "RequestEntityTooLarge", "code": 413
+            }),
+        );
+        check(
+            "unauthorized: word for word what kube-apiserver sends",
+            ApiError::Unauthorized,
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "Unauthorized",
+                "reason": "Unauthorized",
+                "code": 401,
+            }),
+        );
+        check(
+            "too many requests",
+            ApiError::TooManyRequests,
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "Too many requests, please try again later.",
+                "reason": "TooManyRequests", "code": 429
+            }),
+        );
+        check(
+            "method not allowed: as k8s.io/apiserver's answer to a method with no route",
+            ApiError::MethodNotAllowed(Method::POST),
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "the server does not allow this method on the requested resource",
+                "reason": "MethodNotAllowed",
+                "details": {},
+                "code": 405
             }),
         );
         check(

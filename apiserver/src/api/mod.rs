@@ -10,15 +10,10 @@
 pub mod codec;
 pub mod discovery;
 pub mod error;
-mod json_reader;
-pub mod managed_fields;
-pub mod object;
 pub mod openapi;
 mod openapi_proto;
-pub mod patch;
 pub mod rest;
 pub mod route;
-pub mod selector;
 pub mod subresource;
 pub mod table;
 pub mod watch;
@@ -37,8 +32,9 @@ use crate::{
         UserInfo,
         authorize::{self, Decision, Obligation, RequestAttributes, ResourceAttributes},
     },
+    body::{Body, RequestBody},
     metrics::RequestLabels,
-    server::{AppState, Body, RequestBody},
+    state::AppState,
 };
 
 /// Answers one API request. Never fails: errors become `Status` responses.

@@ -12,7 +12,7 @@ use super::{
     codec::respond_bytes,
     error::{ApiError, Result},
 };
-use crate::server::{Body, full};
+use crate::body::{Body, full};
 
 /// One served document.
 #[derive(Debug)]

@@ -18,20 +18,25 @@ use serde_json::{Value, json};
 use super::{
     codec::{self, Encoding, RequestFormat, ResponseFormat, parse_document, respond},
     error::{ApiError, MODIFIED, Result},
-    managed_fields::{self, Manager, Options},
-    object::{
-        self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object, for_response,
-        mark_deleted, meta_str, name_of, prepare_create, prepare_update, ready_to_delete,
-    },
-    patch::{self, PatchType},
     route::{Query, ResourcePath, ResourceVersionMatch, Subresource},
-    selector::{FieldSelector, LabelSelector},
     table,
 };
 use crate::{
     auth::authorize::Obligation,
+    body::Body,
     cache::{self, CachedObject, FRESHNESS_TIMEOUT, WatchFilter},
-    server::{AppState, Body, status::Details},
+    rules::{
+        managed_fields::{self, Manager, Options},
+        object::{
+            self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object,
+            for_response, mark_deleted, meta_str, name_of, prepare_create, prepare_update,
+            ready_to_delete,
+        },
+        patch::{self, PatchType},
+        selector::{FieldSelector, LabelSelector},
+    },
+    state::AppState,
+    status::{Details, Status},
     storage::{self, KeyValue, ListOptions, Revision, object_key, resource_prefix},
 };
 
@@ -583,6 +588,7 @@ fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decod
         request.query.field_validation,
         request.scope() == UpdateScope::Status,
     )
+    .map_err(ApiError::from)
 }
 
 /// POST a new object.
@@ -1065,7 +1071,7 @@ async fn delete_one(
             .await
             .map_err(|e| ApiError::from_storage(kind, &name, e))?;
     }
-    let status = crate::server::status::Status::success(Details {
+    let status = Status::success(Details {
         name: Some(name),
         group: Some(nmstate_openapi::GROUP.into()),
         kind: Some(kind.plural().into()),

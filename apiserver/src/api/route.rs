@@ -6,6 +6,7 @@ use http::Method;
 use nmstate_openapi::{GROUP, ResourceKind, VERSIONS};
 
 use super::error::{ApiError, Result};
+pub use crate::request::{FieldValidation, Subresource, Verb};
 
 /// What a path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,65 +44,6 @@ pub struct ResourcePath {
     pub name: Option<String>,
     /// The subresource, if any.
     pub subresource: Option<Subresource>,
-}
-
-/// Subresources.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Subresource {
-    /// `/status`
-    Status,
-    /// `/render` (policies)
-    Render,
-    /// `/dry-run` (policies)
-    DryRun,
-}
-
-impl Subresource {
-    /// The path segment.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Subresource::Status => "status",
-            Subresource::Render => "render",
-            Subresource::DryRun => "dry-run",
-        }
-    }
-}
-
-/// The Kubernetes verb of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Verb {
-    /// GET one object.
-    Get,
-    /// GET a collection.
-    List,
-    /// GET a collection with `watch=true`.
-    Watch,
-    /// POST to a collection.
-    Create,
-    /// PUT one object.
-    Update,
-    /// PATCH one object.
-    Patch,
-    /// DELETE one object.
-    Delete,
-    /// DELETE a collection.
-    DeleteCollection,
-}
-
-impl Verb {
-    /// The lower-case name, as in RBAC rules and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::Get => "get",
-            Verb::List => "list",
-            Verb::Watch => "watch",
-            Verb::Create => "create",
-            Verb::Update => "update",
-            Verb::Patch => "patch",
-            Verb::Delete => "delete",
-            Verb::DeleteCollection => "deletecollection",
-        }
-    }
 }
 
 /// Parses a request path. `None` when it names nothing this server serves.
@@ -196,18 +138,6 @@ pub enum ResourceVersionMatch {
     NotOlderThan,
     /// Exactly at the given version.
     Exact,
-}
-
-/// `fieldValidation`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FieldValidation {
-    /// Unknown and duplicate fields fail the request.
-    Strict,
-    /// They are dropped with a warning header (the default, as Kubernetes).
-    #[default]
-    Warn,
-    /// They are dropped silently.
-    Ignore,
 }
 
 /// The query parameters Kubernetes defines, checked.

@@ -31,12 +31,12 @@ use serde_json::Value;
 use super::{
     codec::{RequestFormat, parse_document, respond},
     error::{ApiError, Result},
-    object::{check_type_meta, decode_object, metadata_mut},
     rest::{self, with_warnings},
 };
 use crate::{
+    body::Body,
     cache::{CachedObject, FRESHNESS_TIMEOUT},
-    server::Body,
+    rules::object::{check_type_meta, decode_object, metadata_mut},
 };
 
 const POLICY: ResourceKind = ResourceKind::NodeNetworkConfigurationPolicy;

@@ -20,14 +20,15 @@ use tokio::sync::mpsc;
 use super::{
     codec::ResponseFormat,
     error::{ApiError, Result},
-    object::{for_response, meta_str, parse_resource_version},
     rest::{Request, Selectors},
     route::{Query, ResourceVersionMatch},
     table,
 };
 use crate::{
+    body::Body,
     cache::{self, CacheEvent, CacheWatcher, CachedObject, FRESHNESS_TIMEOUT, WatchEnd},
-    server::{AppState, Body},
+    rules::object::{for_response, meta_str, parse_resource_version},
+    state::AppState,
     storage::Revision,
 };
 

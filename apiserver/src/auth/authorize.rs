@@ -21,7 +21,7 @@ use nmstate_openapi::{ENACTMENT_NODE_LABEL, GROUP, ResourceKind};
 use serde_json::Value;
 
 use super::UserInfo;
-use crate::api::route::{Subresource, Verb};
+use crate::request::{Subresource, Verb};
 pub use crate::tls::MASTERS_GROUP;
 
 /// The group of node identities.

@@ -31,8 +31,9 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 pub const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 /// Plain JSON.
 const JSON: &str = "application/json";
-/// How long one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request to kube-apiserver may take (not the server's own
+/// `--request-timeout`, nor etcd's).
+const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Cluster access errors.
 #[derive(Debug, thiserror::Error)]
@@ -385,9 +386,12 @@ impl ReviewClient {
         body: Option<&serde_json::Value>,
         accept: &str,
     ) -> Result<(http::StatusCode, Bytes)> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.send(method, path, body, accept))
-            .await
-            .map_err(|_| Error::Review(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+        tokio::time::timeout(
+            CLUSTER_REQUEST_TIMEOUT,
+            self.send(method, path, body, accept),
+        )
+        .await
+        .map_err(|_| Error::Review(format!("no answer within {CLUSTER_REQUEST_TIMEOUT:?}")))?
     }
 
     async fn send(

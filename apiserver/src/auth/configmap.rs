@@ -97,6 +97,18 @@ impl AuthenticationConfigMap {
     }
 }
 
+/// Why [`resolve`] failed: the server does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The credentials to reach kube-apiserver (kubeconfig, service
+    /// account) are unusable.
+    #[error(transparent)]
+    Cluster(#[from] super::cluster::Error),
+    /// The ConfigMap could not be read, or its CA bundles not written.
+    #[error(transparent)]
+    ConfigMap(#[from] Error),
+}
+
 /// Fills in the client CA and front-proxy settings the flags left out from
 /// the ConfigMap, writing its CA bundles under
 /// `<data_dir>/extension-apiserver-authentication/`. Returns the settings
@@ -107,7 +119,7 @@ pub async fn resolve(
     data_dir: &Path,
     client_ca: &ClientCa,
     request_header: Option<&RequestHeaderConfig>,
-) -> Result<(ClientCa, Option<RequestHeaderConfig>), crate::StartError> {
+) -> Result<(ClientCa, Option<RequestHeaderConfig>), ResolveError> {
     let unchanged = (client_ca.clone(), request_header.cloned());
     let client_ca_given = matches!(client_ca, ClientCa::File(_));
     let Some(access) = access else {

@@ -14,12 +14,12 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use self::front_proxy::RequestHeaderConfig;
-use crate::{server::status::Status, tls};
+use crate::tls;
 
 pub mod authorize;
 pub mod cluster;
@@ -27,22 +27,12 @@ pub mod configmap;
 pub mod front_proxy;
 pub mod subject_access;
 pub mod token;
-mod x509;
 
 /// The group every authenticated user is in, as in Kubernetes.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 
-/// Authentication errors.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Error {
-    /// The client certificate could not be parsed.
-    #[error("unreadable client certificate: {0}")]
-    BadCertificate(String),
-    /// The client certificate's subject has no common name, so it names no
-    /// user.
-    #[error("client certificate subject has no common name")]
-    NoCommonName,
-}
+/// Authentication errors: a client certificate that names no user.
+pub use crate::tls::x509::Error;
 
 /// Authentication result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,7 +60,12 @@ impl UserInfo {
     /// group. Only the certificate's subject is read; the caller must have
     /// verified it.
     pub fn from_certificate(der: &CertificateDer<'_>) -> Result<Self> {
-        x509::identity(der)
+        let subject = tls::x509::subject(der)?;
+        Ok(UserInfo {
+            name: subject.name,
+            groups: subject.groups,
+            extra: BTreeMap::new(),
+        })
     }
 
     /// Adds [`AUTHENTICATED_GROUP`] unless the user is already in it.
@@ -226,12 +221,6 @@ impl Authenticator {
     }
 }
 
-/// The answer to a request without credentials, word for word what
-/// kube-apiserver sends.
-pub fn unauthorized() -> Status {
-    Status::failure(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -310,22 +299,5 @@ mod tests {
         let user = authenticate_peer(Some(&[leaf])).unwrap();
         assert_eq!(user.name, "u");
         assert_eq!(user.groups, ["g", AUTHENTICATED_GROUP]);
-    }
-
-    #[test]
-    fn unauthorized_is_kube_apiservers_status() {
-        let body = serde_json::to_value(unauthorized()).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": "Unauthorized",
-                "reason": "Unauthorized",
-                "code": 401,
-            })
-        );
     }
 }

@@ -22,11 +22,8 @@ use super::{
     UserInfo,
     authorize::{Decision, RequestAttributes},
     cluster::{ClusterAccess, Result, ReviewClient},
-    token::CACHE_TTL,
+    token::{CACHE_CAPACITY, CACHE_TTL},
 };
-
-/// Most answers remembered; the cache is emptied when it grows past this.
-const CACHE_CAPACITY: usize = 4096;
 
 /// Asks a kube-apiserver what users may do.
 #[derive(Debug)]
@@ -149,8 +146,8 @@ mod tests {
     use nmstate_openapi::ResourceKind;
 
     use super::*;
-    use crate::api::route::{Subresource, Verb};
     use crate::auth::authorize::ResourceAttributes;
+    use crate::request::{Subresource, Verb};
 
     #[test]
     fn specs_name_user_and_attributes() {

@@ -24,8 +24,10 @@ use super::{
 
 /// How long an answer (yes or no) is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
-/// Most tokens remembered; the cache is emptied when it grows past this.
-const CACHE_CAPACITY: usize = 4096;
+/// Most answers a review cache (tokens here, subject access reviews in
+/// [`super::subject_access`]) remembers; it is emptied when it grows past
+/// this.
+pub const CACHE_CAPACITY: usize = 4096;
 
 /// Answers remembered per token, each until its deadline.
 #[derive(Debug, Default)]

@@ -68,9 +68,17 @@ pub struct CachedObject {
     summary: Value,
     /// The subtrees of [`TEXT_FIELDS`] as JSON text (UTF-8).
     texts: [Option<Bytes>; 2],
-    /// The serialisation for `nmstate.io/v1` and `nmstate.io/v1beta1`,
-    /// made on first use.
-    json: [OnceLock<Json>; 2],
+    /// The serialisation for each served version, made on first use.
+    served: Served,
+}
+
+/// An object's JSON for each served `apiVersion`, made on first use.
+#[derive(Default)]
+struct Served {
+    /// `nmstate.io/v1`.
+    v1: OnceLock<Json>,
+    /// `nmstate.io/v1beta1`.
+    v1beta1: OnceLock<Json>,
 }
 
 /// An object's JSON as pieces to send one after another: the JSON around
@@ -187,7 +195,7 @@ impl CachedObject {
             labels,
             summary,
             texts,
-            json: Default::default(),
+            served: Served::default(),
         })
     }
 
@@ -208,7 +216,7 @@ impl CachedObject {
             labels: self.labels.clone(),
             summary,
             texts: self.texts.clone(),
-            json: Default::default(),
+            served: Served::default(),
         }
     }
 
@@ -256,8 +264,8 @@ impl CachedObject {
     /// each call.
     pub fn json(&self, api_version: &str) -> Json {
         let slot = match api_version {
-            API_VERSION_V1 => &self.json[0],
-            API_VERSION_V1BETA1 => &self.json[1],
+            API_VERSION_V1 => &self.served.v1,
+            API_VERSION_V1BETA1 => &self.served.v1beta1,
             _ => return self.serialize(api_version),
         };
         slot.get_or_init(|| self.serialize(api_version)).clone()
@@ -414,9 +422,9 @@ impl<'de> Deserialize<'de> for Split {
 enum Level {
     /// The object: fields of [`TEXT_FIELDS`] are visited `Inside`.
     Top,
-    /// Inside a top-level field: the value of this key is text (the
-    /// visit's first text).
-    Inside(&'static str),
+    /// Inside the top-level field of `TEXT_FIELDS[index]`: the value of
+    /// its inner key is text, kept at the same index.
+    Inside(usize),
 }
 
 struct SplitVisitor(Level);
@@ -443,15 +451,14 @@ impl<'de> Visitor<'de> for SplitVisitor {
             let value = match self.0 {
                 Level::Top => match TEXT_FIELDS.iter().position(|(top, _)| *top == key) {
                     Some(index) => {
-                        let inside = Level::Inside(TEXT_FIELDS[index].1);
-                        let mut inside = map.next_value_seed(SplitVisitor(inside))?;
-                        texts[index] = inside.texts[0].take();
+                        let mut inside = map.next_value_seed(SplitVisitor(Level::Inside(index)))?;
+                        texts[index] = inside.texts[index].take();
                         inside.summary
                     }
                     None => map.next_value::<Value>()?,
                 },
-                Level::Inside(inner) if key == inner => {
-                    texts[0] = Some(map.next_value::<Box<RawValue>>()?);
+                Level::Inside(index) if key == TEXT_FIELDS[index].1 => {
+                    texts[index] = Some(map.next_value::<Box<RawValue>>()?);
                     Value::Null
                 }
                 Level::Inside(_) => map.next_value::<Value>()?,

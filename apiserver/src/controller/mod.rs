@@ -47,9 +47,9 @@ use nmstate_openapi::{
 use serde_json::Value;
 
 use crate::{
-    api::object::{self, UpdateScope, prepare_create, prepare_update},
     cache::{CacheEvent, CacheWatcher, CachedObject, WatchFilter},
-    server::AppState,
+    rules::object::{self, UpdateScope, prepare_create, prepare_update},
+    state::AppState,
     storage::{self, Revision, object_key},
 };
 
@@ -800,7 +800,7 @@ fn to_bytes(value: &Value) -> Result<Vec<u8>, storage::Error> {
     })
 }
 
-fn internal(name: &str, error: crate::api::error::ApiError) -> storage::Error {
+fn internal(name: &str, error: object::Error) -> storage::Error {
     storage::Error::Corrupt {
         key: name.to_owned(),
         message: error.to_string(),

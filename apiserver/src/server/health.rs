@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::AppState;
+use crate::state::AppState;
 
 /// How long the store check may take before readiness fails.
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -6,24 +6,20 @@
 //! [`AppState`].
 
 use std::{
-    collections::VecDeque,
     convert::Infallible,
     net::SocketAddr,
     panic::AssertUnwindSafe,
-    pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, PoisonError,
+        atomic::{AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
-use bytes::Bytes;
 use futures::FutureExt;
 use http::{Method, Request, Response, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::{Frame, Incoming, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -32,14 +28,13 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    api::error::ApiError,
     auth::{Authenticator, Peer},
-    cache::Caches,
-    metrics::{MeteredStore, Metrics},
-    storage::SharedStore,
+    body::{Body, RequestBody, full},
+    state::AppState,
 };
 
 mod health;
-pub mod status;
 
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,122 +48,6 @@ pub const HTTP2_MAX_STREAMS: u32 = 250;
 /// `DefaultMaxHeaderBytes`); larger requests get 431. HTTP/1.1 requests are
 /// bounded by hyper: at most 100 headers and about 400 KiB of head, else 431.
 pub const MAX_HEADER_BYTES: u32 = 1 << 20;
-
-/// The response body type of every handler.
-pub type Body = BoxBody<Bytes, Infallible>;
-
-/// A complete body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
-}
-
-/// A complete body of shared pieces (such as the cached JSON of each
-/// object of a list), sent one after another with their total length and
-/// never copied into one buffer.
-pub fn pieces(pieces: Vec<Bytes>) -> Body {
-    let remaining = pieces.iter().map(|piece| piece.len() as u64).sum();
-    Pieces {
-        pieces: pieces.into(),
-        remaining,
-    }
-    .boxed()
-}
-
-struct Pieces {
-    pieces: VecDeque<Bytes>,
-    /// Bytes not yet sent.
-    remaining: u64,
-}
-
-impl hyper::body::Body for Pieces {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        let next = std::iter::from_fn(|| this.pieces.pop_front()).find(|piece| !piece.is_empty());
-        Poll::Ready(next.map(|piece| {
-            this.remaining -= piece.len() as u64;
-            Ok(Frame::data(piece))
-        }))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
-
-/// A request's body as handlers get it.
-///
-/// What a handler leaves unread (it answered before reading: 413, 400, 401,
-/// 403, ...) is not dropped with the request. Over HTTP/2, dropping an
-/// unfinished request body resets the stream, and the reset goes out
-/// before (or instead of) the queued answer: clients such as curl then
-/// report "Stream error in the HTTP/2 framing layer" instead of the
-/// `Status`. Over HTTP/1.1, closing the connection with the body unread
-/// makes the client's send fail ("Broken pipe") before it reads the
-/// answer. So the rest of the body is read and discarded after the answer,
-/// up to a bound ([`drain`]), over both.
-#[derive(Debug)]
-pub struct RequestBody {
-    body: Option<Incoming>,
-    unread: Arc<Mutex<Option<Incoming>>>,
-}
-
-impl RequestBody {
-    fn new(body: Incoming) -> (Self, Arc<Mutex<Option<Incoming>>>) {
-        let unread = Arc::default();
-        let body = Self {
-            body: Some(body),
-            unread: Arc::clone(&unread),
-        };
-        (body, unread)
-    }
-}
-
-impl hyper::body::Body for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut().body.as_mut() {
-            Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body
-            .as_ref()
-            .is_none_or(hyper::body::Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), hyper::body::Body::size_hint)
-    }
-}
-
-impl Drop for RequestBody {
-    fn drop(&mut self) {
-        if let Some(body) = self.body.take()
-            && !hyper::body::Body::is_end_stream(&body)
-        {
-            *self.unread.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
-        }
-    }
-}
 
 /// How much of a request body a handler left unread is read and thrown
 /// away after the answer (see [`RequestBody`]), and for how long.
@@ -259,84 +138,11 @@ fn is_watch(uri: &http::Uri) -> bool {
 /// 429 with `Retry-After: 1`, as kube-apiserver answers when too many
 /// requests are in flight.
 fn too_many_requests() -> Response<Body> {
-    let mut response = status::Status::failure(
-        http::StatusCode::TOO_MANY_REQUESTS,
-        "TooManyRequests",
-        "Too many requests, please try again later.",
-    )
-    .into_response();
+    let mut response = ApiError::TooManyRequests.into_status().into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     response
-}
-
-/// What every request handler may use.
-#[derive(Debug)]
-pub struct AppState {
-    /// The store.
-    pub store: SharedStore,
-    /// Metrics registry and instruments.
-    pub metrics: Metrics,
-    /// One watch cache per kind, serving lists and watches.
-    pub caches: Caches,
-    /// How long a request (up to its response headers) may take.
-    pub request_timeout: Duration,
-    /// The cluster asked about users the standalone policy does not allow
-    /// (`--authorization-kubeconfig`).
-    pub subject_access: Option<crate::auth::subject_access::SubjectAccessReviewer>,
-    /// How policies are rendered for nodes (controller, render, dry-run).
-    pub render: nmstate_openapi::render::RenderOptions,
-    shutting_down: AtomicBool,
-    in_flight: InFlight,
-    /// Flipped to `true` when shutdown begins, so long-running responses
-    /// (watches) end and connections can drain.
-    shutdown: watch::Sender<bool>,
-}
-
-impl AppState {
-    /// State over a store. The store is wrapped so that its operations are
-    /// timed into `metrics`.
-    pub fn new(store: SharedStore, metrics: Metrics, request_timeout: Duration) -> Self {
-        let store: SharedStore = Arc::new(MeteredStore::new(store, metrics.clone()));
-        Self {
-            request_timeout,
-            subject_access: None,
-            render: nmstate_openapi::render::RenderOptions::default(),
-            caches: Caches::start(store.clone()),
-            store,
-            metrics,
-            shutting_down: AtomicBool::new(false),
-            in_flight: InFlight::default(),
-            shutdown: watch::Sender::new(false),
-        }
-    }
-
-    /// Also asks `reviewer` about users the standalone policy does not
-    /// allow.
-    pub fn with_subject_access(
-        mut self,
-        reviewer: crate::auth::subject_access::SubjectAccessReviewer,
-    ) -> Self {
-        self.subject_access = Some(reviewer);
-        self
-    }
-
-    /// Whether shutdown has begun (readiness then fails).
-    pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
-
-    /// Resolves once shutdown has begun.
-    pub async fn shutdown_requested(&self) {
-        let mut receiver = self.shutdown.subscribe();
-        let _ = receiver.wait_for(|stopping| *stopping).await;
-    }
-
-    fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
-        self.shutdown.send_replace(true);
-    }
 }
 
 /// A server accepting connections in the background.
@@ -399,6 +205,7 @@ async fn accept_loop(
     drain_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let in_flight = Arc::new(InFlight::default());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -430,6 +237,7 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let in_flight = in_flight.clone();
         let authenticator = authenticator.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -452,6 +260,7 @@ async fn accept_loop(
             let identity = Arc::new(authenticator.peer(tls.get_ref().1.peer_certificates()));
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
+                let in_flight = in_flight.clone();
                 let authenticator = authenticator.clone();
                 let identity = identity.clone();
                 // Boxed: hyper keeps a slot for the request future in every
@@ -459,7 +268,7 @@ async fn accept_loop(
                 // state machine is large and should cost memory only while
                 // a request runs, not on each idle or watching connection.
                 Box::pin(async move {
-                    let admitted = state.in_flight.admit(&request);
+                    let admitted = in_flight.admit(&request);
                     let (parts, body) = request.into_parts();
                     let (body, unread) = RequestBody::new(body);
                     let request = Request::from_parts(parts, body);
@@ -477,7 +286,9 @@ async fn accept_loop(
                                 .catch_unwind()
                                 .await
                                 .unwrap_or_else(|_| {
-                                    status::internal("request handler panicked").into_response()
+                                    ApiError::Internal("request handler panicked".into())
+                                        .into_status()
+                                        .into_response()
                                 })
                         }
                     };
@@ -527,7 +338,9 @@ async fn handle(
                 .any(|pair| pair == "verbose" || pair.starts_with("verbose="))
         });
         if request.method() != Method::GET && request.method() != Method::HEAD {
-            return status::method_not_allowed(request.method()).into_response();
+            return ApiError::MethodNotAllowed(request.method().clone())
+                .into_status()
+                .into_response();
         }
         let (code, body) = health::respond(state, endpoint, only, verbose).await;
         return Response::builder()
@@ -535,14 +348,18 @@ async fn handle(
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .header("x-content-type-options", "nosniff")
             .body(full(body))
-            .unwrap_or_else(|_| status::internal("building health response").into_response());
+            .unwrap_or_else(|_| {
+                ApiError::Internal("building health response".into())
+                    .into_status()
+                    .into_response()
+            });
     }
     // Everything but the health checks needs an authenticated user.
     let Some(user) = authenticator
         .authenticate_request(identity, request.headers())
         .await
     else {
-        return crate::auth::unauthorized().into_response();
+        return ApiError::Unauthorized.into_status().into_response();
     };
     request.extensions_mut().insert(Arc::new(user));
     crate::api::handle(state, request).await

@@ -68,7 +68,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long one request may take before it counts as unavailable. Requests
 /// to an unreachable etcd can otherwise wait for a connection indefinitely.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP/2 pings on idle connections, so that a watch on a dead etcd (host
 /// gone, not just process gone) ends instead of waiting forever.
@@ -452,13 +452,13 @@ impl Etcd {
         self.endpoints[index].client.clone()
     }
 
-    /// Runs one request under [`REQUEST_TIMEOUT`], converting its error.
+    /// Runs one request under [`ETCD_REQUEST_TIMEOUT`], converting its error.
     async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        self.call_within(what, REQUEST_TIMEOUT, request).await
+        self.call_within(what, ETCD_REQUEST_TIMEOUT, request).await
     }
 
     /// Sends `request` to the preferred endpoint, and to the next ones while

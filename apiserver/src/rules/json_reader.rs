@@ -15,7 +15,7 @@ use serde_json::{Map, Number, Value};
 
 /// `bytes` as a JSON value, with the paths of the keys that appeared more
 /// than once in an object (the last value of each is kept).
-pub(super) fn from_slice(bytes: &[u8]) -> serde_json::Result<(Value, Vec<String>)> {
+pub(crate) fn from_slice(bytes: &[u8]) -> serde_json::Result<(Value, Vec<String>)> {
     let mut duplicates = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = Reader {

@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::api::error::Answer;
 
 /// What a case expects: the patched object, or the code and message.
 type Expected = Result<Value, (u16, &'static str)>;

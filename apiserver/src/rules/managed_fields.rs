@@ -24,12 +24,12 @@
 
 use std::collections::HashMap;
 
-use http::StatusCode;
+use nmstate_openapi::validation::TOTAL_ANNOTATION_SIZE_LIMIT;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::patch::PatchType;
-use crate::server::status::Cause;
+use crate::status::Cause;
 
 mod conflict;
 mod fieldset;
@@ -60,9 +60,6 @@ const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 /// The only manager whose apply upgrades from client-side apply (see
 /// [`server_side_apply`]).
 const KUBECTL: &str = "kubectl";
-
-/// kube's limit on the total size of an object's annotations.
-const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
 /// How a `managedFields` entry got its fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -215,26 +212,6 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// The HTTP status kube answers with.
-    pub fn code(&self) -> StatusCode {
-        match self {
-            ApplyError::Conflict(_) => StatusCode::CONFLICT,
-            ApplyError::ManagedFieldsInBody | ApplyError::WrongVersion { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            ApplyError::LiveManagedFields(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The `Status` reason kube answers with.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ApplyError::Conflict(_) => "Conflict",
-            ApplyError::ManagedFieldsInBody | ApplyError::WrongVersion { .. } => "BadRequest",
-            ApplyError::LiveManagedFields(_) => "InternalError",
-        }
-    }
-
     /// The `Status` causes: one per conflicting field, none otherwise.
     pub fn causes(&self) -> Vec<Cause> {
         match self {

@@ -1,10 +1,13 @@
 //! Kubernetes `metav1.Status` responses: the one shape every error takes on
-//! the wire, so that kubectl and client libraries can read it.
+//! the wire, so that kubectl and client libraries can read it. The bottom
+//! of the API layers: only the wire types, which the write rules
+//! (`rules`) use for field causes; which code, reason and message an error
+//! gets is decided in `api::error` alone.
 
-use http::{Method, Response, StatusCode, header};
+use http::{Response, StatusCode, header};
 use serde::Serialize;
 
-use super::{Body, full};
+use crate::body::{Body, full};
 
 /// A `metav1.Status` with `status: Failure`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -105,23 +108,4 @@ impl Status {
         );
         response
     }
-}
-
-/// 405 for a method the path does not support.
-pub fn method_not_allowed(method: &Method) -> Status {
-    Status::failure(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        format!("the server does not allow this method on the requested resource: {method}"),
-    )
-}
-
-/// 500 with a generic message; the details go to the server log.
-pub fn internal(context: &str) -> Status {
-    tracing::error!(context, "internal error");
-    Status::failure(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalError",
-        "an error on the server has prevented the request from succeeding",
-    )
 }

@@ -11,14 +11,47 @@
 use nmstate_openapi::{
     FieldError, NodeNetworkConfigurationEnactment, NodeNetworkConfigurationPolicy,
     NodeNetworkState, Resource, ResourceKind, STORAGE_VERSION, api_version,
-    validation::{decode, unknown_fields_between, validate_object_meta, validate_policy_status},
+    validation::{
+        decode, invalid_message, unknown_fields_between, validate_object_meta,
+        validate_policy_status,
+    },
 };
 use serde_json::{Map, Value};
 
-use super::{
-    error::{ApiError, Result},
-    route::FieldValidation,
-};
+use crate::request::FieldValidation;
+
+/// Why a write breaks the object rules. `api::error` gives each the
+/// `Status` kube-apiserver answers with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The body or a parameter is malformed (400 BadRequest).
+    #[error("{0}")]
+    Malformed(String),
+    /// The object fails validation; one error per bad field (422 Invalid).
+    #[error("{}", invalid_message(*.kind, .name, .errors))]
+    Invalid {
+        /// Its kind.
+        kind: ResourceKind,
+        /// Its name.
+        name: String,
+        /// Every problem found.
+        errors: Vec<FieldError>,
+    },
+    /// A precondition in the object does not hold (409 Conflict).
+    #[error("Operation cannot be fulfilled on {} \"{name}\": {message}", .kind.group_resource())]
+    Conflict {
+        /// Its kind.
+        kind: ResourceKind,
+        /// Its name.
+        name: String,
+        /// What conflicted.
+        message: String,
+    },
+}
+
+/// Object rules result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An object after decoding: the canonical JSON and what the types dropped.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +69,7 @@ pub struct Decoded {
 /// them in when absent.
 pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> Result<()> {
     let Some(object) = body.as_object_mut() else {
-        return Err(ApiError::BadRequest(format!(
+        return Err(Error::Malformed(format!(
             "the body of the request must be a {} object",
             kind.kind()
         )));
@@ -52,7 +85,7 @@ pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> R
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| given.to_string());
-            return Err(ApiError::BadRequest(format!(
+            return Err(Error::Malformed(format!(
                 "the API version in the data ({given}) does not match the expected API version ({expected})"
             )));
         }
@@ -67,7 +100,7 @@ pub fn check_type_meta(body: &mut Value, kind: ResourceKind, version: &str) -> R
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| given.to_string());
-            return Err(ApiError::BadRequest(format!(
+            return Err(Error::Malformed(format!(
                 "the kind in the data ({given}) does not match the expected kind ({})",
                 kind.kind()
             )));
@@ -112,7 +145,7 @@ pub fn decode_object(
             decode_as::<NodeNetworkConfigurationEnactment>(&value, |enactment| enactment.validate())
         }
     }
-    .map_err(|error| ApiError::Invalid {
+    .map_err(|error| Error::Invalid {
         kind,
         name: name.to_string(),
         errors: vec![error],
@@ -134,7 +167,7 @@ pub fn decode_object(
                 .and_then(Value::as_str)
                 .and_then(nmstate_openapi::version_of)
                 .unwrap_or(STORAGE_VERSION);
-            return Err(ApiError::BadRequest(format!(
+            return Err(Error::Malformed(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
                 problems.join(", ")
             )));
@@ -272,7 +305,7 @@ pub fn creation_name(body: &mut Value, kind: ResourceKind) -> Result<String> {
         return Ok(name.to_string());
     }
     let Some(prefix) = meta_str(body, "generateName").filter(|p| !p.is_empty()) else {
-        return Err(ApiError::Invalid {
+        return Err(Error::Invalid {
             kind,
             name: String::new(),
             errors: vec![FieldError::required(
@@ -299,7 +332,7 @@ pub fn creation_name(body: &mut Value, kind: ResourceKind) -> Result<String> {
 pub fn prepare_create(kind: ResourceKind, mut object: Value, now: &str) -> Result<Value> {
     let name = name_of(&object).to_string();
     if meta_str(&object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
-        return Err(ApiError::BadRequest(
+        return Err(Error::Malformed(
             "resourceVersion should not be set on objects to be created".into(),
         ));
     }
@@ -358,7 +391,7 @@ pub fn prepare_update(
     let name = name_of(old).to_string();
     let new_name = name_of(&new);
     if !new_name.is_empty() && new_name != name {
-        return Err(ApiError::BadRequest(format!(
+        return Err(Error::Malformed(format!(
             "the name of the object ({new_name}) does not match the name on the URL ({name})"
         )));
     }
@@ -366,7 +399,7 @@ pub fn prepare_update(
         && !new_uid.is_empty()
         && old_uid != new_uid
     {
-        return Err(ApiError::Conflict {
+        return Err(Error::Conflict {
             kind,
             name,
             message: format!(
@@ -428,7 +461,7 @@ pub fn prepare_update(
             .filter(|f| !old_finalizers.contains(f))
             .collect();
         if !added.is_empty() {
-            return Err(ApiError::Invalid {
+            return Err(Error::Invalid {
                 kind,
                 name,
                 errors: vec![FieldError::forbidden(
@@ -561,7 +594,7 @@ pub fn parse_resource_version(value: &str) -> Result<i64> {
         .parse::<i64>()
         .ok()
         .filter(|rv| *rv >= 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {value:?}")))
+        .ok_or_else(|| Error::Malformed(format!("invalid resource version: {value:?}")))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::DecodeError;
-use crate::api::patch::json_type;
+use crate::rules::patch::json_type;
 
 /// A path to a field, as the keys of its `FieldsV1` encoding
 /// (`["f:spec", "f:maxUnavailable"]`); it prints as `.spec.maxUnavailable`.
@@ -385,7 +385,7 @@ pub fn is_struct(path: &Path) -> bool {
 /// holding a non-empty map is not, only its fields are.
 ///
 /// ```
-/// # use nmstate_apiserver::api::managed_fields::fields_of;
+/// # use nmstate_apiserver::rules::managed_fields::fields_of;
 /// # use serde_json::json;
 /// let policy = json!({
 ///     "apiVersion": "nmstate.io/v1",

@@ -10,7 +10,6 @@
 //! `json-patch` crate's. Managed fields and apply are
 //! [`managed_fields`](super::managed_fields)' business.
 
-use http::StatusCode;
 use json_patch::{PatchErrorKind, PatchOperation};
 use serde_json::Value;
 
@@ -134,38 +133,6 @@ pub enum PatchError {
     /// handle: a bug in the caller (500).
     #[error("apply patches need a field manager: use server-side apply")]
     ApplyNotAPatch,
-}
-
-impl PatchError {
-    /// The HTTP status kube answers with.
-    pub fn code(&self) -> StatusCode {
-        match self {
-            PatchError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PatchError::Decode(_)
-            | PatchError::MergePatchNotAnObject { .. }
-            | PatchError::DecodeYaml(_)
-            | PatchError::ApplyNotAnObject { .. } => StatusCode::BAD_REQUEST,
-            PatchError::TooManyOperations { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            PatchError::OperationFailed { .. } | PatchError::NotAnObject { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            PatchError::ApplyNotAPatch => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The `Status` reason kube answers with.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            PatchError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
-            PatchError::Decode(_)
-            | PatchError::MergePatchNotAnObject { .. }
-            | PatchError::DecodeYaml(_)
-            | PatchError::ApplyNotAnObject { .. } => "BadRequest",
-            PatchError::TooManyOperations { .. } => "RequestEntityTooLarge",
-            PatchError::OperationFailed { .. } | PatchError::NotAnObject { .. } => "Invalid",
-            PatchError::ApplyNotAPatch => "InternalError",
-        }
-    }
 }
 
 /// Applies a JSON patch or a merge patch to the live object and returns the
@@ -340,7 +307,7 @@ fn explain_transfer(
 /// refuses for its missing `apiVersion`, as kube does.
 ///
 /// YAML is read as kube's reader reads it, with YAML 1.1 booleans (`yes`
-/// is `true`), under the limits of [`decode_yaml`](super::codec::decode_yaml);
+/// is `true`), under the limits of [`decode_yaml`](super::yaml_reader::decode_yaml);
 /// JSON bodies are unaffected.
 pub fn parse_apply_body(body: &[u8]) -> Result<Value, PatchError> {
     let starts_like_json = body
@@ -353,7 +320,7 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, PatchError> {
     let value: Value = if starts_like_json {
         serde_json::from_slice(body).map_err(|error| PatchError::DecodeYaml(error.to_string()))?
     } else {
-        super::codec::decode_yaml(body).map_err(PatchError::DecodeYaml)?
+        super::yaml_reader::decode_yaml(body).map_err(PatchError::DecodeYaml)?
     };
     match value {
         Value::Object(_) => Ok(value),

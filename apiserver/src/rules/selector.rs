@@ -17,7 +17,7 @@
 //! accepts for custom resources.
 //!
 //! ```
-//! use nmstate_apiserver::api::selector::{FieldSelector, LabelSelector};
+//! use nmstate_apiserver::rules::selector::{FieldSelector, LabelSelector};
 //! use nmstate_openapi::ResourceKind;
 //! use serde_json::json;
 //!

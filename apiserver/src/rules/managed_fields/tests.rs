@@ -7,10 +7,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::api::patch::{PatchType, apply_patch};
+use crate::{
+    api::error::Answer,
+    rules::patch::{PatchType, apply_patch},
+};
 
 const V1: &str = "nmstate.io/v1";
 const CSA: &str = "kubectl-client-side-apply";

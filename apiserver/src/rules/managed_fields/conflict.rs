@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::fieldset::Path;
 use super::{Operation, Owner};
-use crate::server::status::Cause;
+use crate::status::Cause;
 
 /// The `reason` of each [`Cause`] of an apply conflict.
 pub const CAUSE_FIELD_MANAGER_CONFLICT: &str = "FieldManagerConflict";

@@ -1,12 +1,36 @@
 //! Client certificates: CN is the user, each O a group, as Kubernetes'
-//! x509 authenticator reads them.
+//! x509 authenticator reads them. Reading a subject is no decision about
+//! who may connect (that is `auth`'s): the local CA checks the
+//! certificates it issued with it too.
 
 use rustls_pki_types::CertificateDer;
 
-use super::{Error, Result, UserInfo};
+/// Why a certificate's subject names no user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The client certificate could not be parsed.
+    #[error("unreadable client certificate: {0}")]
+    BadCertificate(String),
+    /// The client certificate's subject has no common name, so it names no
+    /// user.
+    #[error("client certificate subject has no common name")]
+    NoCommonName,
+}
+
+/// Subject reading result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The user and groups a certificate's subject names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// The common name (the last one, if several).
+    pub name: String,
+    /// The organizations, in order.
+    pub groups: Vec<String>,
+}
 
 /// The identity in a certificate's subject.
-pub(super) fn identity(der: &CertificateDer<'_>) -> Result<UserInfo> {
+pub fn subject(der: &CertificateDer<'_>) -> Result<Subject> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| Error::BadCertificate(e.to_string()))?;
     let subject = cert.subject();
@@ -29,9 +53,5 @@ pub(super) fn identity(der: &CertificateDer<'_>) -> Result<UserInfo> {
         .iter_organization()
         .map(attribute_text)
         .collect::<Result<Vec<_>>>()?;
-    Ok(UserInfo {
-        name,
-        groups,
-        extra: Default::default(),
-    })
+    Ok(Subject { name, groups })
 }
