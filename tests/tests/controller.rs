@@ -752,8 +752,8 @@ async fn not_matching_and_not_ready() {
     );
 }
 
-/// The server's metrics lines of upstream's policy and enactment gauges.
-async fn state_gauges(server: &ApiserverProcess) -> String {
+/// The server's metrics, as Prometheus scrapes them.
+async fn metrics_text(server: &ApiserverProcess) -> String {
     let metrics = server
         .admin_client()
         .unwrap()
@@ -761,8 +761,13 @@ async fn state_gauges(server: &ApiserverProcess) -> String {
         .await
         .unwrap();
     assert_eq!(metrics.status, StatusCode::OK);
+    metrics.body
+}
+
+/// The server's metrics lines of upstream's policy and enactment gauges.
+async fn state_gauges(server: &ApiserverProcess) -> String {
+    let metrics = metrics_text(server).await;
     let lines: Vec<&str> = metrics
-        .body
         .lines()
         .filter(|line| line.starts_with("kubernetes_nmstate_"))
         .collect();
@@ -771,15 +776,8 @@ async fn state_gauges(server: &ApiserverProcess) -> String {
 
 /// `nmstate_controller_leader` from the server's metrics.
 async fn leads(server: &ApiserverProcess) -> bool {
-    let metrics = server
-        .admin_client()
-        .unwrap()
-        .get("/metrics")
+    metrics_text(server)
         .await
-        .unwrap();
-    assert_eq!(metrics.status, StatusCode::OK);
-    metrics
-        .body
         .lines()
         .any(|line| line.trim() == "nmstate_controller_leader 1")
 }
