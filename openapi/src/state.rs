@@ -59,6 +59,26 @@ impl State {
     pub fn from_network_state(state: &nmstate::NetworkState) -> Result<Self, serde_json::Error> {
         serde_json::to_value(state).map(Self)
     }
+
+    /// The nmstate features this desired state uses on a node whose state
+    /// is `current`, by nmstate's names (`static-route`, `lldp`, ...), sorted
+    /// and without repeats: what `nmstatectl statistic` says, and what an
+    /// enactment's `status.features` holds.
+    pub fn features(&self, current: &State) -> Result<Vec<String>, String> {
+        let desired = self.to_network_state().map_err(|e| e.to_string())?;
+        let current = current.to_network_state().map_err(|e| e.to_string())?;
+        let statistic = desired.statistic(&current).map_err(|e| e.to_string())?;
+        let mut names: Vec<String> = statistic
+            .features
+            .iter()
+            .filter_map(|feature| match serde_json::to_value(feature) {
+                Ok(serde_json::Value::String(name)) => Some(name),
+                _ => None,
+            })
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
 }
 
 impl From<serde_json::Value> for State {
@@ -192,6 +212,44 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn features_are_nmstates_statistic() {
+        let current = State(serde_json::json!({
+            "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up"}],
+        }));
+        let desired = State(serde_json::json!({
+            "dns-resolver": {"config": {"server": ["192.0.2.53"], "search": ["example.com"]}},
+            "routes": {"config": [{
+                "destination": "198.51.100.0/24",
+                "next-hop-interface": "eth1",
+                "next-hop-address": "192.0.2.1",
+            }]},
+            "interfaces": [{
+                "name": "eth1", "type": "ethernet", "state": "up",
+                "ipv4": {"enabled": true, "address": [{"ip": "192.0.2.2", "prefix-length": 24}]},
+                "lldp": {"enabled": true},
+            }],
+        }));
+        assert_eq!(
+            desired.features(&current).unwrap(),
+            [
+                "lldp",
+                "static-dns-name-server",
+                "static-dns-search",
+                "static-route"
+            ]
+        );
+        assert_eq!(
+            State::default().features(&current).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(
+            State(serde_json::json!({"interfaces": "no list"}))
+                .features(&current)
+                .is_err()
+        );
+    }
 
     #[test]
     fn keeps_the_document_as_written() {
