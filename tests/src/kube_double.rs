@@ -14,7 +14,7 @@
 //! `a` (the policy controller lists Nodes when it has a cluster).
 //!
 //! The acceptance suite runs against a real kube-apiserver
-//! (`tests/tests/aggregated.rs`); where the two disagree, this double was
+//! (`tests/tests/e2e/aggregated.rs`); where the two disagree, this double was
 //! made to follow the real one.
 
 use std::{

@@ -71,6 +71,7 @@ async fn get(client: &HttpsClient, path: &str, token: &str) -> (StatusCode, Stri
 
 #[tokio::test]
 async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let client_ca = TestCa::new("kubernetes");
     let proxy_ca = TestCa::new("front-proxy-ca");
     let double = KubeApiserverDouble::start(
@@ -255,6 +256,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
 
 #[tokio::test]
 async fn kube_apiserver_is_verified_with_the_service_account_ca() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let double = KubeApiserverDouble::start(Some("sa-token"), None).await;
     let dir = tempfile::tempdir().unwrap();
     // A CA that did not sign the double's certificate.
@@ -290,6 +292,7 @@ async fn kube_apiserver_is_verified_with_the_service_account_ca() {
 
 #[tokio::test]
 async fn kubeconfigs_with_bearer_tokens() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let double = KubeApiserverDouble::start(Some("sa-token-1"), None).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.crt"), &double.ca_pem).unwrap();

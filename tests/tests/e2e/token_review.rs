@@ -19,6 +19,7 @@ const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 
 #[tokio::test]
 async fn bearer_tokens_are_reviewed_and_cached() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // Token `node-a-token` belongs to a service account bound to node a,
     // `jane-token` to jane, who may get and list policies (see the double).
     let double = KubeApiserverDouble::start(None, None).await;
