@@ -583,8 +583,8 @@ impl Enactor {
                 Prepared::Write => {}
                 Prepared::Unchanged => return false,
                 Prepared::Stale => {
-                    let now = object.0.status.and_then(|status| status.policy_generation);
-                    tracing::info!(enactment = %name, generation, ?now,
+                    let stored = object.0.status.and_then(|status| status.policy_generation);
+                    tracing::info!(enactment = %name, generation, now = ?stored,
                         "enactment moved to another generation: stopping");
                     return false;
                 }
