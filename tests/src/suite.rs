@@ -13,7 +13,7 @@
 //!
 //! So every test opens with
 //!
-//! ```ignore
+//! ```text
 //! let _turn = nmstate_e2e::suite::turn(module_path!());
 //! ```
 //!
