@@ -2,7 +2,7 @@
 # Builds an upstream kube-apiserver (and kube-controller-manager, beside it) from
 # the Go module proxy, once, into a cache outside the checkout, and prints
 # kube-apiserver's path on stdout (everything else goes to stderr). The
-# end-to-end suite through the aggregator (tests/tests/aggregated.rs) and
+# end-to-end suite through the aggregator (tests/tests/e2e/aggregated.rs) and
 # `hack/local-up.sh --kube` run them; of kube-controller-manager only its
 # ClusterRole aggregation controller (what puts deploy/'s nmstate:view/edit/admin
 # rules into view/edit/admin).

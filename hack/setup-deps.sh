@@ -15,9 +15,9 @@ declare -A PACKAGES=(
   [nsenter]=util-linux       # nsenter/unshare for the namespace nodes
   [ping]=iputils-ping        # reachability checks inside namespace nodes
   [python3]=python3          # tests/python/client_test.py (the Python client test)
-  [curl]=curl                # tests/tests/render_subresources.rs calls the API as curl users do
+  [curl]=curl                # tests/tests/e2e/render_subresources.rs calls the API as curl users do
   [openssl]=openssl          # hack/local-up.sh --kube makes the cluster's certificates
-  [jq]=jq                    # docs/user-guide/ reads the render and dry-run answers with it (tests/tests/user_guide.rs)
+  [jq]=jq                    # docs/user-guide/ reads the render and dry-run answers with it (tests/tests/e2e/user_guide.rs)
 )
 
 # The kubectl the end-to-end suite drives when the machine has none: the
@@ -118,12 +118,12 @@ fi
 
 # kube-apiserver, built from source at one pinned version into a cache
 # outside the checkout (hack/build-kube-apiserver.sh): the end-to-end suite
-# through the aggregator (tests/tests/aggregated.rs) and `local-up.sh --kube`
+# through the aggregator (tests/tests/e2e/aggregated.rs) and `local-up.sh --kube`
 # run it. Needs Go and the Go module proxy; fails, saying why, without them.
 bash "$(dirname "$0")/build-kube-apiserver.sh" >/dev/null
 
 # --- Hostile-input testing (issue 15) ----------------------------------------
-# schemathesis drives the server's own OpenAPI v3 (tests/tests/schemathesis.rs).
+# schemathesis drives the server's own OpenAPI v3 (tests/tests/e2e/schemathesis.rs).
 SCHEMATHESIS_VERSION="4.32.5"
 if ! schemathesis --version 2>/dev/null | grep -q "version ${SCHEMATHESIS_VERSION}$"; then
   echo "setup-deps: installing the Python package schemathesis==${SCHEMATHESIS_VERSION}"

@@ -1,6 +1,6 @@
 //! The command line itself, without a server: usage and the errors a user
 //! sees before any request. (Being an integration test, this also makes
-//! `cargo test --workspace` build the binary that `tests/tests/kubectl_nmstate.rs`
+//! `cargo test --workspace` build the binary that `tests/tests/e2e/kubectl_nmstate.rs`
 //! runs against a real server.)
 
 use std::process::{Command, Output};

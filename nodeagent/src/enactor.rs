@@ -38,11 +38,20 @@
 //! rollout slot until it is). The agent writes only the `/status`
 //! subresource.
 //!
-//! Its decisions are pure functions, table-tested: [`begin_apply`] (is the
-//! enactment still to be applied; mark it), [`record_outcome`] (the
-//! conditions and `retryCount` an apply's end writes, and what comes next),
-//! [`after_failure`] (the retry rule) and `classify_probe_failure` (whose
-//! fault a probe failure is).
+//! Its decisions are pure functions, table-tested; the async code only
+//! carries them out:
+//! - [`work_for`]: is a watched enactment to be queued, for which
+//!   generation;
+//! - [`begin_apply`]: is the enactment still to be applied; mark it;
+//! - `after_rollback` and `classify_probe_failure`: what a failed apply
+//!   reports once rolled back, and whose fault a probe failure is;
+//! - `outcome_of`: how an apply ended, as reported;
+//! - [`record_outcome`]: the conditions and `retryCount` an apply's end
+//!   writes, and what comes next, by [`after_failure`] (the retry rule) and
+//!   [`backoff`];
+//! - [`prepare_write`], [`after_write`] and [`write_retry_delay`]: whether
+//!   a status write goes ahead on the enactment it read, and what follows
+//!   the API server's answer.
 
 use std::{
     collections::HashSet,
@@ -57,7 +66,8 @@ use kube::{
     runtime::watcher::{self, Event},
 };
 use nmstate_openapi::{
-    ENACTMENT_NODE_LABEL, EnactmentPhase, NodeNetworkConfigurationEnactmentStatus, State, Time,
+    ENACTMENT_NODE_LABEL, EnactmentPhase, NodeNetworkConfigurationEnactment,
+    NodeNetworkConfigurationEnactmentStatus, State, Time,
     condition::{
         ENACTMENT_PROGRESSING_MESSAGE, ENACTMENT_SUCCESS_MESSAGE, enactment_retrying_message,
         set_enactment_failed_to_configure, set_enactment_progressing, set_enactment_retrying,
@@ -68,7 +78,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument;
 
 use crate::{
-    backend::Backend,
+    backend::{Backend, BackendError},
     client::{self, EnactmentObject},
     metrics::Metrics,
     probe::{self, Probe},
@@ -201,6 +211,91 @@ pub fn record_outcome(
     }
 }
 
+/// The enactment name and policy generation to queue for a watched
+/// enactment, if it is released (or in flight) and has both.
+pub fn work_for(enactment: &NodeNetworkConfigurationEnactment) -> Option<(String, i64)> {
+    let name = enactment.metadata.name.clone()?;
+    let generation = ready_to_apply(enactment.status.as_ref()?)?;
+    Some((name, generation))
+}
+
+/// What a status write does with the enactment it read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// The enactment moved to another policy generation: stop.
+    Stale,
+    /// The update changes nothing: nothing to write.
+    Unchanged,
+    /// Write the updated status.
+    Write,
+}
+
+/// Applies `update` to the `status` of the enactment just read (a missing
+/// one is empty) if it still belongs to policy generation `generation`,
+/// and says whether to write it.
+pub fn prepare_write(
+    status: &mut Option<NodeNetworkConfigurationEnactmentStatus>,
+    generation: i64,
+    now: &Time,
+    update: impl FnOnce(&mut NodeNetworkConfigurationEnactmentStatus, &Time),
+) -> Prepared {
+    let status = status.get_or_insert_default();
+    if status.policy_generation != Some(generation) {
+        return Prepared::Stale;
+    }
+    let before = status.clone();
+    update(status, now);
+    if *status == before {
+        return Prepared::Unchanged;
+    }
+    Prepared::Write
+}
+
+/// How the API server answered a status write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// It wrote.
+    Done,
+    /// The write carried an old `resourceVersion`.
+    Conflict,
+    /// The enactment is gone.
+    NotFound,
+    /// No answer, or another error: the node cannot reach the API server.
+    Failed,
+}
+
+/// What a status write does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteStep {
+    /// The status is written.
+    Written,
+    /// Read the enactment again at once and retry.
+    Reread,
+    /// Give up: the enactment is gone.
+    Stop,
+    /// Read the enactment again after the pause and retry.
+    RetryAfter(Duration),
+}
+
+/// The next step of a status write after the API server's `answer` to try
+/// `attempt` (from 0). A write that fails for want of the API server is
+/// retried (so is the read before it, after the same pause) until it goes
+/// through: the end of an apply must be reported.
+pub fn after_write(answer: Answer, attempt: u32) -> WriteStep {
+    match answer {
+        Answer::Done => WriteStep::Written,
+        Answer::Conflict => WriteStep::Reread,
+        Answer::NotFound => WriteStep::Stop,
+        Answer::Failed => WriteStep::RetryAfter(write_retry_delay(attempt)),
+    }
+}
+
+/// The pause before retrying a read or write that failed at try `attempt`
+/// (from 0): half a second more per try, at most [`WRITE_RETRY_CAP`].
+pub fn write_retry_delay(attempt: u32) -> Duration {
+    (Duration::from_millis(500) * attempt.saturating_add(1)).min(WRITE_RETRY_CAP)
+}
+
 /// The enactor's settings.
 #[derive(Clone, Debug)]
 pub struct EnactorConfig {
@@ -229,7 +324,7 @@ pub struct Enactor {
 
 /// The longest pause between two tries of a status write that failed for
 /// want of the API server.
-const WRITE_RETRY_CAP: Duration = Duration::from_secs(5);
+pub const WRITE_RETRY_CAP: Duration = Duration::from_secs(5);
 
 impl Enactor {
     /// An enactor for `config.node_name`.
@@ -305,14 +400,10 @@ impl Enactor {
                 }
                 None => break,
             };
-            let enactment = object.0;
-            let (Some(name), Some(status)) = (enactment.metadata.name, enactment.status) else {
+            let Some(item) = work_for(&object.0) else {
                 continue;
             };
-            let Some(generation) = ready_to_apply(&status) else {
-                continue;
-            };
-            let item = (name, generation);
+            let generation = item.1;
             let fresh = queued
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -339,20 +430,9 @@ impl Enactor {
             let started = Instant::now();
             let result = self.apply_once(&desired, &shutdown).await;
             self.applied.notify_one();
-            let outcome = match result {
-                Ok(()) => Outcome::Applied,
-                Err(ApplyError::Interrupted) => {
-                    tracing::info!(enactment = %name, "apply interrupted by shutdown: rolled back");
-                    return;
-                }
-                Err(ApplyError::Failed(message)) => Outcome::Failed {
-                    kind: FailureKind::Apply,
-                    message,
-                },
-                Err(ApplyError::ProbeFailed(message)) => Outcome::Failed {
-                    kind: FailureKind::Probe,
-                    message: probe_failure_message(&message),
-                },
+            let Some(outcome) = outcome_of(result) else {
+                tracing::info!(enactment = %name, "apply interrupted by shutdown: rolled back");
+                return;
             };
             let applied = outcome == Outcome::Applied;
             self.metrics.observe_apply(applied, started.elapsed());
@@ -443,28 +523,16 @@ impl Enactor {
                 .map_err(|e| failed(format!("committing the configuration: {e}"))),
             Err(error) => {
                 let rollback = self.backend.rollback(&checkpoint).await;
-                match (error, rollback) {
-                    (ApplyError::Failed(message), Ok(())) => Err(failed(format!(
-                        "rolling back desired state configuration: {message}"
-                    ))),
-                    (ApplyError::ProbeFailed(message), Ok(())) => {
-                        // Whose fault: probes that pass again on the rolled
-                        // back state blame the new state; probes that still
-                        // fail mean the node lost its connectivity for
-                        // another reason (a link went down mid-apply).
+                match after_rollback(error, rollback) {
+                    AfterRollback::Report(error) => Err(error),
+                    AfterRollback::ProbeAgain(message) => {
+                        // Whose fault: see `classify_probe_failure`.
                         let again = match self.backend.retrieve().await {
                             Ok(now) => probe::run_all(&self.probes, &applicable, &now).await.err(),
                             Err(error) => Some(error.to_string()),
                         };
                         Err(classify_probe_failure(&message, again.as_deref()))
                     }
-                    (
-                        ApplyError::Failed(message) | ApplyError::ProbeFailed(message),
-                        Err(rollback),
-                    ) => Err(failed(format!(
-                        "{message}; rolling back failed too: {rollback}"
-                    ))),
-                    (interrupted, _) => Err(interrupted),
                 }
             }
         }
@@ -495,9 +563,6 @@ impl Enactor {
         generation: i64,
         mut update: impl FnMut(&mut NodeNetworkConfigurationEnactmentStatus, &Time),
     ) -> bool {
-        let retry_delay = |attempt: u32| {
-            (Duration::from_millis(500) * attempt.saturating_add(1)).min(WRITE_RETRY_CAP)
-        };
         for attempt in 0u32.. {
             let mut object = match self.api.get_opt(name).await {
                 Ok(Some(object)) => object,
@@ -507,34 +572,42 @@ impl Enactor {
                 }
                 Err(error) => {
                     tracing::warn!(enactment = %name, %error, "reading the enactment failed");
-                    if !self.pause(retry_delay(attempt)).await {
+                    if !self.pause(write_retry_delay(attempt)).await {
                         return false;
                     }
                     continue;
                 }
             };
-            let status = object.0.status.get_or_insert_default();
-            if status.policy_generation != Some(generation) {
-                tracing::info!(enactment = %name, generation, now = ?status.policy_generation,
-                    "enactment moved to another generation: stopping");
-                return false;
+            let now = Time(jiff::Timestamp::now());
+            match prepare_write(&mut object.0.status, generation, &now, &mut update) {
+                Prepared::Write => {}
+                Prepared::Unchanged => return false,
+                Prepared::Stale => {
+                    let stored = object.0.status.and_then(|status| status.policy_generation);
+                    tracing::info!(enactment = %name, generation, now = ?stored,
+                        "enactment moved to another generation: stopping");
+                    return false;
+                }
             }
-            let before = status.clone();
-            update(status, &Time(jiff::Timestamp::now()));
-            if *status == before {
-                return false;
-            }
-            match self
+            let answer = match self
                 .api
                 .replace_status(name, &PostParams::default(), &object)
                 .await
             {
-                Ok(_) => return true,
-                Err(error) if client::is_conflict(&error) => continue,
-                Err(error) if client::is_not_found(&error) => return false,
+                Ok(_) => Answer::Done,
+                Err(error) if client::is_conflict(&error) => Answer::Conflict,
+                Err(error) if client::is_not_found(&error) => Answer::NotFound,
                 Err(error) => {
                     tracing::warn!(enactment = %name, %error, "writing the enactment status failed");
-                    if !self.pause(retry_delay(attempt)).await {
+                    Answer::Failed
+                }
+            };
+            match after_write(answer, attempt) {
+                WriteStep::Written => return true,
+                WriteStep::Stop => return false,
+                WriteStep::Reread => {}
+                WriteStep::RetryAfter(delay) => {
+                    if !self.pause(delay).await {
                         return false;
                     }
                 }
@@ -571,7 +644,53 @@ fn classify_probe_failure(message: &str, after_rollback: Option<&str>) -> ApplyE
     }
 }
 
-#[derive(Debug)]
+/// What a failed apply reports once its rollback ended.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterRollback {
+    /// Report this error.
+    Report(ApplyError),
+    /// A probe failed with this message and the rollback went through:
+    /// probe the rolled-back state again, and [`classify_probe_failure`].
+    ProbeAgain(String),
+}
+
+/// What apply `error` reports once the `rollback` of its checkpoint ended:
+/// a failed rollback is reported with the error, and an apply that
+/// failed is reported as rolled back; a probe failure is probed again.
+fn after_rollback(error: ApplyError, rollback: Result<(), BackendError>) -> AfterRollback {
+    match (error, rollback) {
+        (ApplyError::Failed(message), Ok(())) => AfterRollback::Report(ApplyError::Failed(
+            format!("rolling back desired state configuration: {message}"),
+        )),
+        (ApplyError::ProbeFailed(message), Ok(())) => AfterRollback::ProbeAgain(message),
+        (ApplyError::Failed(message) | ApplyError::ProbeFailed(message), Err(rollback)) => {
+            AfterRollback::Report(ApplyError::Failed(format!(
+                "{message}; rolling back failed too: {rollback}"
+            )))
+        }
+        (interrupted, _) => AfterRollback::Report(interrupted),
+    }
+}
+
+/// How an apply ended, as the enactor reports it; `None` when the agent's
+/// stop interrupted it (rolled back; the enactment is still in flight for
+/// the agent's next run).
+fn outcome_of(result: Result<(), ApplyError>) -> Option<Outcome> {
+    match result {
+        Ok(()) => Some(Outcome::Applied),
+        Err(ApplyError::Interrupted) => None,
+        Err(ApplyError::Failed(message)) => Some(Outcome::Failed {
+            kind: FailureKind::Apply,
+            message,
+        }),
+        Err(ApplyError::ProbeFailed(message)) => Some(Outcome::Failed {
+            kind: FailureKind::Probe,
+            message: probe_failure_message(&message),
+        }),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum ApplyError {
     /// The apply failed; the message is for users.
     Failed(String),
@@ -821,5 +940,183 @@ mod tests {
         set_enactment_released(&mut status.conditions, &now);
         status.policy_generation = None;
         assert_eq!(ready_to_apply(&status), None, "no generation");
+    }
+
+    #[test]
+    fn a_watched_enactment_is_queued_if_released_and_named() {
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let enactment = |name: Option<&str>, status: Option<(i64, bool)>| {
+            let mut enactment = NodeNetworkConfigurationEnactment::default();
+            enactment.metadata.name = name.map(str::to_owned);
+            enactment.status = status.map(|(generation, released)| {
+                let mut status = NodeNetworkConfigurationEnactmentStatus {
+                    policy_generation: Some(generation),
+                    ..Default::default()
+                };
+                if released {
+                    set_enactment_released(&mut status.conditions, &now);
+                } else {
+                    set_enactment_pending(&mut status.conditions, "wait", &now);
+                }
+                status
+            });
+            enactment
+        };
+        let cases = [
+            (
+                "released",
+                enactment(Some("n1.p"), Some((4, true))),
+                Some(4),
+            ),
+            ("pending", enactment(Some("n1.p"), Some((4, false))), None),
+            ("no status", enactment(Some("n1.p"), None), None),
+            ("no name", enactment(None, Some((4, true))), None),
+        ];
+        for (case, enactment, generation) in cases {
+            let expected = generation.map(|generation| ("n1.p".to_owned(), generation));
+            assert_eq!(work_for(&enactment), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_status_write_goes_ahead_for_its_generation_and_a_change() {
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let status = |generation| {
+            Some(NodeNetworkConfigurationEnactmentStatus {
+                policy_generation: generation,
+                ..Default::default()
+            })
+        };
+        // (stored status, whether the update changes it, decision)
+        let cases = [
+            (
+                "generation 2, changed",
+                status(Some(2)),
+                true,
+                Prepared::Write,
+            ),
+            (
+                "generation 2, same",
+                status(Some(2)),
+                false,
+                Prepared::Unchanged,
+            ),
+            ("generation 3", status(Some(3)), true, Prepared::Stale),
+            ("no generation", status(None), true, Prepared::Stale),
+            ("no status", None, true, Prepared::Stale),
+        ];
+        for (case, mut stored, changes, expected) in cases {
+            let before = stored.clone().unwrap_or_default();
+            let mut updated = false;
+            let decision = prepare_write(&mut stored, 2, &now, |status, now| {
+                updated = true;
+                if changes {
+                    set_enactment_success(&mut status.conditions, "ok", now);
+                }
+            });
+            assert_eq!(decision, expected, "{case}");
+            assert_eq!(updated, expected != Prepared::Stale, "{case}: update ran");
+            let after = stored.unwrap_or_else(|| panic!("{case}: no status"));
+            assert_eq!(after != before, expected == Prepared::Write, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_status_write_retries_until_the_api_server_answers() {
+        use Answer::{Conflict, Done, Failed, NotFound};
+        let after = |millis| WriteStep::RetryAfter(Duration::from_millis(millis));
+        // (answer, try from 0, next step)
+        let cases = [
+            (Done, 0, WriteStep::Written),
+            (Done, 7, WriteStep::Written),
+            (Conflict, 0, WriteStep::Reread),
+            (Conflict, 20, WriteStep::Reread),
+            (NotFound, 0, WriteStep::Stop),
+            (Failed, 0, after(500)),
+            (Failed, 1, after(1000)),
+            (Failed, 8, after(4500)),
+            (Failed, 9, after(5000)),
+            (Failed, 10, after(5000)),
+            (Failed, u32::MAX, after(5000)),
+        ];
+        for (answer, attempt, step) in cases {
+            assert_eq!(after_write(answer, attempt), step, "{answer:?} {attempt}");
+        }
+        assert_eq!(write_retry_delay(u32::MAX), WRITE_RETRY_CAP);
+    }
+
+    #[test]
+    fn a_failed_apply_is_reported_with_its_rollback() {
+        use AfterRollback::{ProbeAgain, Report};
+        let rolled_back = || Ok(());
+        let rollback_failed = || Err(BackendError::new("checkpoint expired"));
+        let failed = |message: &str| Report(ApplyError::Failed(message.to_owned()));
+        let cases = [
+            (
+                ApplyError::Failed("boom".to_owned()),
+                rolled_back(),
+                failed("rolling back desired state configuration: boom"),
+            ),
+            (
+                ApplyError::Failed("boom".to_owned()),
+                rollback_failed(),
+                failed("boom; rolling back failed too: checkpoint expired"),
+            ),
+            (
+                ApplyError::ProbeFailed("probe dns failed".to_owned()),
+                rolled_back(),
+                ProbeAgain("probe dns failed".to_owned()),
+            ),
+            (
+                ApplyError::ProbeFailed("probe dns failed".to_owned()),
+                rollback_failed(),
+                failed("probe dns failed; rolling back failed too: checkpoint expired"),
+            ),
+            (
+                ApplyError::Interrupted,
+                rolled_back(),
+                Report(ApplyError::Interrupted),
+            ),
+            (
+                ApplyError::Interrupted,
+                rollback_failed(),
+                Report(ApplyError::Interrupted),
+            ),
+        ];
+        for (error, rollback, expected) in cases {
+            let context = format!("{error:?} {rollback:?}");
+            assert_eq!(after_rollback(error, rollback), expected, "{context}");
+        }
+    }
+
+    #[test]
+    fn an_apply_ends_as_reported_unless_interrupted() {
+        use FailureKind::{Apply, Probe};
+        let failed = |kind, message: &str| {
+            Some(Outcome::Failed {
+                kind,
+                message: message.to_owned(),
+            })
+        };
+        let cases = [
+            (Ok(()), Some(Outcome::Applied)),
+            (
+                Err(ApplyError::Failed("boom".to_owned())),
+                failed(Apply, "boom"),
+            ),
+            (
+                Err(ApplyError::ProbeFailed("probe dns failed".to_owned())),
+                failed(
+                    Probe,
+                    "probe dns failed (a probe failure is not retried: change the policy, \
+                     or delete this enactment, to try again)",
+                ),
+            ),
+            (Err(ApplyError::Interrupted), None),
+        ];
+        for (result, outcome) in cases {
+            let context = format!("{result:?}");
+            assert_eq!(outcome_of(result), outcome, "{context}");
+        }
     }
 }

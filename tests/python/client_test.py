@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The official Kubernetes Python client against nmstate-apiserver.
 
-Run by tests/tests/python_client.rs with the admin kubeconfig of a server it
+Run by tests/tests/e2e/python_client.rs with the admin kubeconfig of a server it
 started:
 
     python3 tests/python/client_test.py --kubeconfig <data-dir>/admin.kubeconfig

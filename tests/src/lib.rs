@@ -17,3 +17,4 @@ pub mod netns;
 pub mod pki;
 pub mod policies;
 pub mod storage_conformance;
+pub mod suite;

@@ -29,8 +29,8 @@ const OTHER_PLURAL: &str = "nodenetworkconfigurationpolicies";
 /// Generous bound on waiting for one watch item.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Generates one `#[tokio::test]` per check, each calling `$open().await`
-/// for a fresh store: `$open` returns `(SharedStore, guard)`, the guard
+/// Generates one `#[tokio::test]` per check, each taking its suite's turn
+/// ([`crate::suite`]) and calling `$open().await` for a fresh store: `$open` returns `(SharedStore, guard)`, the guard
 /// keeping whatever backs the store (a temporary directory, an etcd
 /// process) alive until the check ends.
 #[macro_export]
@@ -58,6 +58,7 @@ macro_rules! storage_conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
+                let _turn = $crate::suite::turn(module_path!());
                 let (store, _guard) = $open().await;
                 $crate::storage_conformance::$check(store).await;
             }

@@ -1,4 +1,4 @@
-//! The fault-injection suite's harness (run by `tests/tests/faults.rs`): a
+//! The fault-injection suite's harness (run by `tests/tests/e2e/faults.rs`): a
 //! cluster of real parts to break, watches that outlive the breakage, and
 //! the invariants checked on every event.
 //!

@@ -8,6 +8,7 @@ use nmstate_e2e::apiserver::ApiserverProcess;
 
 #[tokio::test]
 async fn embedded_server_is_ready_and_stops_on_sigterm() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let mut server = ApiserverProcess::start(&[]).await.unwrap();
     let client = server.client().unwrap();
 
@@ -60,6 +61,7 @@ async fn embedded_server_is_ready_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn generated_ca_survives_a_restart() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let mut first = ApiserverProcess::start(&[]).await.unwrap();
     // The second life runs on the first one's directory, which `first`
     // keeps alive until the end of the test.
@@ -97,6 +99,7 @@ async fn readyz_until(
 
 #[tokio::test]
 async fn readiness_follows_etcd_and_recovers_by_itself() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let mut etcd = nmstate_e2e::etcd::EtcdProcess::start().await;
     let server = ApiserverProcess::start(&["--etcd-servers", &etcd.endpoint()])
         .await

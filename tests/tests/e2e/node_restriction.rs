@@ -80,6 +80,7 @@ fn enactment(node: &str, policy: &str) -> Value {
 
 #[tokio::test]
 async fn a_node_writes_only_its_own_objects() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // Enactments are made by hand here; the controller would delete those
     // of policies that do not exist.
     let server = ApiserverProcess::start(&["--controller=false"])
@@ -331,6 +332,7 @@ async fn a_node_writes_only_its_own_objects() {
 
 #[tokio::test]
 async fn kubectl_shows_the_reason_for_a_403() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let admin = Kubectl::for_server(&server).unwrap();
     admin

@@ -32,6 +32,7 @@ const CHECKS: &str = "not_a_server_error,content_type_conformance,response_schem
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();

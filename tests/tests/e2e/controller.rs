@@ -389,6 +389,7 @@ async fn write_status(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_with_max_unavailable() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start().await;
     json_of(
         &send(&cluster.admin, "POST", POLICIES, &policy(0)).await,
@@ -673,6 +674,7 @@ async fn rollout_with_max_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_matching_and_not_ready() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start().await;
     // Nothing matches.
     let mut nothing = policy(0);
@@ -804,6 +806,7 @@ async fn reconciled(client: &HttpsClient, name: &str) -> bool {
 /// other takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_on_etcd() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let etcd = nmstate_e2e::etcd::EtcdProcess::start().await;
     let flags = ["--etcd-servers", &etcd.endpoint()];
     let mut first = ApiserverProcess::start(&flags).await.unwrap();

@@ -19,6 +19,7 @@ const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 
 #[tokio::test]
 async fn bearer_tokens_are_reviewed_and_cached() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // The node token belongs to the agent's ServiceAccount, bound to its
     // Pod on node a; jane may get and list policies (see the cluster).
     let cluster = DelegatedCluster::start(None, None).await.unwrap();

@@ -26,6 +26,7 @@ fn message(response: &TestResponse) -> String {
 
 #[tokio::test]
 async fn only_an_allowed_proxy_names_the_user() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let ca = TestCa::new("front-proxy-ca");
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("front-proxy-ca.crt");

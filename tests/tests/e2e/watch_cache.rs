@@ -42,6 +42,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
+                    let _turn = nmstate_e2e::suite::turn(module_path!());
                     let dir = tempfile::tempdir().unwrap();
                     let store = nmstate_apiserver::storage::embedded::EmbeddedStore::open(dir.path())
                         .await
@@ -54,6 +55,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
+                    let _turn = nmstate_e2e::suite::turn(module_path!());
                     let etcd = nmstate_e2e::etcd::EtcdProcess::start().await;
                     let store = nmstate_apiserver::storage::etcd::EtcdStore::connect(&etcd.config())
                         .await

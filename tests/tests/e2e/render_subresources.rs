@@ -176,6 +176,7 @@ async fn cluster() -> Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn render_takes_each_nodes_own_default_gateway() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let Cluster {
         server: _server,
         curl,
@@ -287,6 +288,7 @@ async fn render_takes_each_nodes_own_default_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn render_errors_name_what_is_wrong() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let Cluster {
         server,
         curl,
@@ -438,6 +440,7 @@ async fn render_errors_name_what_is_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_shows_every_node_and_the_batches() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let Cluster {
         server,
         curl,
@@ -605,6 +608,7 @@ async fn dry_run_shows_every_node_and_the_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_and_openapi_list_the_subresources() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let kubectl = Kubectl::for_server(&server).unwrap();
     let list = kubectl.run(&["get", "--raw", V1]).await.ok().json();

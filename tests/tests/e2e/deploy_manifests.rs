@@ -10,6 +10,7 @@ use std::{path::Path, process::Command};
 
 #[test]
 fn deploy_manifests_are_valid() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/validate_manifests.py");
     let output = Command::new("python3")
         .arg(&script)

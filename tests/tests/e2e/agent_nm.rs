@@ -86,6 +86,7 @@ fn interface_summary(state: &Value) -> Vec<(String, String, String)> {
 
 #[tokio::test]
 async fn nm_backend_retrieves_what_nmstatectl_shows() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
@@ -131,6 +132,7 @@ async fn nm_backend_retrieves_what_nmstatectl_shows() -> Result<()> {
 
 #[tokio::test]
 async fn nm_backend_applies_a_bridge_and_commits_it() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
@@ -185,6 +187,7 @@ async fn nm_backend_applies_a_bridge_and_commits_it() -> Result<()> {
 
 #[tokio::test]
 async fn nm_backend_rolls_back_an_apply() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
@@ -205,6 +208,7 @@ async fn nm_backend_rolls_back_an_apply() -> Result<()> {
 
 #[tokio::test]
 async fn network_manager_rolls_back_by_itself_when_the_checkpoint_times_out() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
@@ -228,6 +232,7 @@ async fn network_manager_rolls_back_by_itself_when_the_checkpoint_times_out() ->
 
 #[tokio::test]
 async fn a_checkpoint_left_by_a_killed_agent_is_rolled_back_on_start() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut first = driver(node, "nm")?;
@@ -246,6 +251,7 @@ async fn a_checkpoint_left_by_a_killed_agent_is_rolled_back_on_start() -> Result
 
 #[tokio::test]
 async fn nm_backend_reports_network_manager_changes() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
@@ -269,6 +275,7 @@ async fn nm_backend_reports_network_manager_changes() -> Result<()> {
 
 #[tokio::test]
 async fn nm_backend_reports_a_refused_state_with_nmstate_s_message() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     let mut backend = driver(node, "nm")?;
@@ -316,6 +323,7 @@ async fn kernel_supports(
 
 #[tokio::test]
 async fn nm_backend_applies_an_active_backup_bond_where_the_kernel_has_bonding() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     if !kernel_supports(node, "bond", &[], &[]).await? {
@@ -344,6 +352,7 @@ async fn nm_backend_applies_an_active_backup_bond_where_the_kernel_has_bonding()
 
 #[tokio::test]
 async fn nm_backend_applies_a_vlan_where_the_kernel_has_8021q() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, true).await?;
     let node = lab.node(1);
     if !kernel_supports(node, "vlan", &["link", "eth1"], &["id", "4000"]).await? {
@@ -372,6 +381,7 @@ async fn nm_backend_applies_a_vlan_where_the_kernel_has_8021q() -> Result<()> {
 
 #[tokio::test]
 async fn kernel_backend_applies_rolls_back_and_times_out_without_network_manager() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let lab = NetnsLab::start(1, false).await?;
     let node = lab.node(1);
     let snapshot = tempfile::tempdir()?;
@@ -481,6 +491,7 @@ async fn apply_cut_off(kubectl: &Kubectl) {
 #[tokio::test]
 async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nmstatectl()
 -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
@@ -566,6 +577,7 @@ async fn cluster_a_bridge_policy_is_available_and_the_node_state_agrees_with_nms
 #[tokio::test]
 async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_degraded()
 -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // Short probe timeout: the API-server probe cannot succeed.
     let cluster = LocalUp::start(1, &["--probe-timeout=5s"]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
@@ -609,6 +621,7 @@ async fn cluster_a_policy_that_cuts_the_node_off_is_rolled_back_and_the_policy_d
 
 #[tokio::test]
 async fn cluster_an_agent_killed_before_commit_is_undone_by_network_manager() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // The checkpoint expires long before the probe gives up: NetworkManager
     // rolls back on its own while the agent is gone.
     let cluster = LocalUp::start(1, &["--checkpoint-timeout=8s", "--probe-timeout=120s"]).await?;
@@ -663,6 +676,7 @@ async fn state_writes(kubectl: &Kubectl) -> Result<u64> {
 
 #[tokio::test]
 async fn cluster_an_idle_node_writes_nothing() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // The Ready heartbeat (a write by design, at most once a minute) is put
     // out of the window; a short resync re-reads the real state often.
     let cluster = LocalUp::start(1, &["--ready-interval=10m", "--resync=5s"]).await?;
@@ -729,6 +743,7 @@ async fn apply_available(cluster: &LocalUp, kubectl: &Kubectl, name: &str, desir
 #[tokio::test]
 async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_become_available()
 -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;
@@ -821,6 +836,7 @@ async fn cluster_bridges_a_macvlan_a_static_route_dns_and_an_address_change_beco
 
 #[tokio::test]
 async fn cluster_bond_and_vlan_policies_become_available_where_the_kernel_allows() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = LocalUp::start(1, &[]).await?;
     let kubectl = Kubectl::new(&cluster.admin_kubeconfig())?;
     let node = cluster.node(1)?;

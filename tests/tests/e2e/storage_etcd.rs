@@ -38,6 +38,7 @@ fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, Error>, endpoint: &s
 
 #[tokio::test]
 async fn connecting_to_a_closed_port_is_unavailable_naming_the_endpoint() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -58,6 +59,7 @@ async fn connecting_to_a_closed_port_is_unavailable_naming_the_endpoint() {
 /// reach it go to the next (etcd-client's own balancer kept picking it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoint_among_live_ones_fails_no_request() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let etcd = EtcdProcess::start().await;
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,6 +97,7 @@ async fn a_dead_endpoint_among_live_ones_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_fail_while_etcd_is_down_and_work_again_after_it_restarts() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let mut etcd = EtcdProcess::start().await;
     let endpoint = etcd.endpoint();
     let store = EtcdStore::connect(&etcd.config()).await.unwrap();
@@ -162,6 +165,7 @@ async fn operations_fail_while_etcd_is_down_and_work_again_after_it_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_client_certificate() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let etcd = EtcdProcess::start_tls().await;
     let store = EtcdStore::connect(&etcd.config()).await.unwrap();
     let a = store

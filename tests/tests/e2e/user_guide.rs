@@ -239,6 +239,7 @@ fn logs(local: &LocalUp) -> String {
 
 #[test]
 fn the_guide_s_pages_are_in_the_runnable_format() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let pages = pages()?;
     ensure!(pages.len() >= 3, "the guide's pages are missing: {pages:?}");
     for page in pages {
@@ -250,6 +251,7 @@ fn the_guide_s_pages_are_in_the_runnable_format() -> Result<()> {
 
 #[test]
 fn loose_output_comparison() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let output =
         "NAME     INTERFACES   LAST UPDATE   AGE\nnode-1   4   16s   16s\nnode-2   4   15s   15s\n";
     assert_eq!(
@@ -280,6 +282,7 @@ fn loose_output_comparison() {
 #[tokio::test]
 async fn every_command_of_the_user_guide_runs_against_local_up_and_prints_what_the_guide_shows()
 -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let started = Instant::now();
     for tool in ["jq", "curl"] {
         let found = std::process::Command::new("sh")

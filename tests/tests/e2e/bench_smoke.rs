@@ -55,6 +55,7 @@ fn check(figures: &Value, scenario: &str, keys: &[&str], counts: &[&str]) {
 
 #[test]
 fn every_scenario_runs_quick_and_reports_json() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     check(
         &run("write"),
         "write",
@@ -154,6 +155,7 @@ fn check_crd(figures: &Value, scenario: &str, keys: &[&str]) {
 
 #[test]
 fn the_crd_peer_runs_quick_and_reports_json() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // In parallel: most of the time is kube-apiserver starting.
     let [write, list, watch] = std::thread::scope(|scope| {
         ["write", "list", "watch"]
@@ -211,6 +213,7 @@ fn the_crd_peer_runs_quick_and_reports_json() {
 
 #[test]
 fn scale_runs_quick_and_reports_json() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let mut keys = vec!["converge_seconds".to_owned(), "floor_seconds".to_owned()];
     let mut counts = vec!["nodes".to_owned()];
     for store in ["embedded", "etcd"] {

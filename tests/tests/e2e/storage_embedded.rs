@@ -28,6 +28,7 @@ const PLURAL: &str = "nodenetworkstates";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_keeps_data_revisions_history_and_the_compaction_point() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).await.unwrap();
     let a1 = store
@@ -117,6 +118,7 @@ async fn reopening_keeps_data_revisions_history_and_the_compaction_point() {
 /// loss also needs the disk to honour fsync, which no test here can show.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     const ACKS_BEFORE_KILL: usize = 300;
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_embedded_writer"))

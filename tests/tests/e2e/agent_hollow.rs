@@ -135,6 +135,7 @@ async fn state_writes(admin: &HttpsClient) -> u64 {
 
 #[tokio::test]
 async fn hollow_agents_publish_their_state_and_recreate_it() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let admin = server.admin_client().unwrap();
     let mut agents = Vec::new();
@@ -243,6 +244,7 @@ async fn hollow_agents_publish_their_state_and_recreate_it() {
 
 #[tokio::test]
 async fn an_idle_agent_writes_nothing() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let admin = server.admin_client().unwrap();
     let kubeconfig = node_kubeconfig(&server, "idle");
@@ -355,6 +357,7 @@ async fn release(admin: &HttpsClient, node: &str, policy: &str, desired: Value, 
 
 #[tokio::test]
 async fn a_hollow_agent_applies_released_enactments() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // The test plays the controller: the real one would delete enactments
     // of policies that do not exist.
     let server = ApiserverProcess::start(&["--controller=false"])
@@ -521,6 +524,7 @@ const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_hollow_agents_roll_a_policy_out() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     const NODES: usize = 20;
     let failing = ["node-04", "node-13"];
     let server = ApiserverProcess::start(&[]).await.unwrap();

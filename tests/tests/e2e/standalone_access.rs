@@ -64,6 +64,7 @@ fn assert_unauthorized(response: &nmstate_e2e::https::TestResponse, what: &str) 
 
 #[tokio::test]
 async fn admin_kubeconfig_works_with_kubectl() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let kubeconfig = server.admin_kubeconfig();
 
@@ -89,6 +90,7 @@ async fn admin_kubeconfig_works_with_kubectl() {
 
 #[tokio::test]
 async fn only_health_checks_answer_without_a_client_certificate() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     // As `curl -k` (or `--cacert`) without a certificate.
     let anonymous = server.anonymous_client().unwrap();
@@ -125,6 +127,7 @@ async fn only_health_checks_answer_without_a_client_certificate() {
 
 #[tokio::test]
 async fn certificate_from_another_ca_is_refused() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
 
     // A CA of its own that issues an admin-looking client certificate.
@@ -172,6 +175,7 @@ async fn certificate_from_another_ca_is_refused() {
 
 #[tokio::test]
 async fn issued_node_kubeconfig_is_accepted() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let kubeconfig = server
         .issue_kubeconfig("system:node:n1", &["system:nodes"])
@@ -204,6 +208,7 @@ async fn issued_node_kubeconfig_is_accepted() {
 
 #[tokio::test]
 async fn admin_kubeconfig_follows_the_port_across_restarts() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let mut first = ApiserverProcess::start(&[]).await.unwrap();
     let dir = first.data_dir().to_path_buf();
     let before = Kubeconfig::read(&first.admin_kubeconfig()).unwrap();
@@ -228,6 +233,7 @@ async fn admin_kubeconfig_follows_the_port_across_restarts() {
 
 #[tokio::test]
 async fn kubectl_without_credentials_is_told_it_is_unauthorized() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     // The admin kubeconfig with its client certificate replaced by a token
     // the server cannot check (with no credentials at all kubectl would

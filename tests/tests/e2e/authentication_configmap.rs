@@ -45,6 +45,7 @@ fn kubeconfig(dir: &std::path::Path, address: SocketAddr, ca_pem: &str) -> std::
 
 #[tokio::test]
 async fn client_ca_and_front_proxy_come_from_the_configmap() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let proxy_ca = TestCa::new("front-proxy-ca");
     let cluster = DelegatedCluster::start(Some(&proxy_ca), Some("X-Proxy"))
         .await
@@ -124,6 +125,7 @@ async fn client_ca_and_front_proxy_come_from_the_configmap() {
 
 #[tokio::test]
 async fn an_unreachable_cluster_stops_the_start() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on.
     let address: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())

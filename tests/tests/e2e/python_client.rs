@@ -13,6 +13,7 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[tokio::test]
 async fn python_kubernetes_client() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // The script counts the watch events its own writes cause; the
     // controller's status writes would add to them.
     let server = ApiserverProcess::start(&["--controller=false"])

@@ -70,6 +70,7 @@ async fn get(client: &HttpsClient, path: &str, token: &str) -> (StatusCode, Stri
 
 #[tokio::test]
 async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let proxy_ca = TestCa::new("front-proxy-ca");
     let cluster = DelegatedCluster::start(Some(&proxy_ca), None)
         .await
@@ -261,6 +262,7 @@ async fn a_pod_uses_its_service_account_and_follows_its_rotation() {
 
 #[tokio::test]
 async fn kube_apiserver_is_verified_with_the_service_account_ca() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = DelegatedCluster::start(None, None).await.unwrap();
     let token = cluster.token("nmstate-apiserver", None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -297,6 +299,7 @@ async fn kube_apiserver_is_verified_with_the_service_account_ca() {
 
 #[tokio::test]
 async fn kubeconfigs_with_bearer_tokens() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = DelegatedCluster::start(None, None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (authentication, static_token) = cluster

@@ -35,6 +35,7 @@ const APISERVICES: [&str; 2] = ["v1.nmstate.io", "v1beta1.nmstate.io"];
 
 #[tokio::test]
 async fn nmstate_io_through_a_real_kube_apiserver() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = LocalUp::start_kube(2, &[]).await?;
     let admin = Kubectl::new(&cluster.admin_kubeconfig())?;
     let result = checks(&cluster, &admin).await;

@@ -41,6 +41,7 @@ fn json_of(response: &TestResponse) -> Value {
 
 #[tokio::test]
 async fn verbs_follow_kubernetes_semantics() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
@@ -218,6 +219,7 @@ async fn verbs_follow_kubernetes_semantics() {
 
 #[tokio::test]
 async fn lists_paginate_and_select() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
@@ -330,6 +332,7 @@ impl Case {
 
 #[tokio::test]
 async fn bad_requests_get_the_documented_status() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
@@ -447,6 +450,7 @@ fn events(response: &TestResponse) -> Vec<(String, Value)> {
 
 #[tokio::test]
 async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
@@ -599,6 +603,7 @@ async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
 /// that won. A patch naming a `resourceVersion` is a precondition instead.
 #[tokio::test]
 async fn racing_patches_all_land_unless_they_name_a_resource_version() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
@@ -659,6 +664,7 @@ async fn racing_patches_all_land_unless_they_name_a_resource_version() {
 /// field) keep it.
 #[tokio::test]
 async fn a_node_states_current_state_reads_back_as_written_everywhere() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
@@ -806,6 +812,7 @@ async fn a_node_states_current_state_reads_back_as_written_everywhere() {
 /// stored.
 #[tokio::test]
 async fn early_answers_reach_curl_over_http2_and_http1() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();

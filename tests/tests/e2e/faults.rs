@@ -298,6 +298,7 @@ fn print(text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollouts_keep_their_invariants_under_faults() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let started = Instant::now();
     let log: Shared<Log> = Arc::new(Mutex::new(Log {
         started: Some(started),

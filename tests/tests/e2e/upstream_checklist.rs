@@ -152,6 +152,7 @@ async fn reported_interfaces(kubectl: &Kubectl, node: &str) -> Result<Vec<String
 /// upstream: node_selector_test.go.
 #[tokio::test]
 async fn a_policy_applies_only_to_nodes_with_its_labels_and_follows_label_changes() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(2, &[]).await?;
     let (node1, node2) = (cluster.node(1)?, cluster.node(2)?);
     let bridge = bridge_without_ports("br-select");
@@ -227,6 +228,7 @@ fn true_conditions(event: &Value) -> String {
 /// Available").
 #[tokio::test]
 async fn an_enactment_goes_from_progressing_to_available_and_stays_available() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     // Every change of the policy's enactments, from a watch.
     let mut watch = cluster.kubectl.spawn(&[
@@ -276,6 +278,7 @@ async fn an_enactment_goes_from_progressing_to_available_and_stays_available() -
 #[tokio::test]
 async fn a_policy_that_cannot_be_applied_fails_on_one_node_aborts_the_other_and_is_degraded()
 -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(2, &[]).await?;
     // An ethernet interface no node has: nmstate refuses it on every node.
     let missing = json!({"interfaces": [{"name": "bad1", "type": "ethernet", "state": "up"}]});
@@ -328,6 +331,7 @@ async fn a_policy_that_cannot_be_applied_fails_on_one_node_aborts_the_other_and_
 #[tokio::test]
 async fn the_node_state_shows_changes_made_outside_and_by_policies_with_a_newer_update_time()
 -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let node = cluster.node(1)?;
     let kubectl = &cluster.kubectl;
@@ -384,6 +388,7 @@ async fn the_node_state_shows_changes_made_outside_and_by_policies_with_a_newer_
 /// upstream: nodes_test.go ("node network state is deleted").
 #[tokio::test]
 async fn a_deleted_node_state_is_recreated_by_its_agent() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let kubectl = &cluster.kubectl;
     let before = node_network_state(kubectl, "node-1").await?;
@@ -441,6 +446,7 @@ fn static_addresses_and_routes() -> Value {
 /// routes, and their removal).
 #[tokio::test]
 async fn static_ipv4_and_ipv6_addresses_and_routes_are_configured_and_removed() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let node = cluster.node(1)?;
     cluster
@@ -495,6 +501,7 @@ async fn static_ipv4_and_ipv6_addresses_and_routes_are_configured_and_removed() 
 /// networking of the slave") and nnce_desiredstate_test.go.
 #[tokio::test]
 async fn a_bridge_takes_over_an_interfaces_address_and_routes_through_captures() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let node = cluster.node(1)?;
     let mut static_v4 = static_addresses_and_routes();
@@ -575,6 +582,7 @@ async fn a_bridge_takes_over_an_interfaces_address_and_routes_through_captures()
 /// upstream: pending_checkpoint_test.go.
 #[tokio::test]
 async fn a_checkpoint_left_open_on_the_node_does_not_block_a_policy() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let node = cluster.node(1)?;
     // Someone applied with nmstatectl and never committed; the checkpoint
@@ -626,6 +634,7 @@ fn sample(metrics: &str, series: &str) -> Result<f64> {
 /// upstream: metrics_test.go (interface-type and static-route gauges).
 #[tokio::test]
 async fn the_interface_and_route_gauges_follow_what_policies_configure() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let health = format!("--health-address={METRICS_ADDRESS}");
     let cluster = Cluster::start(1, &[&health]).await?;
     let node = cluster.node(1)?;
@@ -674,6 +683,7 @@ async fn the_interface_and_route_gauges_follow_what_policies_configure() -> Resu
 
 #[test]
 fn sample_reads_only_the_exact_series() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let metrics = "a{x=\"1\"} 2\na{x=\"1\",y=\"2\"} 5\n";
     assert_eq!(sample(metrics, "a{x=\"1\"}")?, 2.0);
     assert_eq!(sample(metrics, "a{x=\"2\"}")?, 0.0);
@@ -688,6 +698,7 @@ fn sample_reads_only_the_exact_series() -> Result<()> {
 #[tokio::test]
 async fn the_default_interface_moves_into_a_bridge_with_its_address_and_default_route() -> Result<()>
 {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let node = cluster.node(1)?;
     let address = format!("{}/24", node.address);
@@ -728,6 +739,7 @@ async fn the_default_interface_moves_into_a_bridge_with_its_address_and_default_
 /// upstream: nns_dependencies_test.go.
 #[tokio::test]
 async fn the_node_state_names_the_network_manager_and_nmstate_versions() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let node = cluster.node(1)?;
     let status = node_network_state(&cluster.kubectl, "node-1").await?["status"].clone();
@@ -771,6 +783,7 @@ fn upstream_example(name: &str) -> Result<Value> {
 /// the DNS and bridge ones are followed by their clean-up examples.
 #[tokio::test]
 async fn the_upstream_examples_this_kernel_can_run_become_available() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(2, &[]).await?;
     for name in [
         "linux-bridge",
@@ -813,6 +826,7 @@ async fn the_upstream_examples_this_kernel_can_run_become_available() -> Result<
 /// upstream: upgrade_test.go.
 #[tokio::test]
 async fn a_v1beta1_policy_is_served_as_v1_and_becomes_available() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &[]).await?;
     let mut policy = policy_for(
         "beta",
@@ -841,6 +855,7 @@ async fn a_v1beta1_policy_is_served_as_v1_and_becomes_available() -> Result<()> 
 /// table different from main ... should not rollback").
 #[tokio::test]
 async fn a_default_route_in_another_table_is_applied_not_rolled_back() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &["--probe-timeout=10s"]).await?;
     let node = cluster.node(1)?;
     let other_table = json!({
@@ -901,6 +916,7 @@ async fn running_name_servers(node: &NetnsNode) -> Result<Value> {
 /// says so, and the working server is back.
 #[tokio::test]
 async fn wrong_name_servers_are_rolled_back_to_the_previous_ones() -> Result<()> {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let cluster = Cluster::start(1, &["--probe-timeout=5s"]).await?;
     let node = cluster.node(1)?;
     // A name server that works, inside the node; stopped with the test.

@@ -785,6 +785,7 @@ async fn start() -> (ApiserverProcess, HttpsClient) {
 
 #[tokio::test]
 async fn the_hostile_corpus_is_answered_and_nothing_is_stored() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let (server, client) = start().await;
     let watcher = bystander(server.client().unwrap());
     let count = check(&client, corpus()).await;
@@ -797,6 +798,7 @@ async fn the_hostile_corpus_is_answered_and_nothing_is_stored() {
 /// server-side apply by two managers fighting over one field.
 #[tokio::test]
 async fn growing_patches_and_apply_conflicts_are_refused() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let (server, client) = start().await;
     let watcher = bystander(server.client().unwrap());
     let object = format!("{POLICIES}/existing");
@@ -932,6 +934,7 @@ async fn growing_patches_and_apply_conflicts_are_refused() {
 /// answer.
 #[tokio::test]
 async fn slow_senders_get_429_past_the_in_flight_limit_and_reads_still_answer() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let (_server, client) = start().await;
     let mut senders = Vec::new();
     for _ in 0..MAX_MUTATING_IN_FLIGHT {
@@ -995,6 +998,7 @@ async fn slow_senders_get_429_past_the_in_flight_limit_and_reads_still_answer() 
 /// reset): the server keeps serving everyone else.
 #[tokio::test]
 async fn idle_connections_many_watches_and_rapid_reset_leave_others_served() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     // 2000 idle connections and 1000 watches, or fewer where the open file
     // limit (which the server inherits) does not allow them.
     let limit = nmstate_e2e::bench::raise_open_file_limit();
@@ -1057,6 +1061,7 @@ async fn idle_connections_many_watches_and_rapid_reset_leave_others_served() {
 /// GOAWAY (h2's guard against CONTINUATION floods). The server is unharmed.
 #[tokio::test]
 async fn header_floods_over_http2() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let (server, client) = start().await;
     let watcher = bystander(server.client().unwrap());
     let floods: [(&str, usize, usize, Option<StatusCode>); 4] = [
@@ -1106,6 +1111,7 @@ async fn header_floods_over_http2() {
 /// with 431 (as kube-apiserver's Go server does) before any handler runs.
 #[tokio::test]
 async fn header_floods_get_431() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let (server, client) = start().await;
     let watcher = bystander(server.client().unwrap());
     let many: Vec<(String, String)> = (0..1000)

@@ -2,9 +2,10 @@
 //! storage backends: what a user types and what they see (exit codes,
 //! stdout, stderr).
 //!
-//! One shared suite runs once per backend. Each step uses its own objects
-//! and runs even when an earlier one failed; the test then fails naming
-//! every failed step (each step's own panic message is printed above).
+//! Each scenario is a test per backend (`kubectl_suite::edit::embedded`,
+//! `kubectl_suite::edit::etcd`) on a server of its own, which first writes
+//! what it reads (the upstream examples, a node state): a failure names its
+//! scenario and hides no other.
 #![allow(clippy::unwrap_used)]
 
 use std::{
@@ -27,63 +28,68 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const NNCP: &str = "nodenetworkconfigurationpolicy.nmstate.io";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_suite_embedded() {
-    // The suite writes enactments and statuses by hand, as clients; the
-    // controller would act on them (tests/tests/controller.rs covers it).
-    let server = ApiserverProcess::start(&["--controller=false"])
-        .await
-        .unwrap();
-    suite(&server).await;
-}
+/// A module per scenario with a test per storage backend, `embedded` and
+/// `etcd`, each running the scenario on a server of its own.
+macro_rules! scenarios {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            use super::{Backend, FutureExt, run};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_suite_etcd() {
-    let etcd = EtcdProcess::start().await;
-    let server =
-        ApiserverProcess::start(&["--etcd-servers", &etcd.endpoint(), "--controller=false"])
-            .await
-            .unwrap();
-    suite(&server).await;
-}
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                run(module_path!(), Backend::Embedded, |k| super::$scenario(k).boxed()).await;
+            }
 
-type Step = for<'a> fn(&'a Kubectl) -> BoxFuture<'a, ()>;
-
-async fn suite(server: &ApiserverProcess) {
-    let kubectl = Kubectl::for_server(server).unwrap();
-    let steps: &[(&str, Step)] = &[
-        ("apply the upstream examples", |k| {
-            upstream_examples(k).boxed()
-        }),
-        ("get, short names, category, describe", |k| {
-            reading(k).boxed()
-        }),
-        ("explain", |k| explain(k).boxed()),
-        ("get --raw discovery and OpenAPI", |k| raw(k).boxed()),
-        ("invalid input", |k| invalid_input(k).boxed()),
-        ("dry-run=server", |k| dry_run(k).boxed()),
-        ("edit", |k| edit(k).boxed()),
-        ("patch, label, annotate", |k| {
-            patch_label_annotate(k).boxed()
-        }),
-        ("apply --server-side", |k| server_side_apply(k).boxed()),
-        ("get -w", |k| watch(k).boxed()),
-        ("wait", |k| wait(k).boxed()),
-        ("delete", |k| delete(k).boxed()),
-    ];
-    let mut failed = Vec::new();
-    for (name, step) in steps {
-        eprintln!("== {name}");
-        if AssertUnwindSafe(step(&kubectl))
-            .catch_unwind()
-            .await
-            .is_err()
-        {
-            eprintln!("== FAILED: {name}");
-            failed.push(*name);
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn etcd() {
+                run(module_path!(), Backend::Etcd, |k| super::$scenario(k).boxed()).await;
+            }
         }
+    )+};
+}
+
+scenarios!(
+    upstream_examples,
+    reading,
+    explain,
+    raw,
+    invalid_input,
+    dry_run,
+    edit,
+    patch_label_annotate,
+    server_side_apply,
+    watch,
+    wait,
+    delete,
+);
+
+type Scenario = for<'a> fn(&'a Kubectl) -> BoxFuture<'a, ()>;
+
+/// The server's storage.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Embedded,
+    Etcd,
+}
+
+/// Runs `scenario` with kubectl against a new server on `backend`, in the
+/// turn of the suite of `module_path`.
+async fn run(module_path: &str, backend: Backend, scenario: Scenario) {
+    let _turn = nmstate_e2e::suite::turn(module_path);
+    let etcd = match backend {
+        Backend::Embedded => None,
+        Backend::Etcd => Some(EtcdProcess::start().await),
+    };
+    // The scenarios write enactments and statuses by hand, as clients; the
+    // controller would act on them (the controller suite covers it).
+    let mut flags = vec!["--controller=false".to_owned()];
+    if let Some(etcd) = &etcd {
+        flags.extend(["--etcd-servers".to_owned(), etcd.endpoint()]);
     }
-    assert!(failed.is_empty(), "failed kubectl steps: {failed:?}");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = ApiserverProcess::start(&flags).await.unwrap();
+    let kubectl = Kubectl::for_server(&server).unwrap();
+    scenario(&kubectl).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -197,8 +203,109 @@ fn assert_not_found(output: KubectlOutput, resource: &str, name: &str) {
     );
 }
 
+/// Runs kubectl, which must succeed and print `expected` (trimmed).
+async fn prints(kubectl: &Kubectl, args: &[&str], expected: &str) -> KubectlOutput {
+    let output = kubectl.run(args).await.ok();
+    assert_eq!(
+        output.stdout.trim(),
+        expected,
+        "kubectl {args:?}:\n{output}"
+    );
+    output
+}
+
+/// [`prints`] with `input` on kubectl's stdin.
+async fn prints_with_stdin(
+    kubectl: &Kubectl,
+    args: &[&str],
+    input: &str,
+    expected: &str,
+) -> KubectlOutput {
+    let output = kubectl.run_stdin(args, input).await.ok();
+    assert_eq!(
+        output.stdout.trim(),
+        expected,
+        "kubectl {args:?}:\n{output}"
+    );
+    output
+}
+
+/// Runs kubectl, which must fail and say `text` on stderr.
+async fn fails_with(kubectl: &Kubectl, args: &[&str], text: &str) -> KubectlOutput {
+    let output = kubectl.run(args).await.failed();
+    assert!(
+        output.stderr.contains(text),
+        "kubectl {args:?} says {text:?}:\n{output}"
+    );
+    output
+}
+
+/// `kubectl patch nncp <name> --type <patch_type> -p <patch>`.
+fn patch<'a>(name: &'a str, patch_type: &'a str, patch: &'a str) -> [&'a str; 7] {
+    ["patch", "nncp", name, "--type", patch_type, "-p", patch]
+}
+
+/// `linux-bridge.yaml` with a label and another `maxUnavailable`.
+fn changed_linux_bridge() -> Value {
+    let mut changed = read_yaml(&examples_dir().join("linux-bridge.yaml"));
+    changed["metadata"]["labels"] = json!({"example": "linux-bridge"});
+    changed["spec"]["maxUnavailable"] = json!("30%");
+    changed
+}
+
+/// What [`upstream_examples`] leaves, for the scenarios that read it:
+/// every upstream example, linux-bridge changed.
+async fn examples_applied(kubectl: &Kubectl) {
+    kubectl
+        .run(&["apply", "-f", path_str(&examples_dir())])
+        .await
+        .ok();
+    apply(kubectl, &changed_linux_bridge()).await.ok();
+}
+
+/// Node state `node-a` (labelled `zone=a`, with two interfaces in its
+/// status, written through /status) and enactment `node-a.linux-bridge`.
+async fn node_a_created(kubectl: &Kubectl) {
+    let state = json!({
+        "apiVersion": "nmstate.io/v1beta1",
+        "kind": "NodeNetworkState",
+        "metadata": {"name": "node-a", "labels": {"zone": "a"}}
+    });
+    let enactment = json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationEnactment",
+        "metadata": {
+            "name": "node-a.linux-bridge",
+            "labels": {"nmstate.io/node": "node-a", "nmstate.io/policy": "linux-bridge"}
+        }
+    });
+    prints_with_stdin(
+        kubectl,
+        &["create", "-f", "-"],
+        &format!("{state}\n{enactment}"),
+        "nodenetworkstate.nmstate.io/node-a created\n\
+         nodenetworkconfigurationenactment.nmstate.io/node-a.linux-bridge created",
+    )
+    .await;
+    let mut with_status = get_json(kubectl, "nns", "node-a").await;
+    with_status["status"] = json!({
+        "currentState": {"interfaces": [
+            {"name": "eth0", "type": "ethernet", "state": "up"},
+            {"name": "lo", "type": "loopback", "state": "up"}
+        ]},
+        "lastSuccessfulUpdateTime": "2024-01-01T00:00:00Z"
+    });
+    prints_with_stdin(
+        kubectl,
+        &["replace", "--subresource=status", "-f", "-"],
+        &with_status.to_string(),
+        "nodenetworkstate.nmstate.io/node-a replaced",
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------
-// Steps
+// Scenarios
 
 /// `kubectl apply -f` of every upstream example creates it, and the spec
 /// reads back exactly as written; applying again changes nothing.
@@ -206,12 +313,8 @@ async fn upstream_examples(kubectl: &Kubectl) {
     for file in example_files() {
         let manifest = read_yaml(&file);
         let name = manifest["metadata"]["name"].as_str().unwrap();
-        let applied = kubectl.run(&["apply", "-f", path_str(&file)]).await.ok();
-        assert_eq!(
-            applied.stdout.trim(),
-            format!("{NNCP}/{name} created"),
-            "{applied}"
-        );
+        let apply_file = ["apply", "-f", path_str(&file)];
+        prints(kubectl, &apply_file, &format!("{NNCP}/{name} created")).await;
 
         let read = get_json(kubectl, "nncp", name).await;
         assert_eq!(
@@ -224,25 +327,18 @@ async fn upstream_examples(kubectl: &Kubectl) {
         assert_eq!(read["kind"], "NodeNetworkConfigurationPolicy");
         assert_eq!(read["metadata"]["generation"], 1);
 
-        let again = kubectl.run(&["apply", "-f", path_str(&file)]).await.ok();
-        assert_eq!(
-            again.stdout.trim(),
-            format!("{NNCP}/{name} unchanged"),
-            "{again}"
-        );
+        prints(kubectl, &apply_file, &format!("{NNCP}/{name} unchanged")).await;
     }
 
     // Client-side apply of a changed manifest (a three-way merge patch).
-    let file = examples_dir().join("linux-bridge.yaml");
-    let mut changed = read_yaml(&file);
-    changed["metadata"]["labels"] = json!({"example": "linux-bridge"});
-    changed["spec"]["maxUnavailable"] = json!("30%");
-    let configured = apply(kubectl, &changed).await.ok();
-    assert_eq!(
-        configured.stdout.trim(),
-        format!("{NNCP}/linux-bridge configured"),
-        "{configured}"
-    );
+    let changed = changed_linux_bridge();
+    prints_with_stdin(
+        kubectl,
+        &["apply", "-f", "-"],
+        &changed.to_string(),
+        &format!("{NNCP}/linux-bridge configured"),
+    )
+    .await;
     let read = get_json(kubectl, "nncp", "linux-bridge").await;
     assert_eq!(read["spec"], changed["spec"]);
     assert_eq!(
@@ -255,6 +351,7 @@ async fn upstream_examples(kubectl: &Kubectl) {
 /// Tables, YAML, wide output, short and long names, the `nmstate`
 /// category, selectors, describe.
 async fn reading(kubectl: &Kubectl) {
+    examples_applied(kubectl).await;
     let examples: Vec<String> = example_files()
         .iter()
         .map(|file| {
@@ -298,49 +395,7 @@ async fn reading(kubectl: &Kubectl) {
 
     // A node state (with a status written through /status) and an
     // enactment, to read through their short names.
-    let state = json!({
-        "apiVersion": "nmstate.io/v1beta1",
-        "kind": "NodeNetworkState",
-        "metadata": {"name": "node-a", "labels": {"zone": "a"}}
-    });
-    let enactment = json!({
-        "apiVersion": "nmstate.io/v1",
-        "kind": "NodeNetworkConfigurationEnactment",
-        "metadata": {
-            "name": "node-a.linux-bridge",
-            "labels": {"nmstate.io/node": "node-a", "nmstate.io/policy": "linux-bridge"}
-        }
-    });
-    let created = kubectl
-        .run_stdin(&["create", "-f", "-"], &format!("{state}\n{enactment}"))
-        .await
-        .ok();
-    assert_eq!(
-        created.stdout.trim(),
-        "nodenetworkstate.nmstate.io/node-a created\n\
-         nodenetworkconfigurationenactment.nmstate.io/node-a.linux-bridge created",
-        "{created}"
-    );
-    let mut with_status = get_json(kubectl, "nns", "node-a").await;
-    with_status["status"] = json!({
-        "currentState": {"interfaces": [
-            {"name": "eth0", "type": "ethernet", "state": "up"},
-            {"name": "lo", "type": "loopback", "state": "up"}
-        ]},
-        "lastSuccessfulUpdateTime": "2024-01-01T00:00:00Z"
-    });
-    let replaced = kubectl
-        .run_stdin(
-            &["replace", "--subresource=status", "-f", "-"],
-            &with_status.to_string(),
-        )
-        .await
-        .ok();
-    assert_eq!(
-        replaced.stdout.trim(),
-        "nodenetworkstate.nmstate.io/node-a replaced",
-        "{replaced}"
-    );
+    node_a_created(kubectl).await;
 
     let states = kubectl.run(&["get", "nns"]).await.ok();
     assert_eq!(
@@ -407,11 +462,7 @@ async fn reading(kubectl: &Kubectl) {
             "nodenetworkconfigurationenactment.nmstate.io/node-a.linux-bridge",
         ),
     ] {
-        let out = kubectl
-            .run(&["get", resource, name, "-o", "name"])
-            .await
-            .ok();
-        assert_eq!(out.stdout.trim(), expected, "{out}");
+        prints(kubectl, &["get", resource, name, "-o", "name"], expected).await;
     }
     let slash = kubectl
         .run(&["get", "nncp/dns", "nns/node-a", "-o", "name"])
@@ -442,47 +493,41 @@ async fn reading(kubectl: &Kubectl) {
         "{category_table}"
     );
 
-    let by_label = kubectl
-        .run(&[
+    prints(
+        kubectl,
+        &[
             "get",
             "nnce",
             "-l",
             "nmstate.io/node=node-a,nmstate.io/policy",
             "-o",
             "name",
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        by_label.stdout.trim(),
-        "nodenetworkconfigurationenactment.nmstate.io/node-a.linux-bridge"
-    );
+        ],
+        "nodenetworkconfigurationenactment.nmstate.io/node-a.linux-bridge",
+    )
+    .await;
     let no_match = kubectl.run(&["get", "nns", "-l", "zone!=a"]).await.ok();
     assert_eq!(no_match.stdout, "", "{no_match}");
     assert!(no_match.stderr.contains("No resources found"), "{no_match}");
-    let by_field = kubectl
-        .run(&[
+    prints(
+        kubectl,
+        &[
             "get",
             "nncp",
             "--field-selector",
             "metadata.name=dns",
             "-o",
             "name",
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        by_field.stdout.trim(),
-        "nodenetworkconfigurationpolicy.nmstate.io/dns"
-    );
-    let labelled = kubectl
-        .run(&["get", "nncp", "-l", "example=linux-bridge", "-o", "name"])
-        .await
-        .ok();
-    assert_eq!(
-        labelled.stdout.trim(),
-        "nodenetworkconfigurationpolicy.nmstate.io/linux-bridge"
-    );
+        ],
+        "nodenetworkconfigurationpolicy.nmstate.io/dns",
+    )
+    .await;
+    prints(
+        kubectl,
+        &["get", "nncp", "-l", "example=linux-bridge", "-o", "name"],
+        "nodenetworkconfigurationpolicy.nmstate.io/linux-bridge",
+    )
+    .await;
     let paged = kubectl
         .run(&["get", "nncp", "--chunk-size=4", "-o", "name"])
         .await
@@ -598,11 +643,12 @@ async fn explain(kubectl: &Kubectl) {
         let out = kubectl.run(args).await.ok();
         assert!(out.stdout.contains("KIND:"), "{out}");
     }
-    let unknown = kubectl
-        .run(&["explain", "nncp.spec.noSuchField"])
-        .await
-        .failed();
-    assert!(unknown.stderr.contains("noSuchField"), "{unknown}");
+    fails_with(
+        kubectl,
+        &["explain", "nncp.spec.noSuchField"],
+        "noSuchField",
+    )
+    .await;
 }
 
 /// Discovery and OpenAPI documents through `kubectl get --raw`.
@@ -693,6 +739,7 @@ async fn raw(kubectl: &Kubectl) {
 
 /// Bad input reaches the user as the server's message, naming the field.
 async fn invalid_input(kubectl: &Kubectl) {
+    examples_applied(kubectl).await;
     let cases: &[(&str, Value, &str)] = &[
         (
             "invalid name",
@@ -758,35 +805,29 @@ async fn invalid_input(kubectl: &Kubectl) {
         );
     }
 
-    let duplicate = kubectl
-        .run(&["create", "-f", path_str(&examples_dir().join("dns.yaml"))])
-        .await
-        .failed();
+    let duplicate = fails_with(
+        kubectl,
+        &["create", "-f", path_str(&examples_dir().join("dns.yaml"))],
+        "Error from server (AlreadyExists)",
+    )
+    .await;
     assert!(
         duplicate
             .stderr
-            .contains("Error from server (AlreadyExists)")
-            && duplicate
-                .stderr
-                .contains("nodenetworkconfigurationpolicies.nmstate.io \"dns\" already exists"),
+            .contains("nodenetworkconfigurationpolicies.nmstate.io \"dns\" already exists"),
         "{duplicate}"
     );
 }
 
 /// `--dry-run=server` validates and answers without writing.
 async fn dry_run(kubectl: &Kubectl) {
-    let created = kubectl
-        .run_stdin(
-            &["apply", "--dry-run=server", "-f", "-"],
-            &policy("dry-new", json!(1)).to_string(),
-        )
-        .await
-        .ok();
-    assert_eq!(
-        created.stdout.trim(),
-        format!("{NNCP}/dry-new created (server dry run)"),
-        "{created}"
-    );
+    prints_with_stdin(
+        kubectl,
+        &["apply", "--dry-run=server", "-f", "-"],
+        &policy("dry-new", json!(1)).to_string(),
+        &format!("{NNCP}/dry-new created (server dry run)"),
+    )
+    .await;
     assert_not_found(
         kubectl.run(&["get", "nncp", "dry-new"]).await,
         "nodenetworkconfigurationpolicies",
@@ -803,18 +844,13 @@ async fn dry_run(kubectl: &Kubectl) {
     assert!(invalid.stderr.contains("spec.maxUnavailable"), "{invalid}");
 
     apply(kubectl, &policy("dry-existing", json!(1))).await.ok();
-    let changed = kubectl
-        .run_stdin(
-            &["apply", "--dry-run=server", "-f", "-"],
-            &policy("dry-existing", json!(6)).to_string(),
-        )
-        .await
-        .ok();
-    assert_eq!(
-        changed.stdout.trim(),
-        format!("{NNCP}/dry-existing configured (server dry run)"),
-        "{changed}"
-    );
+    prints_with_stdin(
+        kubectl,
+        &["apply", "--dry-run=server", "-f", "-"],
+        &policy("dry-existing", json!(6)).to_string(),
+        &format!("{NNCP}/dry-existing configured (server dry run)"),
+    )
+    .await;
     assert_eq!(
         jsonpath(kubectl, "nncp", "dry-existing", "{.spec.maxUnavailable}").await,
         "1"
@@ -836,15 +872,12 @@ async fn dry_run(kubectl: &Kubectl) {
         "1"
     );
 
-    let deleted = kubectl
-        .run(&["delete", "nncp", "dry-existing", "--dry-run=server"])
-        .await
-        .ok();
-    assert_eq!(
-        deleted.stdout.trim(),
-        format!("{NNCP} \"dry-existing\" deleted (server dry run)"),
-        "{deleted}"
-    );
+    prints(
+        kubectl,
+        &["delete", "nncp", "dry-existing", "--dry-run=server"],
+        &format!("{NNCP} \"dry-existing\" deleted (server dry run)"),
+    )
+    .await;
     kubectl.run(&["get", "nncp", "dry-existing"]).await.ok();
 }
 
@@ -932,47 +965,31 @@ async fn edit(kubectl: &Kubectl) {
 
 /// `kubectl patch` (merge and JSON patch), `label`, `annotate`.
 async fn patch_label_annotate(kubectl: &Kubectl) {
+    node_a_created(kubectl).await;
     apply(kubectl, &policy("patch-me", json!(1))).await.ok();
+    let patched = format!("{NNCP}/patch-me patched");
 
-    let merged = kubectl
-        .run(&[
-            "patch",
-            "nncp",
-            "patch-me",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"maxUnavailable":"25%"}}"#,
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        merged.stdout.trim(),
-        format!("{NNCP}/patch-me patched"),
-        "{merged}"
-    );
+    prints(
+        kubectl,
+        &patch("patch-me", "merge", r#"{"spec":{"maxUnavailable":"25%"}}"#),
+        &patched,
+    )
+    .await;
     assert_eq!(
         jsonpath(kubectl, "nncp", "patch-me", "{.spec.maxUnavailable}").await,
         "25%"
     );
 
-    let json_patched = kubectl
-        .run(&[
-            "patch",
-            "nncp",
+    prints(
+        kubectl,
+        &patch(
             "patch-me",
-            "--type",
             "json",
-            "-p",
             r#"[{"op":"replace","path":"/spec/maxUnavailable","value":5}]"#,
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        json_patched.stdout.trim(),
-        format!("{NNCP}/patch-me patched"),
-        "{json_patched}"
-    );
+        ),
+        &patched,
+    )
+    .await;
     assert_eq!(
         jsonpath(kubectl, "nncp", "patch-me", "{.spec.maxUnavailable}").await,
         "5"
@@ -982,89 +999,52 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
         "3"
     );
 
-    let no_change = kubectl
-        .run(&[
-            "patch",
-            "nncp",
-            "patch-me",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"maxUnavailable":5}}"#,
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        no_change.stdout.trim(),
-        format!("{NNCP}/patch-me patched (no change)"),
-        "{no_change}"
-    );
+    prints(
+        kubectl,
+        &patch("patch-me", "merge", r#"{"spec":{"maxUnavailable":5}}"#),
+        &format!("{NNCP}/patch-me patched (no change)"),
+    )
+    .await;
 
-    let failed_test = kubectl
-        .run(&[
-            "patch",
-            "nncp",
+    fails_with(
+        kubectl,
+        &patch(
             "patch-me",
-            "--type",
             "json",
-            "-p",
             r#"[{"op":"test","path":"/spec/maxUnavailable","value":4}]"#,
-        ])
-        .await
-        .failed();
-    assert!(
-        failed_test
-            .stderr
-            .contains("testing value /spec/maxUnavailable failed"),
-        "{failed_test}"
-    );
+        ),
+        "testing value /spec/maxUnavailable failed",
+    )
+    .await;
 
-    let invalid = kubectl
-        .run(&[
-            "patch",
-            "nncp",
-            "patch-me",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"maxUnavailable":"x%"}}"#,
-        ])
-        .await
-        .failed();
-    assert!(
-        invalid
-            .stderr
-            .contains("spec.maxUnavailable: Invalid value"),
-        "{invalid}"
-    );
+    fails_with(
+        kubectl,
+        &patch("patch-me", "merge", r#"{"spec":{"maxUnavailable":"x%"}}"#),
+        "spec.maxUnavailable: Invalid value",
+    )
+    .await;
 
     // kubectl's default patch type is strategic merge, which the server
     // refuses (as for custom resources).
-    let strategic = kubectl
-        .run(&[
+    fails_with(
+        kubectl,
+        &[
             "patch",
             "nncp",
             "patch-me",
             "-p",
             r#"{"spec":{"maxUnavailable":2}}"#,
-        ])
-        .await
-        .failed();
-    assert!(
-        strategic.stderr.contains("application/merge-patch+json"),
-        "{strategic}"
-    );
+        ],
+        "application/merge-patch+json",
+    )
+    .await;
 
     let status_through_main = kubectl
-        .run(&[
-            "patch",
-            "nncp",
+        .run(&patch(
             "patch-me",
-            "--type",
             "merge",
-            "-p",
             r#"{"status":{"conditions":[{"type":"Available","status":"True"}]}}"#,
-        ])
+        ))
         .await
         .ok();
     assert!(
@@ -1077,25 +1057,24 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
         "status is written through /status only"
     );
 
-    let labeled = kubectl
-        .run(&["label", "nncp", "patch-me", "team=net"])
-        .await
-        .ok();
-    assert_eq!(
-        labeled.stdout.trim(),
-        format!("{NNCP}/patch-me labeled"),
-        "{labeled}"
-    );
-    let selected = kubectl
-        .run(&["get", "nncp", "-l", "team=net", "-o", "name"])
-        .await
-        .ok();
-    assert_eq!(selected.stdout.trim(), format!("{NNCP}/patch-me"));
-    let refused = kubectl
-        .run(&["label", "nncp", "patch-me", "team=ops"])
-        .await
-        .failed();
-    assert!(refused.stderr.contains("--overwrite is false"), "{refused}");
+    prints(
+        kubectl,
+        &["label", "nncp", "patch-me", "team=net"],
+        &format!("{NNCP}/patch-me labeled"),
+    )
+    .await;
+    prints(
+        kubectl,
+        &["get", "nncp", "-l", "team=net", "-o", "name"],
+        &format!("{NNCP}/patch-me"),
+    )
+    .await;
+    fails_with(
+        kubectl,
+        &["label", "nncp", "patch-me", "team=ops"],
+        "--overwrite is false",
+    )
+    .await;
     kubectl
         .run(&["label", "nncp", "patch-me", "team=ops", "--overwrite"])
         .await
@@ -1104,34 +1083,28 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
         jsonpath(kubectl, "nncp", "patch-me", "{.metadata.labels.team}").await,
         "ops"
     );
-    let unlabeled = kubectl
-        .run(&["label", "nncp", "patch-me", "team-"])
-        .await
-        .ok();
-    assert_eq!(
-        unlabeled.stdout.trim(),
-        format!("{NNCP}/patch-me unlabeled"),
-        "{unlabeled}"
-    );
+    prints(
+        kubectl,
+        &["label", "nncp", "patch-me", "team-"],
+        &format!("{NNCP}/patch-me unlabeled"),
+    )
+    .await;
     assert_eq!(
         jsonpath(kubectl, "nncp", "patch-me", "{.metadata.labels.team}").await,
         ""
     );
 
-    let annotated = kubectl
-        .run(&[
+    prints(
+        kubectl,
+        &[
             "annotate",
             "nncp",
             "patch-me",
             "example.com/note=hello world",
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        annotated.stdout.trim(),
-        format!("{NNCP}/patch-me annotated"),
-        "{annotated}"
-    );
+        ],
+        &format!("{NNCP}/patch-me annotated"),
+    )
+    .await;
     assert_eq!(
         jsonpath(
             kubectl,
@@ -1186,17 +1159,12 @@ async fn patch_label_annotate(kubectl: &Kubectl) {
 /// `kubectl apply --server-side`: create, update, a conflict with a second
 /// field manager, and forcing it.
 async fn server_side_apply(kubectl: &Kubectl) {
+    examples_applied(kubectl).await;
+    let server_side = ["apply", "--server-side", "-f", "-"];
+    let applied = format!("{NNCP}/ssa serverside-applied");
     let mut first = policy("ssa", json!(1));
     first["metadata"]["labels"] = json!({"app": "one"});
-    let created = kubectl
-        .run_stdin(&["apply", "--server-side", "-f", "-"], &first.to_string())
-        .await
-        .ok();
-    assert_eq!(
-        created.stdout.trim(),
-        format!("{NNCP}/ssa serverside-applied"),
-        "{created}"
-    );
+    prints_with_stdin(kubectl, &server_side, &first.to_string(), &applied).await;
     let read = get_json_with_managed_fields(kubectl, "nncp", "ssa").await;
     assert_eq!(read["spec"], first["spec"]);
     assert_eq!(read["metadata"]["labels"], json!({"app": "one"}));
@@ -1212,15 +1180,7 @@ async fn server_side_apply(kubectl: &Kubectl) {
     let mut second = policy("ssa", json!(2));
     second["metadata"]["labels"] = json!({"app": "two"});
     second["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": "node-a"});
-    let updated = kubectl
-        .run_stdin(&["apply", "--server-side", "-f", "-"], &second.to_string())
-        .await
-        .ok();
-    assert_eq!(
-        updated.stdout.trim(),
-        format!("{NNCP}/ssa serverside-applied"),
-        "{updated}"
-    );
+    prints_with_stdin(kubectl, &server_side, &second.to_string(), &applied).await;
     let read = get_json_with_managed_fields(kubectl, "nncp", "ssa").await;
     assert_eq!(read["spec"], second["spec"]);
     assert_eq!(read["metadata"]["labels"], json!({"app": "two"}));
@@ -1250,25 +1210,20 @@ async fn server_side_apply(kubectl: &Kubectl) {
         "2"
     );
 
-    let forced = kubectl
-        .run_stdin(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=other",
-                "--force-conflicts",
-                "-f",
-                "-",
-            ],
-            &other.to_string(),
-        )
-        .await
-        .ok();
-    assert_eq!(
-        forced.stdout.trim(),
-        format!("{NNCP}/ssa serverside-applied"),
-        "{forced}"
-    );
+    prints_with_stdin(
+        kubectl,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &other.to_string(),
+        &applied,
+    )
+    .await;
     let read = get_json_with_managed_fields(kubectl, "nncp", "ssa").await;
     assert_eq!(read["spec"]["maxUnavailable"], 9);
     assert_eq!(
@@ -1293,21 +1248,18 @@ async fn server_side_apply(kubectl: &Kubectl) {
     );
 
     // Server-side apply of a client-side-applied object takes it over.
-    let upgraded = kubectl
-        .run(&[
+    prints(
+        kubectl,
+        &[
             "apply",
             "--server-side",
             "--force-conflicts",
             "-f",
             path_str(&examples_dir().join("dns.yaml")),
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        upgraded.stdout.trim(),
-        format!("{NNCP}/dns serverside-applied"),
-        "{upgraded}"
-    );
+        ],
+        &format!("{NNCP}/dns serverside-applied"),
+    )
+    .await;
 
     let invalid = kubectl
         .run_stdin(
@@ -1407,8 +1359,10 @@ async fn wait(kubectl: &Kubectl) {
         }]}})
         .to_string()
     };
-    let status = kubectl
-        .run(&[
+    let condition_met = format!("{NNCP}/waited condition met");
+    prints(
+        kubectl,
+        &[
             "patch",
             "nncp",
             "waited",
@@ -1417,28 +1371,21 @@ async fn wait(kubectl: &Kubectl) {
             "merge",
             "-p",
             &available(1),
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        status.stdout.trim(),
-        format!("{NNCP}/waited patched"),
-        "{status}"
-    );
-    let met = kubectl
-        .run(&[
+        ],
+        &format!("{NNCP}/waited patched"),
+    )
+    .await;
+    prints(
+        kubectl,
+        &[
             "wait",
             "--for=condition=Available",
             "nncp/waited",
             "--timeout=30s",
-        ])
-        .await
-        .ok();
-    assert_eq!(
-        met.stdout.trim(),
-        format!("{NNCP}/waited condition met"),
-        "{met}"
-    );
+        ],
+        &condition_met,
+    )
+    .await;
 
     let table = kubectl.run(&["get", "nncp", "waited"]).await.ok();
     let row: Vec<&str> = table
@@ -1456,30 +1403,24 @@ async fn wait(kubectl: &Kubectl) {
 
     // A spec change makes the condition stale: wait times out ...
     kubectl
-        .run(&[
-            "patch",
-            "nncp",
+        .run(&patch(
             "waited",
-            "--type",
             "merge",
-            "-p",
             r#"{"spec":{"maxUnavailable":2}}"#,
-        ])
+        ))
         .await
         .ok();
-    let stale = kubectl
-        .run(&[
+    fails_with(
+        kubectl,
+        &[
             "wait",
             "--for=condition=Available",
             "nncp/waited",
             "--timeout=2s",
-        ])
-        .await
-        .failed();
-    assert!(
-        stale.stderr.contains("timed out waiting for the condition"),
-        "{stale}"
-    );
+        ],
+        "timed out waiting for the condition",
+    )
+    .await;
 
     // ... until the status observes generation 2, while kubectl waits.
     let mut waiting = kubectl
@@ -1504,11 +1445,7 @@ async fn wait(kubectl: &Kubectl) {
         .await
         .ok();
     let met = waiting.finish(LINE_TIMEOUT).await.unwrap().ok();
-    assert_eq!(
-        met.stdout.trim(),
-        format!("{NNCP}/waited condition met"),
-        "{met}"
-    );
+    assert_eq!(met.stdout.trim(), condition_met, "{met}");
 
     let by_path = kubectl
         .run(&[
@@ -1531,12 +1468,14 @@ async fn wait(kubectl: &Kubectl) {
 
 /// `kubectl delete` by name, by label, by file, with a finalizer.
 async fn delete(kubectl: &Kubectl) {
-    let deleted = kubectl.run(&["delete", "nncp", "dns"]).await.ok();
-    assert_eq!(
-        deleted.stdout.trim(),
-        format!("{NNCP} \"dns\" deleted"),
-        "{deleted}"
-    );
+    examples_applied(kubectl).await;
+    node_a_created(kubectl).await;
+    prints(
+        kubectl,
+        &["delete", "nncp", "dns"],
+        &format!("{NNCP} \"dns\" deleted"),
+    )
+    .await;
     assert_not_found(
         kubectl.run(&["get", "nncp", "dns"]).await,
         "nodenetworkconfigurationpolicies",
@@ -1548,15 +1487,12 @@ async fn delete(kubectl: &Kubectl) {
         "dns",
     );
 
-    let by_label = kubectl
-        .run(&["delete", "nncp", "-l", "example=linux-bridge"])
-        .await
-        .ok();
-    assert_eq!(
-        by_label.stdout.trim(),
-        format!("{NNCP} \"linux-bridge\" deleted"),
-        "{by_label}"
-    );
+    prints(
+        kubectl,
+        &["delete", "nncp", "-l", "example=linux-bridge"],
+        &format!("{NNCP} \"linux-bridge\" deleted"),
+    )
+    .await;
 
     let by_file = kubectl
         .run(&[
@@ -1600,15 +1536,11 @@ async fn delete(kubectl: &Kubectl) {
         "deletionTimestamp set while a finalizer holds the object"
     );
     kubectl
-        .run(&[
-            "patch",
-            "nncp",
+        .run(&patch(
             "held",
-            "--type",
             "json",
-            "-p",
             r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-        ])
+        ))
         .await
         .ok();
     assert_not_found(
@@ -1631,20 +1563,29 @@ async fn delete(kubectl: &Kubectl) {
 /// Every kubectl minor on the machine (1.27–1.33, `kubectl.1.NN` beside
 /// the machine's kubectl) does the everyday verbs against the server: 1.27
 /// and 1.28 read the OpenAPI v2 document as protobuf before they apply or
-/// explain. A minor that is not on the machine is skipped with a message.
+/// explain. A minor that is not on the machine is skipped with a message;
+/// every minor runs even when an earlier one failed, and the test names
+/// the minors that failed (each one's panic message is printed above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kubectl_minor_does_the_everyday_verbs() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&["--controller=false"])
         .await
         .unwrap();
     let mut tried = Vec::new();
+    let mut failed = Vec::new();
     for minor in 27..=33 {
         let Some(binary) = nmstate_e2e::kubectl::minor_binary(minor) else {
             eprintln!("kubectl 1.{minor} is not on this machine: skipped");
             continue;
         };
         let kubectl = Kubectl::with_binary(&binary, &server.admin_kubeconfig()).unwrap();
-        everyday_verbs(&kubectl, &format!("kubectl-1-{minor}")).await;
+        let name = format!("kubectl-1-{minor}");
+        let verbs = everyday_verbs(&kubectl, &name);
+        if AssertUnwindSafe(verbs).catch_unwind().await.is_err() {
+            eprintln!("== FAILED: kubectl 1.{minor}");
+            failed.push(minor);
+        }
         tried.push(minor);
     }
     assert!(
@@ -1652,6 +1593,7 @@ async fn every_kubectl_minor_does_the_everyday_verbs() {
         "no kubectl.1.NN found beside the machine's kubectl"
     );
     eprintln!("kubectl minors tried: {tried:?}");
+    assert!(failed.is_empty(), "failed kubectl minors: {failed:?}");
 }
 
 async fn everyday_verbs(kubectl: &Kubectl, name: &str) {

@@ -263,6 +263,7 @@ async fn wait_for_policy(admin: &HttpsClient, name: &str, type_: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_nmstate() {
+    let _turn = nmstate_e2e::suite::turn(module_path!());
     let server = ApiserverProcess::start(&[]).await.unwrap();
     let admin = server.admin_client().unwrap();
     let worker = |rack: &str| json!({WORKER: "", "rack": rack});
