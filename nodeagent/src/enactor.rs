@@ -430,7 +430,8 @@ impl Enactor {
             let started = Instant::now();
             let result = self.apply_once(&desired, &shutdown).await;
             self.applied.notify_one();
-            let Some(outcome) = outcome_of(result) else {
+            let features = result.as_ref().map(Vec::clone).unwrap_or_default();
+            let Some(outcome) = outcome_of(result.map(drop)) else {
                 tracing::info!(enactment = %name, "apply interrupted by shutdown: rolled back");
                 return;
             };
@@ -447,6 +448,9 @@ impl Enactor {
             let written = self
                 .write(name, generation, |status, now| {
                     next = record_outcome(status, generation, &node, &outcome, now);
+                    if applied {
+                        status.features.clone_from(&features);
+                    }
                 })
                 .await;
             if !written {
@@ -478,12 +482,14 @@ impl Enactor {
     }
 
     /// One apply: stale checkpoint rolled back, apply, probes, commit or
-    /// rollback. The error message is what users read.
+    /// rollback. The error message is what users read; a success returns
+    /// the nmstate features the state uses (upstream's `status.features`,
+    /// counted by the server's `kubernetes_nmstate_features_applied`).
     async fn apply_once(
         &self,
         desired: &State,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Vec<String>, ApplyError> {
         let failed = |message: String| ApplyError::Failed(message);
         self.backend
             .rollback_stale()
@@ -495,6 +501,10 @@ impl Enactor {
             .await
             .map_err(|e| failed(e.to_string()))?;
         let applicable = probe::applicable(&self.probes, &before).await;
+        let features = desired.features(&before).unwrap_or_else(|error| {
+            tracing::debug!(%error, "no nmstate statistic of the desired state");
+            Vec::new()
+        });
         let checkpoint = self
             .backend
             .apply(desired, self.config.checkpoint_timeout)
@@ -520,6 +530,7 @@ impl Enactor {
                 .backend
                 .commit(&checkpoint)
                 .await
+                .map(|()| features)
                 .map_err(|e| failed(format!("committing the configuration: {e}"))),
             Err(error) => {
                 let rollback = self.backend.rollback(&checkpoint).await;

@@ -388,7 +388,8 @@ async fn a_hollow_agent_applies_released_enactments() {
         "node-a",
         "br1",
         json!({"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up",
-            "bridge": {"port": [{"name": "eth1"}]}}]}),
+            "bridge": {"port": [{"name": "eth1"}]}}],
+            "dns-resolver": {"config": {"server": ["192.0.2.53"]}}}),
         false,
     )
     .await;
@@ -406,6 +407,12 @@ async fn a_hollow_agent_applies_released_enactments() {
     let available = condition(conditions, "Available").unwrap();
     assert_eq!(available["reason"], "SuccessfullyConfigured");
     assert_eq!(available["message"], "successfully reconciled");
+    // The nmstate features the applied state uses, as upstream reports
+    // them (`nmstatectl statistic`).
+    assert_eq!(
+        enactment["status"]["features"],
+        json!(["static-dns-name-server"])
+    );
     for type_ in ["Failing", "Progressing", "Pending", "Aborted"] {
         assert_eq!(
             condition(conditions, type_).unwrap()["status"],
