@@ -45,6 +45,12 @@ if [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
   missing+=(libprotobuf-dev)
 fi
 
+# A font for `kubectl nmstate show --graph png` (the plugin reads the
+# system's fonts; tests/tests/kubectl_nmstate.rs checks its labels' pixels).
+if ! compgen -G '/usr/share/fonts/truetype/dejavu/DejaVuSans*.ttf' >/dev/null; then
+  missing+=(fonts-dejavu-core)
+fi
+
 if ! command -v kubectl >/dev/null 2>&1 && ! command -v curl >/dev/null 2>&1; then
   missing+=(curl ca-certificates)
 fi

@@ -29,6 +29,13 @@ pub enum Error {
     Build(#[source] http::Error),
 }
 
+impl Error {
+    /// Whether the server said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Request(kube::Error::Api(status)) if status.is_not_found())
+    }
+}
+
 /// `Result` with this module's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

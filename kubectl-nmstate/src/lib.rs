@@ -1,20 +1,26 @@
 //! `kubectl nmstate`: a kubectl plugin over the nmstate.io API.
 //!
 //! - [`client`] is the only module that talks to the cluster;
-//! - [`print`] and [`show`] turn answers into text, SVG or dot, with no IO;
-//! - [`run`] ties a parsed command to both and says how the process ends.
+//! - [`print`], [`diff`] and [`show`] turn answers into text, SVG or dot,
+//!   with no IO;
+//! - [`raster`] draws the SVG as PNG with the system's fonts;
+//! - [`run`] ties a parsed command to them and says how the process ends.
 
 pub mod client;
+pub mod diff;
 pub mod print;
+pub mod raster;
 pub mod show;
 
 use std::{
+    collections::BTreeMap,
     io::{IsTerminal, Write},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
+use nmstate_openapi::subresources::NodeNetworkConfigurationPolicyDryRun;
 
 use crate::{
     client::{Connection, NmstateClient},
@@ -60,6 +66,8 @@ pub enum GraphFormat {
     Dot,
     /// An SVG picture, laid out by the plugin itself.
     Svg,
+    /// The same picture as PNG (needs a font installed on the machine).
+    Png,
 }
 
 /// One command, its flags parsed.
@@ -186,7 +194,10 @@ pub async fn run(connection: &Connection, command: Command, out: &mut dyn Write)
             let answer = client.dry_run(name, &body).await?;
             let text = match output {
                 Some(format) => encode(&answer, format)?,
-                None => print::dry_run(&answer, color.palette()),
+                None => {
+                    let current = current_states(&client, &answer).await?;
+                    print::dry_run(&answer, &current, color.palette())
+                }
             };
             out.write_all(text.as_bytes())?;
         }
@@ -224,16 +235,55 @@ pub async fn run(connection: &Connection, command: Command, out: &mut dyn Write)
                 .map(|state| state.0.clone())
                 .unwrap_or_default();
             let interfaces = show::interfaces(&current);
-            let text = match (graph, output) {
-                (Some(GraphFormat::Dot), _) => show::dot(&node, &show::graph(&interfaces)),
-                (Some(GraphFormat::Svg), _) => show::svg(&node, &show::graph(&interfaces)),
-                (None, Some(format)) => encode(&state, format)?,
-                (None, None) => show::table(&interfaces),
+            let bytes = match (graph, output) {
+                (Some(GraphFormat::Dot), _) => show::dot(&node, &show::graph(&interfaces)).into(),
+                (Some(GraphFormat::Svg), _) => show::svg(&node, &show::graph(&interfaces)).into(),
+                (Some(GraphFormat::Png), _) => {
+                    if std::io::stdout().is_terminal() {
+                        bail!(
+                            "not writing a PNG to a terminal: redirect it to a file (> {node}.png)"
+                        );
+                    }
+                    raster::png(&show::svg(&node, &show::graph(&interfaces)))?
+                }
+                (None, Some(format)) => encode(&state, format)?.into_bytes(),
+                (None, None) => show::table(&interfaces).into_bytes(),
             };
-            out.write_all(text.as_bytes())?;
+            out.write_all(&bytes)?;
         }
     }
     Ok(0)
+}
+
+/// The reported current state of each node a dry run would change, by
+/// node name, for the `-` side of its diff. A node whose state is gone
+/// since the dry run has none (its diff shows only additions).
+async fn current_states(
+    client: &NmstateClient,
+    answer: &NodeNetworkConfigurationPolicyDryRun,
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let mut states = BTreeMap::new();
+    for node in &answer.nodes {
+        let changes = node
+            .difference
+            .as_ref()
+            .and_then(|difference| difference.0.as_object())
+            .is_some_and(|difference| !difference.is_empty());
+        if !changes {
+            continue;
+        }
+        let state = match client.node_state(&node.node).await {
+            Ok(state) => state,
+            Err(error) if error.is_not_found() => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading node {}'s state", node.node));
+            }
+        };
+        if let Some(current) = state.status.and_then(|status| status.current_state) {
+            states.insert(node.node.clone(), current.0);
+        }
+    }
+    Ok(states)
 }
 
 /// Follows a policy's rollout until it is `Available` (0), `Degraded` (1,

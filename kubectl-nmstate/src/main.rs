@@ -67,7 +67,7 @@ enum Sub {
     Show {
         /// The node (its NodeNetworkState's name).
         node: String,
-        /// Draw the interfaces as dot text or SVG instead of the table.
+        /// Draw the interfaces as dot text, SVG or PNG instead of the table.
         #[arg(long)]
         graph: Option<GraphFormat>,
         /// Print the NodeNetworkState as yaml or json.

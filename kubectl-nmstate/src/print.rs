@@ -2,13 +2,16 @@
 //! values to text, with no IO, so every format is unit-tested and the end
 //! to end test compares the binary's output with golden files.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use nmstate_openapi::{
     ConditionType, NodeNetworkConfigurationEnactment, NodeNetworkConfigurationPolicy,
     condition::find_condition,
     subresources::{NodeNetworkConfigurationPolicyDryRun, NodeNetworkConfigurationPolicyRender},
 };
+use serde_json::Value;
+
+use crate::diff;
 
 /// ANSI colours, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,10 +82,16 @@ fn captures(
     out
 }
 
-/// `dry-run`'s default output: per node what would change, as a diff (an
-/// addition per line of nmstate's difference document), the nodes that
-/// cannot be rendered with nmstate's message, then the rollout waves.
-pub fn dry_run(answer: &NodeNetworkConfigurationPolicyDryRun, palette: Palette) -> String {
+/// `dry-run`'s default output: per node what would change, as a diff of
+/// the node's current values (`current`, its reported state by node name;
+/// `-` lines) against nmstate's difference document (`+` lines), with the
+/// lines both share as context (see [`diff`]); the nodes that cannot be
+/// rendered with nmstate's message; then the rollout waves.
+pub fn dry_run(
+    answer: &NodeNetworkConfigurationPolicyDryRun,
+    current: &BTreeMap<String, Value>,
+    palette: Palette,
+) -> String {
     let mut out = String::new();
     let name = answer.metadata.name.as_deref().unwrap_or_default();
     let _ = writeln!(
@@ -110,8 +119,20 @@ pub fn dry_run(answer: &NodeNetworkConfigurationPolicyDryRun, palette: Palette) 
             let _ = writeln!(out, "  (no change)");
             continue;
         }
-        for line in yaml(&difference).lines() {
-            let _ = writeln!(out, "{}", palette.green(&format!("+ {line}")));
+        let before =
+            diff::current_side(&difference, current.get(&node.node).unwrap_or(&Value::Null));
+        let before = if before.as_object().is_none_or(serde_json::Map::is_empty) {
+            String::new()
+        } else {
+            yaml(&before)
+        };
+        for line in diff::lines(&before, &yaml(&difference)) {
+            let text = match line {
+                diff::Line::Same(line) => format!("  {line}"),
+                diff::Line::Removed(line) => palette.red(&format!("- {line}")),
+                diff::Line::Added(line) => palette.green(&format!("+ {line}")),
+            };
+            let _ = writeln!(out, "{text}");
         }
     }
     let _ = writeln!(out);

@@ -1,4 +1,5 @@
-//! The `handler` scenario: one `nmstate-agent` (backend `nm`) next to
+//! The `handler` scenario: one `nmstate-agent` (backend `nm`, built as it
+//! is shipped, with the `release-agent` profile) next to
 //! upstream kubernetes-nmstate's node handler, each on a namespace node of
 //! its own with its own NetworkManager (`hack/netns-node.sh`), in one run:
 //!
@@ -101,13 +102,7 @@ impl Plan {
 /// `nmstate-agent` next to it.
 pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> Result<()> {
     let plan = Plan::new(quick);
-    let agent_binary = apiserver.with_file_name("nmstate-agent");
-    if !agent_binary.is_file() {
-        bail!(
-            "{} is missing; build it first: cargo build --release -p nmstate-agent",
-            agent_binary.display()
-        );
-    }
+    let agent_binary = shipped_agent(apiserver)?;
     progress("building (or finding) upstream's handler: hack/build-upstream-handler.sh");
     let handler_binary = tokio::task::spawn_blocking(upstream_handler).await??;
     let crd_dir = handler_binary.with_file_name("crds");
@@ -285,7 +280,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     let rss_goal_met = rss_ratio <= RSS_RATIO_GOAL;
 
     report.line(format!(
-        "handler: nmstate-agent (nm backend, nmstate-apiserver) against upstream's node handler (kubernetes-nmstate {}, kube-apiserver with its CRDs), one NetworkManager namespace node each",
+        "handler: nmstate-agent (release-agent build, nm backend, nmstate-apiserver) against upstream's node handler (kubernetes-nmstate {}, kube-apiserver with its CRDs), one NetworkManager namespace node each",
         upstream_version(&handler_binary)
     ));
     report.line(format!(
@@ -619,6 +614,25 @@ fn children_cpu_from_stat(stat: &str) -> Option<Duration> {
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some(Duration::from_millis((user + system) * 10))
+}
+
+/// The agent as it is shipped: built with the `release-agent` profile
+/// (root `Cargo.toml`, as `deploy/containers/agent.Containerfile` builds
+/// it), in `target/release-agent/` beside the release directory of
+/// `apiserver`.
+fn shipped_agent(apiserver: &Path) -> Result<PathBuf> {
+    let binary = apiserver
+        .parent()
+        .and_then(Path::parent)
+        .context("the apiserver binary has no target directory")?
+        .join("release-agent/nmstate-agent");
+    if !binary.is_file() {
+        bail!(
+            "{} is missing; build it first: cargo build --profile release-agent -p nmstate-agent",
+            binary.display()
+        );
+    }
+    Ok(binary)
 }
 
 /// `RssAnon` and `RssFile` (with `RssShmem`) of process `pid`, in bytes.

@@ -133,6 +133,23 @@ fn mtu_policy() -> Value {
     })
 }
 
+/// Changes and removals on rack r1, for the two sides of dry-run's diff:
+/// eth1's IPv4 (and so its address) off, eth2's MTU up.
+fn eth_changes_policy() -> Value {
+    json!({
+        "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": "eth-changes"},
+        "spec": {
+            "nodeSelector": {"rack": "r1"},
+            "maxUnavailable": 1,
+            "desiredState": {"interfaces": [
+                {"name": "eth1", "type": "ethernet", "state": "up", "ipv4": {"enabled": false}},
+                {"name": "eth2", "type": "ethernet", "state": "up", "mtu": 9000},
+            ]},
+        },
+    })
+}
+
 /// Upstream's bridge on the default-gateway interface, for workers.
 fn bridge_policy() -> Value {
     let mut spec = policies::bridge_on_default_gateway();
@@ -311,6 +328,20 @@ async fn kubectl_nmstate() {
         serde_json::from_str(&plugin.ok(&["dry-run", "-f", file, "-o", "json"])).unwrap();
     assert_eq!(json["kind"], "NodeNetworkConfigurationPolicyDryRun");
     assert_eq!(json["batches"], json!([["node-a", "node-b", "node-c"]]));
+    // What a policy changes and removes: the nodes' current values too.
+    let changes = temp.path().join("eth-changes.yaml");
+    std::fs::write(
+        &changes,
+        serde_json::to_string(&eth_changes_policy()).unwrap(),
+    )
+    .unwrap();
+    let changes = changes.to_str().unwrap();
+    check("dry-run-changes", &plugin.ok(&["dry-run", "-f", changes]));
+    let coloured = plugin.ok(&["dry-run", "-f", changes, "--color=always"]);
+    assert!(
+        coloured.contains("\x1b[31m-   mtu: 1500\x1b[0m\n\x1b[32m+   mtu: 9000"),
+        "{coloured}"
+    );
 
     // The policies, created: their rollouts cannot finish before the
     // agents answer, so a short timeout expires.
@@ -411,6 +442,9 @@ async fn kubectl_nmstate() {
     check("show-node-x-dot", &dot);
     let svg = plugin.ok(&["show", "node-x", "--graph", "svg"]);
     check_svg(&svg);
+    let output = plugin.run(&["show", "node-x", "--graph", "png"]);
+    assert!(output.status.success(), "{output:?}");
+    check_png(&output.stdout, &svg);
 
     // kubectl's conventions: KUBECONFIG, --context, errors.
     let output = Command::new(&plugin.binary)
@@ -510,5 +544,87 @@ fn check_svg(svg: &str) {
         "2001:db8::30/64",
     ] {
         assert!(texts.contains(&label), "{label} missing: {texts:?}");
+    }
+}
+
+/// The PNG of node-x decodes, has the SVG's size, a white background, and
+/// where the SVG places each node its shape's fill and dark pixels of its
+/// label (so a font was found and used), and the edges' lines.
+fn check_png(png: &[u8], svg: &str) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    assert_eq!(
+        (info.color_type, info.bit_depth),
+        (png::ColorType::Rgba, png::BitDepth::Eight)
+    );
+    let document = roxmltree::Document::parse(svg).unwrap();
+    let root = document.root_element();
+    let number = |node: roxmltree::Node<'_, '_>, name: &str| -> u32 {
+        node.attribute(name).unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        (info.width, info.height),
+        (number(root, "width"), number(root, "height"))
+    );
+    assert!(info.width >= 300 && info.height >= 200, "{info:?}");
+    let pixel = |x: u32, y: u32| -> [u8; 3] {
+        let at = (y as usize * info.width as usize + x as usize) * 4;
+        [buffer[at], buffer[at + 1], buffer[at + 2]]
+    };
+    let white = |[r, g, b]: [u8; 3]| r > 250 && g > 250 && b > 250;
+    let dark = |[r, g, b]: [u8; 3]| r < 100 && g < 100 && b < 100;
+    // Nothing is drawn in the top right corner.
+    for (x, y) in [(info.width - 3, 2), (info.width - 12, 10)] {
+        assert!(white(pixel(x, y)), "({x}, {y}) is {:?}", pixel(x, y));
+    }
+    let mut checked = 0;
+    for group in root
+        .descendants()
+        .filter(|node| node.attribute("class") == Some("node"))
+    {
+        let id = group.attribute("id").unwrap();
+        let shape = group.first_element_child().unwrap();
+        // The shape's box: left, top, right, bottom.
+        let (left, top, right, bottom) = match shape.tag_name().name() {
+            "rect" => {
+                let (x, y) = (number(shape, "x"), number(shape, "y"));
+                (
+                    x,
+                    y,
+                    x + number(shape, "width"),
+                    y + number(shape, "height"),
+                )
+            }
+            "ellipse" => {
+                let (cx, cy) = (number(shape, "cx"), number(shape, "cy"));
+                let (rx, ry) = (number(shape, "rx"), number(shape, "ry"));
+                (cx - rx, cy - ry, cx + rx, cy + ry)
+            }
+            other => panic!("{id}: unexpected shape {other}"),
+        };
+        // The fill, left of the centred label.
+        let fill = pixel(left + 8, (top + bottom) / 2);
+        assert!(!white(fill) && !dark(fill), "{id}: fill is {fill:?}");
+        let text = (left..right)
+            .flat_map(|x| (top..bottom).map(move |y| (x, y)))
+            .filter(|&(x, y)| dark(pixel(x, y)))
+            .count();
+        assert!(text > 30, "{id}: {text} dark pixels: no label drawn");
+        checked += 1;
+    }
+    assert_eq!(checked, 9);
+    for line in root
+        .descendants()
+        .filter(|node| node.tag_name().name() == "line")
+    {
+        let x = (number(line, "x1") + number(line, "x2")) / 2;
+        let y = (number(line, "y1") + number(line, "y2")) / 2;
+        let drawn = (x - 1..=x + 1)
+            .flat_map(|x| (y - 1..=y + 1).map(move |y| (x, y)))
+            .any(|(x, y)| !white(pixel(x, y)));
+        assert!(drawn, "no edge line drawn at ({x}, {y})");
     }
 }
