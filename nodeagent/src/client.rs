@@ -1,13 +1,21 @@
 //! The agent's Kubernetes client: kube-rs over rustls, configured from a
 //! kubeconfig file or, without one, from the pod's in-cluster service
-//! account. The nmstate.io kinds are the `nmstate-openapi` types, wrapped so
+//! account. Like a kubelet's, it speaks HTTP/2 when the server offers it
+//! (ALPN `h2`, as kube-apiserver and nmstate-apiserver do), so one TLS
+//! connection carries the agent's watches and requests as streams; kube's
+//! own client speaks HTTP/1.1 only, one connection per open watch. The nmstate.io kinds are the `nmstate-openapi` types, wrapped so
 //! that kube's typed `Api` reads and writes them.
 //!
 //! The agent only ever touches its own node's objects (node restriction on
 //! the server enforces it): NodeNetworkState `<node>` and the status of the
 //! enactments labelled `nmstate.io/node=<node>`.
 
-use std::{borrow::Cow, path::Path};
+use std::{borrow::Cow, path::Path, time::Duration};
+
+use hyper_util::{
+    client::legacy::connect::HttpConnector,
+    rt::{TokioExecutor, TokioTimer},
+};
 
 use kube::{
     Api, Client, Config,
@@ -94,7 +102,50 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, Error> {
         }
         None => Config::infer().await.map_err(Error::Infer)?,
     };
-    Client::try_from(config).map_err(Error::Client)
+    from_config(config)
+}
+
+/// A client from a kube `config`, over HTTP/2 when the server offers it
+/// and HTTP/1.1 otherwise. kube's default stack minus what the agent does
+/// not use (response decompression, request tracing spans, retries of
+/// 5xx, read and write timeouts on the connection, which would cut the
+/// long watch streams that share it); with its base URL, authentication
+/// (token, exec plugin) and extra headers.
+pub fn from_config(config: Config) -> Result<Client, Error> {
+    use kube::client::ConfigExt;
+
+    let tls = config.rustls_client_config().map_err(Error::Client)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    http.set_nodelay(true);
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|error| {
+            Error::Client(kube::Error::Service(
+                format!("tls-server-name {name}: {error}").into(),
+            ))
+        })?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let connector = builder.enable_all_versions().wrap_connector(http);
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        // A dead connection (a replica gone, a balancer restarted) is found
+        // by pings, not only when the next write fails.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_while_idle(true)
+        .timer(TokioTimer::new())
+        .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().map_err(Error::Client)?)
+        .layer(config.extra_headers_layer().map_err(Error::Client)?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// The NodeNetworkState API.

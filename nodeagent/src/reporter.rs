@@ -8,7 +8,9 @@
 //! the result with what is stored: it writes only when the filtered state,
 //! the versions or the labels changed, or when the `Ready` heartbeat is
 //! older than the ready interval. `lastSuccessfulUpdateTime` moves only
-//! with the state. So an idle node writes nothing but its heartbeat.
+//! with the state. So an idle node writes nothing but its heartbeat, and
+//! the heartbeat alone is a merge patch of `status.conditions` (a few
+//! hundred bytes, as a kubelet's status patch), not the 19 KB state.
 //!
 //! What is stored is known from the watch, so an idle report sends no
 //! request at all. The decision is [`plan`], a pure function.
@@ -19,7 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{
     Api,
-    api::PostParams,
+    api::{Patch, PatchParams, PostParams},
     runtime::watcher::{self, Event},
 };
 use nmstate_openapi::{
@@ -75,6 +77,9 @@ pub enum Plan {
     },
     /// Write the status only.
     Status(NodeNetworkStateStatus),
+    /// Only the heartbeat is due: write these conditions (the renewed
+    /// `Ready` among them), nothing else.
+    Heartbeat(Vec<nmstate_openapi::Condition>),
 }
 
 /// Decides what to write, given what is stored (`None`: no object), the
@@ -121,7 +126,8 @@ pub fn plan(
         return Plan::Labels { object, status };
     }
     match status {
-        Some(status) => Plan::Status(status),
+        Some(status) if status_changed => Plan::Status(status),
+        Some(status) => Plan::Heartbeat(status.conditions),
         None => Plan::Nothing,
     }
 }
@@ -313,6 +319,19 @@ impl Reporter {
                 object.status = Some(status);
                 self.write_status(object).await?
             }
+            Plan::Heartbeat(conditions) => {
+                // A merge patch replaces the conditions list as a whole;
+                // nothing else of the status is sent or changed.
+                let patch = serde_json::json!({"status": {"conditions": conditions}});
+                let written = self
+                    .api
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(ReportError::Api)?;
+                self.metrics.observe_state_write();
+                tracing::debug!(node = %name, "Ready heartbeat renewed");
+                written.0
+            }
         };
         Ok(Some(written))
     }
@@ -435,8 +454,9 @@ mod tests {
             Plan::Nothing
         );
 
-        // A minute later: only the heartbeat moves.
-        let Plan::Status(status) = plan(
+        // A minute later: only the heartbeat moves, and only the
+        // conditions are written.
+        let Plan::Heartbeat(conditions) = plan(
             Some(&stored),
             &config(labels()),
             &state,
@@ -445,8 +465,7 @@ mod tests {
         ) else {
             panic!("heartbeat expected");
         };
-        assert_eq!(status.last_successful_update_time, Some(at(0)));
-        let ready = find_condition(&status.conditions, &ConditionType::Ready).unwrap();
+        let ready = find_condition(&conditions, &ConditionType::Ready).unwrap();
         assert_eq!(ready.last_heartbeat_time, Some(at(60)));
         assert_eq!(ready.last_transition_time, Some(at(0)));
 
@@ -501,16 +520,16 @@ mod tests {
         let mut stored = stored_after(plan(None, &config(labels()), &state, &versions(), &at(0)));
         let status = stored.status.as_mut().unwrap();
         status.conditions[0].status = nmstate_openapi::ConditionStatus::False;
-        let Plan::Status(status) = plan(
+        let Plan::Heartbeat(conditions) = plan(
             Some(&stored),
             &config(labels()),
             &state,
             &versions(),
             &at(5),
         ) else {
-            panic!("status expected");
+            panic!("heartbeat expected");
         };
-        assert!(status.conditions[0].is_true());
+        assert!(conditions[0].is_true());
     }
 }
 

@@ -1,8 +1,9 @@
 //! A hollow fleet: many simulated nodes in one process, each running the
 //! real agent ([`nmstate_agent::agent::run_with_client`]) with the hollow
 //! backend, as kubemark runs hollow kubelets. Every node has its own
-//! client (so its own TLS connections, one per watch and one for its
-//! requests), its own NodeNetworkState watch and enactment watch, its own
+//! client (so its own HTTP/2 connection, which carries its watches and
+//! requests, as a real agent's), its own NodeNetworkState watch and
+//! enactment watch, its own
 //! `Ready` heartbeat, and a hollow network as big as a real node's
 //! ([`crate::bench::objects::current_state`], about 19 KB of JSON) whose
 //! applies take `apply_delay` and fail with `fail_probability`.
@@ -103,7 +104,7 @@ async fn node_client(ca: &LocalCa, server: &str, node: &str) -> Result<kube::Cli
         &kube::config::KubeConfigOptions::default(),
     )
     .await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(nmstate_agent::client::from_config(config)?)
 }
 
 /// Runs the fleet until `shutdown` turns true; `started` is called once

@@ -219,32 +219,66 @@ enum LoopError {
     NodesStopped,
 }
 
-/// What about a node matters for selection and release.
+/// What the controller last saw of a node: what selection and release
+/// depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct NodeKey {
     labels: BTreeMap<String, String>,
+    /// The `Ready` condition is true.
     ready: bool,
+    /// Its `lastHeartbeatTime`, in seconds.
     heartbeat: Option<i64>,
     has_state: bool,
 }
 
-fn node_key(object: &CachedObject) -> NodeKey {
-    let status = object.summary().get("status");
-    let ready = status
+impl NodeKey {
+    fn of(object: &CachedObject) -> Self {
+        let (ready, heartbeat) = ready_heartbeat(object);
+        NodeKey {
+            labels: object.labels.clone(),
+            ready,
+            heartbeat,
+            has_state: object.current_state().is_some(),
+        }
+    }
+
+    /// Whether the node counts as alive at `now` (seconds): `Ready` and a
+    /// heartbeat at most `grace` seconds old.
+    fn alive(&self, now: i64, grace: i64) -> bool {
+        self.ready
+            && self
+                .heartbeat
+                .is_some_and(|heartbeat| now - heartbeat <= grace)
+    }
+
+    /// Whether the node changed, from `self` to `next`, in a way that
+    /// matters to the policies at `now`: its labels, whether it has a
+    /// state, or whether it is alive. A heartbeat renewal of a live node is
+    /// no change (with thousands of nodes, every renewal would reconcile
+    /// every policy); the renewal of a node that went dark is one, and
+    /// expiry without an event is caught by the resync.
+    fn differs(&self, next: &NodeKey, now: i64, grace: i64) -> bool {
+        self.labels != next.labels
+            || self.has_state != next.has_state
+            || self.alive(now, grace) != next.alive(now, grace)
+    }
+}
+
+/// Whether `object`'s `Ready` condition is true, and its heartbeat time in
+/// seconds.
+fn ready_heartbeat(object: &CachedObject) -> (bool, Option<i64>) {
+    let ready = object
+        .summary()
+        .get("status")
         .and_then(|status| status.get("conditions"))
         .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
         .and_then(|conditions| find_condition(&conditions, &ConditionType::Ready).cloned());
-    NodeKey {
-        labels: object.labels.clone(),
-        ready: ready
-            .as_ref()
-            .is_some_and(|ready| ready.status == ConditionStatus::True),
-        // Minutes, not seconds: a heartbeat renewal alone is not a change
-        // worth reconciling every policy for; the resync catches expiry.
-        heartbeat: ready
-            .and_then(|ready| ready.last_heartbeat_time)
-            .map(|time| time.0.as_second() / 60),
-        has_state: object.current_state().is_some(),
+    match ready {
+        Some(ready) => (
+            ready.status == ConditionStatus::True,
+            ready.last_heartbeat_time.map(|time| time.0.as_second()),
+        ),
+        None => (false, None),
     }
 }
 
@@ -267,6 +301,11 @@ struct Reconciler {
     events: Option<EventSink>,
     /// What each policy's last reconcile saw, to report only changes.
     seen: HashMap<String, Memory>,
+    /// Each enactment's status, decoded, with the revision it was decoded
+    /// at: a batch decodes only the enactments that changed since the
+    /// last one (thousands of them would otherwise be decoded on every
+    /// batch of a rollout).
+    decoded: HashMap<String, (Revision, NodeNetworkConfigurationEnactmentStatus)>,
 }
 
 impl Reconciler {
@@ -281,6 +320,7 @@ impl Reconciler {
             written: 0,
             events,
             seen: HashMap::new(),
+            decoded: HashMap::new(),
         }
     }
 
@@ -317,12 +357,22 @@ impl Reconciler {
             .get(ResourceKind::NodeNetworkState)
             .snapshot();
         for object in current {
-            self.nodes.insert(object.name.clone(), node_key(&object));
+            self.nodes.insert(object.name.clone(), NodeKey::of(&object));
         }
         let mut resync = tokio::time::interval(self.config.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the next batch is due: `debounce` after the first event
+        // since the last batch. A deadline, not a sleep started again on
+        // every event: with thousands of nodes the events (heartbeats,
+        // state reports, enactment updates) come faster than the debounce,
+        // and a restarted sleep would hold every batch back until a lull.
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
             let pending = self.all_dirty || !self.dirty.is_empty();
+            if pending && due.is_none() {
+                due = Some(tokio::time::Instant::now() + self.config.debounce);
+            }
+            let batch_due = due.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 event = policies.next() => {
                     let event = event.map_err(|end| LoopError::Cache(format!("{end:?}")))?;
@@ -348,7 +398,8 @@ impl Reconciler {
                     self.all_dirty = true;
                 }
                 _ = resync.tick() => self.all_dirty = true,
-                () = tokio::time::sleep(self.config.debounce), if pending => {
+                () = tokio::time::sleep_until(batch_due), if pending => {
+                    due = None;
                     self.reconcile_batch().await?;
                 }
             }
@@ -358,11 +409,17 @@ impl Reconciler {
     fn node_event(&mut self, event: &CacheEvent) {
         match event {
             CacheEvent::Added(object) | CacheEvent::Modified(object) => {
-                let key = node_key(object);
-                if self.nodes.get(&object.name) != Some(&key) {
-                    self.nodes.insert(object.name.clone(), key);
+                let key = NodeKey::of(object);
+                let now = time_now().0.as_second();
+                let grace = self.grace_seconds();
+                if self
+                    .nodes
+                    .get(&object.name)
+                    .is_none_or(|seen| seen.differs(&key, now, grace))
+                {
                     self.all_dirty = true;
                 }
+                self.nodes.insert(object.name.clone(), key);
             }
             CacheEvent::Deleted(object) => {
                 self.nodes.remove(&object.name);
@@ -370,6 +427,10 @@ impl Reconciler {
             }
             CacheEvent::Bookmark(_) => {}
         }
+    }
+
+    fn grace_seconds(&self) -> i64 {
+        i64::try_from(self.config.heartbeat_grace.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Waits until every cache is ready and has seen the store's current
@@ -416,7 +477,7 @@ impl Reconciler {
         }
 
         let now = time_now();
-        let grace = i64::try_from(self.config.heartbeat_grace.as_secs()).unwrap_or(i64::MAX);
+        let grace = self.grace_seconds();
         let cluster_labels = self.cluster_labels.clone();
         let nodes: Vec<Node<'_>> = states
             .iter()
@@ -438,13 +499,32 @@ impl Reconciler {
             }
         }
 
+        for object in by_policy.values().flatten() {
+            let fresh = self
+                .decoded
+                .get(&object.name)
+                .is_some_and(|(revision, _)| *revision == object.revision);
+            if !fresh {
+                self.decoded.insert(
+                    object.name.clone(),
+                    (object.revision, enactment_status(object)),
+                );
+            }
+        }
+        if self.decoded.len() > enactments.len() {
+            let present: std::collections::HashSet<&str> =
+                enactments.iter().map(|e| e.name.as_str()).collect();
+            self.decoded
+                .retain(|name, _| present.contains(name.as_str()));
+        }
+
         let policy_cache = caches.get(ResourceKind::NodeNetworkConfigurationPolicy);
         let mut writes = Vec::new();
         for name in &names {
             let mut existing: Vec<Existing<'_>> = Vec::new();
             let mut uids: Vec<&str> = Vec::new();
             for object in by_policy.get(name.as_str()).into_iter().flatten() {
-                if let Some(enactment) = existing_of(object) {
+                if let Some(enactment) = existing_of(object, &self.decoded) {
                     uids.push(uid_of(object));
                     existing.push(enactment);
                 }
@@ -495,7 +575,7 @@ impl Reconciler {
                         name: enactment.name,
                         uid,
                         node: enactment.node,
-                        status: &enactment.status,
+                        status: enactment.status,
                     })
                     .collect();
                 let view = PolicyView {
@@ -583,21 +663,17 @@ fn node_of<'a>(
     now: &Time,
     grace_seconds: i64,
 ) -> Node<'a> {
-    let status = object.summary().get("status");
-    let alive = status
-        .and_then(|status| status.get("conditions"))
-        .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
-        .and_then(|conditions| find_condition(&conditions, &ConditionType::Ready).cloned())
-        .is_some_and(|ready| {
-            ready.status == ConditionStatus::True
-                && ready.last_heartbeat_time.is_some_and(|heartbeat| {
-                    now.0.as_second() - heartbeat.0.as_second() <= grace_seconds
-                })
-        });
+    let (ready, heartbeat) = ready_heartbeat(object);
+    let key = NodeKey {
+        labels: BTreeMap::new(),
+        ready,
+        heartbeat,
+        has_state: false,
+    };
     Node {
         name: &object.name,
         labels,
-        alive,
+        alive: key.alive(now.0.as_second(), grace_seconds),
         current_state: object.current_state(),
     }
 }
@@ -616,25 +692,33 @@ async fn node_labels_changed(
     Ok(receiver.borrow_and_update().clone())
 }
 
-/// An enactment from the cache, if it is one the controller can read.
-fn existing_of(object: &CachedObject) -> Option<Existing<'_>> {
+/// An enactment from the cache, if it is one the controller can read,
+/// with its status from `decoded` (which must hold it).
+fn existing_of<'a>(
+    object: &'a CachedObject,
+    decoded: &'a HashMap<String, (Revision, NodeNetworkConfigurationEnactmentStatus)>,
+) -> Option<Existing<'a>> {
     let node = object
         .labels
         .get(nmstate_openapi::ENACTMENT_NODE_LABEL)?
         .as_str();
-    let status = match object.summary().get("status") {
-        Some(status) => {
-            serde_json::from_value::<NodeNetworkConfigurationEnactmentStatus>(status.clone())
-                .unwrap_or_default()
-        }
-        None => NodeNetworkConfigurationEnactmentStatus::default(),
-    };
+    let (_, status) = decoded.get(&object.name)?;
     Some(Existing {
         name: &object.name,
         node,
         revision: object.revision,
         status,
     })
+}
+
+/// An enactment's status, decoded (the default if it has none or it does
+/// not decode).
+fn enactment_status(object: &CachedObject) -> NodeNetworkConfigurationEnactmentStatus {
+    object
+        .summary()
+        .get("status")
+        .and_then(|status| serde_json::from_value(status.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// An object's `metadata.uid` (empty if it has none).
@@ -804,5 +888,40 @@ fn internal(name: &str, error: object::Error) -> storage::Error {
     storage::Error::Corrupt {
         key: name.to_owned(),
         message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ready: bool, heartbeat: Option<i64>) -> NodeKey {
+        NodeKey {
+            labels: BTreeMap::from([("rack".to_owned(), "r1".to_owned())]),
+            ready,
+            heartbeat,
+            has_state: true,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_renewal_of_a_live_node_is_no_change() {
+        let grace = 180;
+        let before = key(true, Some(1_000));
+        // A minute later, renewed: alive before and after.
+        assert!(!before.differs(&key(true, Some(1_060)), 1_060, grace));
+        // Renewed after it had gone dark: a change.
+        assert!(before.differs(&key(true, Some(1_300)), 1_300, grace));
+        // Not ready any more, labels, a state: changes.
+        assert!(before.differs(&key(false, Some(1_060)), 1_060, grace));
+        let mut relabelled = key(true, Some(1_000));
+        relabelled.labels.insert("rack".to_owned(), "r2".to_owned());
+        assert!(before.differs(&relabelled, 1_000, grace));
+        let mut stateless = key(true, Some(1_000));
+        stateless.has_state = false;
+        assert!(before.differs(&stateless, 1_000, grace));
+        // Never ready: no heartbeat is alive.
+        assert!(!key(true, None).alive(0, grace));
+        assert!(!key(false, Some(0)).alive(0, grace));
     }
 }

@@ -31,7 +31,10 @@
 //! A write is planned only when something other than a heartbeat changes,
 //! so reconciling a settled policy writes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, HashSet},
+};
 
 use nmstate_openapi::{
     Condition, EnactmentPhase, NodeNetworkConfigurationEnactmentStatus,
@@ -73,8 +76,9 @@ pub struct Existing<'a> {
     pub node: &'a str,
     /// Its resource version (the store revision), for compare-and-swap.
     pub revision: i64,
-    /// Its status, decoded.
-    pub status: NodeNetworkConfigurationEnactmentStatus,
+    /// Its status, decoded (the controller keeps each enactment's decoded
+    /// status between batches, so this is a borrow).
+    pub status: &'a NodeNetworkConfigurationEnactmentStatus,
 }
 
 /// The policy being reconciled.
@@ -155,12 +159,15 @@ pub struct Plan {
     pub counts: Counts,
 }
 
-/// One matching node's enactment while planning.
+/// One matching node's enactment while planning. The status is copied
+/// only when the plan changes it: with thousands of enactments, most of
+/// them settled or waiting, copying every one on every batch was most of
+/// a batch's cost.
 struct Slot<'a> {
     node: &'a Node<'a>,
     name: String,
     revision: Option<i64>,
-    status: NodeNetworkConfigurationEnactmentStatus,
+    status: Cow<'a, NodeNetworkConfigurationEnactmentStatus>,
     changed: bool,
 }
 
@@ -199,9 +206,13 @@ pub fn plan(
     matching.sort_by(|a, b| a.name.cmp(b.name));
     let max_unavailable = policy.spec.max_unavailable_nodes(matching.len());
 
+    // A set, not a scan of `matching` per enactment: with thousands of
+    // nodes that scan was quadratic, and the controller plans on every
+    // batch of enactment updates during a rollout.
+    let matching_names: HashSet<&str> = matching.iter().map(|node| node.name).collect();
     let mut by_node: HashMap<&str, &Existing<'_>> = HashMap::new();
     for enactment in existing {
-        let wanted = matching.iter().any(|node| node.name == enactment.node)
+        let wanted = matching_names.contains(enactment.node)
             && enactment.name == enactment_name(enactment.node, policy.name);
         if wanted {
             by_node.insert(enactment.node, enactment);
@@ -220,7 +231,7 @@ pub fn plan(
                 node,
                 name: enactment.name.to_owned(),
                 revision: Some(enactment.revision),
-                status: enactment.status.clone(),
+                status: Cow::Borrowed(enactment.status),
                 changed: false,
             },
             None => {
@@ -230,7 +241,7 @@ pub fn plan(
                     node,
                     name: enactment_name(node.name, policy.name),
                     revision: None,
-                    status,
+                    status: Cow::Owned(status),
                     changed: true,
                 }
             }
@@ -249,13 +260,14 @@ pub fn plan(
         let Some(current) = slot.node.current_state else {
             // Nothing to render against yet: wait, Pending, for a report.
             if slot.generation() != Some(generation) {
-                reset_for(&mut slot.status, generation, now);
+                reset_for(slot.status.to_mut(), generation, now);
                 slot.changed = true;
             }
             continue;
         };
-        reset_for(&mut slot.status, generation, now);
+        reset_for(slot.status.to_mut(), generation, now);
         slot.changed = true;
+        let status = slot.status.to_mut();
         let rendered = serde_json::from_str(current)
             .map_err(|error| format!("the node's current state is no JSON: {error}"))
             .and_then(|current| {
@@ -263,16 +275,16 @@ pub fn plan(
             });
         match rendered {
             Ok(rendered) => {
-                slot.status.desired_state = Some(rendered.desired_state);
-                slot.status.captured_states = rendered.captured_states;
-                slot.status.desired_state_meta_info = Some(MetaInfo {
+                status.desired_state = Some(rendered.desired_state);
+                status.captured_states = rendered.captured_states;
+                status.desired_state_meta_info = Some(MetaInfo {
                     version: Some(generation.to_string()),
                     time: Some(now.clone()),
                 });
             }
             Err(error) => {
                 set_enactment_failed_to_configure(
-                    &mut slot.status.conditions,
+                    &mut status.conditions,
                     &enactment_render_failure_message(&error),
                     now,
                 );
@@ -302,18 +314,20 @@ pub fn plan(
         if !waiting {
             continue;
         }
+        // On a copy of the conditions: an unchanged status is copied only
+        // if they change (beyond heartbeats, which are not worth a write).
+        let mut conditions = slot.status.conditions.clone();
         let changed = if abort {
-            set_enactment_aborted(
-                &mut slot.status.conditions,
-                &enactment_aborted_message(&slot.name),
-                now,
-            )
+            set_enactment_aborted(&mut conditions, &enactment_aborted_message(&slot.name), now)
         } else if free > 0 && slot.node.alive && slot.rendered_for(generation) {
             free -= 1;
-            set_enactment_released(&mut slot.status.conditions, now)
+            set_enactment_released(&mut conditions, now)
         } else {
-            set_enactment_pending(&mut slot.status.conditions, ENACTMENT_PENDING_MESSAGE, now)
+            set_enactment_pending(&mut conditions, ENACTMENT_PENDING_MESSAGE, now)
         };
+        if changed || slot.changed {
+            slot.status.to_mut().conditions = conditions;
+        }
         slot.changed |= changed;
     }
 
@@ -354,12 +368,12 @@ pub fn plan(
             None => Action::Create {
                 name: slot.name,
                 node: slot.node.name.to_owned(),
-                status: slot.status,
+                status: slot.status.into_owned(),
             },
             Some(revision) => Action::UpdateStatus {
                 name: slot.name,
                 revision,
-                status: slot.status,
+                status: slot.status.into_owned(),
             },
         });
     }

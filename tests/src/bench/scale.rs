@@ -154,9 +154,9 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     {
         sizes.nodes = nodes;
     }
-    // Each node holds three or four connections in the fleet, in the
-    // server and on each side of the balancer; children inherit this.
-    let limit = fleet::raise_open_file_limit_to(sizes.nodes as u64 * 12 + 4096);
+    // Each node holds one HTTP/2 connection: a descriptor in the fleet, in
+    // the server, and two in the balancer; children inherit this.
+    let limit = fleet::raise_open_file_limit_to(sizes.nodes as u64 * 3 + 4096);
     progress(format!("scale: open file limit {limit}"));
     report.line(format!(
         "scale: {} hollow nodes in one process, capture policy at maxUnavailable 10%, {:?} applies (floor {:.1} s); load average {}",

@@ -123,9 +123,9 @@ fn main() -> ExitCode {
     code
 }
 
-/// Open files a node holds: its watch connections, its request
-/// connections, and slack.
-const FILES_PER_NODE: u64 = 6;
+/// Open files a node holds: its one HTTP/2 connection (its watches and
+/// requests are streams on it), and slack for a reconnect.
+const FILES_PER_NODE: u64 = 2;
 
 /// Waits for SIGTERM, Ctrl-C, or the end of standard input.
 async fn wait_for_end() {

@@ -127,7 +127,7 @@ impl Store {
                 name,
                 node,
                 revision: *revision,
-                status: status.clone(),
+                status,
             })
             .collect()
     }
