@@ -638,36 +638,40 @@ async fn store_new(
         let object = for_response(created, request.path.version, 0);
         return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), warnings));
     }
+    let bytes = encode(&created)?;
+    // The tree is not needed past its serialisation: free it before the
+    // store's round trip.
+    drop(created);
     let kv = request
         .state
         .store
-        .create(&object_key(kind.plural(), name), encode(&created)?)
+        .create(&object_key(kind.plural(), name), bytes)
         .await
         .map_err(|e| ApiError::from_storage(kind, name, e))?;
-    reply_stored(
-        request,
-        StatusCode::CREATED,
-        name,
-        created,
-        kv.mod_revision,
-        warnings,
-    )
+    reply_stored(request, StatusCode::CREATED, name, &kv, warnings)
 }
 
-/// The answer to a write the store took at `revision`. The object is
-/// offered to the watch cache, which then need not parse the stored value
-/// again when the store's event arrives, and plain JSON answers are the
-/// serialisation the cache keeps for its watchers anyway.
+/// The answer to a write the store took (`stored`: the key, the bytes
+/// written and their revision). The object is offered to the watch cache,
+/// which then need not parse the stored value again when the store's event
+/// arrives, and plain JSON answers are the serialisation the cache keeps
+/// for its watchers anyway.
+///
+/// The cached object is decoded from the bytes just written rather than
+/// made from the tree they were serialised from: decoding copies the
+/// subtrees the cache keeps as text (a node state's current state) as they
+/// are, where making them from the tree would serialise them a second time.
+/// Both give the same object (a `Value` survives its JSON unchanged).
 fn reply_stored(
     request: &Request<'_>,
     code: StatusCode,
     name: &str,
-    stored: Value,
-    revision: i64,
+    stored: &KeyValue,
     warnings: &[String],
 ) -> Result<Response<Body>> {
-    // Decoding already checked everything `from_value` requires.
-    let object = CachedObject::from_value(name, revision, stored).map_err(|error| {
+    let revision = stored.mod_revision;
+    // Decoding already checked everything `decode` requires.
+    let object = CachedObject::decode(name, revision, &stored.value).map_err(|error| {
         ApiError::Internal(format!(
             "stored at revision {revision}, but cannot be served: {error}"
         ))
@@ -771,8 +775,8 @@ enum Written {
     /// Not stored (nothing changed, a dry run, or the object went away
     /// with its last finalizer): the object as served.
     Served(Value),
-    /// Stored at `revision`.
-    Stored { object: Value, revision: i64 },
+    /// Stored: the key, the bytes written and their revision.
+    Stored(KeyValue),
 }
 
 /// The 200 answer to an update.
@@ -784,9 +788,7 @@ fn reply_written(
 ) -> Result<Response<Body>> {
     match written {
         Written::Served(object) => Ok(request.reply_object(StatusCode::OK, object, warnings)),
-        Written::Stored { object, revision } => {
-            reply_stored(request, StatusCode::OK, name, object, revision, warnings)
-        }
+        Written::Stored(stored) => reply_stored(request, StatusCode::OK, name, &stored, warnings),
     }
 }
 
@@ -831,14 +833,14 @@ async fn write_update(
             .map_err(|e| ApiError::from_storage(kind, &name, e))?;
         return Ok(Written::Served(for_response(merged, version, revision)));
     }
+    let bytes = encode(&merged)?;
+    // Free the tree before the store's round trip (see `reply_stored`).
+    drop(merged);
     let written = store
-        .update(&key, encode(&merged)?, kv.mod_revision)
+        .update(&key, bytes, kv.mod_revision)
         .await
         .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-    Ok(Written::Stored {
-        object: merged,
-        revision: written.mod_revision,
-    })
+    Ok(Written::Stored(written))
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or

@@ -321,7 +321,8 @@ impl WatchCache {
     /// `object.revision`: when the store's event of that revision arrives,
     /// the cache takes this object instead of parsing the stored value
     /// again. The object must be what decoding the stored value gives
-    /// ([`CachedObject::from_value`] of the value that was encoded). An
+    /// ([`CachedObject::decode`] of the bytes written, or
+    /// [`CachedObject::from_value`] of the value that was encoded). An
     /// offer the cache has already passed is dropped, and at most
     /// [`MAX_OFFERS`] wait (a cache that is not following its store takes
     /// none).

@@ -585,6 +585,31 @@ mod tests {
         })
     }
 
+    /// The write path offers the object decoded from the bytes it wrote,
+    /// where it used to build it from the value it serialised: the two
+    /// must be the same object, escapes and numbers included.
+    #[test]
+    fn decoding_the_written_bytes_gives_the_object_built_from_the_value() {
+        let mut stored = node_state();
+        stored["status"]["currentState"]["interfaces"][0]["description"] =
+            json!("<a & b> \u{e9} \"q\" \\ \u{1}");
+        stored["status"]["currentState"]["numbers"] =
+            json!([1.0, 1e300, -0.5, 0.1, u64::MAX, i64::MIN]);
+        let bytes = serde_json::to_vec(&stored).unwrap();
+        let decoded = CachedObject::decode("a", 7, &bytes).unwrap();
+        let built = CachedObject::from_value("a", 7, stored).unwrap();
+        assert_eq!(decoded.summary(), built.summary());
+        assert_eq!(decoded.current_state(), built.current_state());
+        assert_eq!(
+            decoded.texts().managed_fields(),
+            built.texts().managed_fields()
+        );
+        assert_eq!(
+            decoded.json(API_VERSION_V1).to_bytes(),
+            built.json(API_VERSION_V1).to_bytes()
+        );
+    }
+
     #[test]
     fn the_current_state_and_managed_fields_are_kept_as_text_and_served_verbatim_in_place() {
         let stored = node_state();

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Number, Value, map::Entry};
 
 /// `bytes` as a JSON value, with the paths of the keys that appeared more
 /// than once in an object (the last value of each is kept).
@@ -115,16 +115,27 @@ impl<'de> Visitor<'de> for Reader<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let at = Place::Key(self.at, &key);
+            // One lookup per key: the entry both tells a duplicate and
+            // takes the value. A duplicate's value replaces the first in its
+            // place, as `Map::insert` does.
+            let entry = object.entry(key);
+            let at = Place::Key(self.at, entry.key());
             // Named when the key comes, before what its value holds.
-            if object.contains_key(&key) {
+            if matches!(entry, Entry::Occupied(_)) {
                 self.duplicates.push(at.to_string());
             }
             let value = map.next_value_seed(Reader {
                 at: &at,
                 duplicates: &mut *self.duplicates,
             })?;
-            object.insert(key, value);
+            match entry {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(mut slot) => {
+                    slot.insert(value);
+                }
+            }
         }
         Ok(Value::Object(object))
     }

@@ -411,8 +411,11 @@ pub fn update_managed_fields(
         // fields is only tracked again once something applies to it.
         return;
     }
-    let old = live.cloned().unwrap_or_else(empty_object);
-    let owners = record_update(owners, &old, new, manager, now);
+    // Compared in place: the live object can be large (a node state's
+    // current state), and a copy of it would serve nothing.
+    let empty = empty_object();
+    let old = live.unwrap_or(&empty);
+    let owners = record_update(owners, old, new, manager, now);
     let owners = cap_update_managers(owners);
     set_managed_fields(new, &owners);
 }

@@ -221,11 +221,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list(&self, options: ListOptions) -> Result<ListResult>;
 
     /// Creates a key. Fails with [`Error::AlreadyExists`] if it exists.
+    /// The answer holds the value written (the write path serves it).
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
 
     /// Replaces a key's value if its `mod_revision` is still
     /// `expected_revision`. Fails with [`Error::NotFound`] if the key is
-    /// gone and with [`Error::Conflict`] if it changed.
+    /// gone and with [`Error::Conflict`] if it changed. The answer holds
+    /// the value written.
     async fn update(
         &self,
         key: &str,
