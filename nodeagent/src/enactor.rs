@@ -26,7 +26,9 @@
 //!      state would cut the node off again, each time for the whole probe
 //!      timeout. A new policy generation, or deleting the enactment (the
 //!      controller makes it anew), is the way to try again;
-//!    - a probe failed and still fails after the rollback: the node lost
+//!    - the probe that failed still fails after the rollback (only that
+//!      probe runs again; another failing then says nothing of the new
+//!      state): the node lost
 //!      connectivity for another reason (a link went down in the middle of
 //!      the apply). That is retried like an apply failure.
 //!
@@ -306,8 +308,16 @@ pub struct EnactorConfig {
     pub checkpoint_timeout: Duration,
 }
 
-/// An enactment name and the policy generation to apply.
-type Work = (String, i64);
+/// An enactment to apply: its name, its policy generation, and the `uid`
+/// of the object it was seen as. The uid tells a deleted and re-created
+/// enactment (a policy deleted and created again under its name) from the
+/// one being applied, so that it is queued rather than lost.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Work {
+    name: String,
+    generation: i64,
+    uid: String,
+}
 
 /// Applies this node's released enactments.
 #[derive(Debug)]
@@ -372,10 +382,13 @@ impl Enactor {
                     if *shutdown.borrow() {
                         break;
                     }
-                    let span =
-                        tracing::info_span!("apply", enactment = %item.0, generation = item.1);
+                    let span = tracing::info_span!(
+                        "apply",
+                        enactment = %item.name,
+                        generation = item.generation
+                    );
                     enactor
-                        .enact(&item.0, item.1, shutdown.clone())
+                        .enact(&item.name, item.generation, shutdown.clone())
                         .instrument(span)
                         .await;
                     queued
@@ -400,16 +413,21 @@ impl Enactor {
                 }
                 None => break,
             };
-            let Some(item) = work_for(&object.0) else {
+            let Some((name, generation)) = work_for(&object.0) else {
                 continue;
             };
-            let generation = item.1;
+            let uid = object.0.metadata.uid.clone().unwrap_or_default();
+            let item = Work {
+                name,
+                generation,
+                uid,
+            };
             let fresh = queued
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(item.clone());
             if fresh {
-                tracing::info!(enactment = %item.0, generation, "enactment released: queued");
+                tracing::info!(enactment = %item.name, generation, "enactment released: queued");
                 let _ = queue.send(item);
             }
         }
@@ -514,12 +532,16 @@ impl Enactor {
         // that may take minutes: the node keeps its old configuration and
         // the enactment is still Progressing for the next run.
         let mut stop = shutdown.clone();
+        let mut failed_probe = None;
         let verdict = tokio::select! {
             verdict = async {
                 match self.backend.retrieve().await {
                     Ok(after) => probe::run_all(&self.probes, &applicable, &after)
                         .await
-                        .map_err(ApplyError::ProbeFailed),
+                        .map_err(|failure| {
+                            failed_probe = Some(failure.probe);
+                            ApplyError::ProbeFailed(failure.message)
+                        }),
                     Err(error) => Err(failed(error.to_string())),
                 }
             } => verdict,
@@ -538,8 +560,12 @@ impl Enactor {
                     AfterRollback::Report(error) => Err(error),
                     AfterRollback::ProbeAgain(message) => {
                         // Whose fault: see `classify_probe_failure`.
+                        let recheck = probe::only_failed(&applicable, failed_probe);
                         let again = match self.backend.retrieve().await {
-                            Ok(now) => probe::run_all(&self.probes, &applicable, &now).await.err(),
+                            Ok(now) => probe::run_all(&self.probes, &recheck, &now)
+                                .await
+                                .err()
+                                .map(|failure| failure.message),
                             Err(error) => Some(error.to_string()),
                         };
                         Err(classify_probe_failure(&message, again.as_deref()))
@@ -638,7 +664,8 @@ fn ready_to_apply(status: &NodeNetworkConfigurationEnactmentStatus) -> Option<i6
 }
 
 /// The error of a probe failure after a successful rollback, given what
-/// the probes said once more on the rolled-back state (`None`: they pass).
+/// the failed probe said once more on the rolled-back state (`None`: it
+/// passes).
 /// Passing again blames the new state: a probe failure, not retried. Still
 /// failing means the node lost connectivity for another reason: an apply
 /// failure, retried by the usual rule (and while the node cannot report,

@@ -316,24 +316,47 @@ fn precheck(timeout: Duration) -> Duration {
     timeout.min(PRECHECK_TIMEOUT)
 }
 
-/// Runs every probe that applies, in order, and returns the first failure
-/// as `probe <name> failed: <message>`.
+/// The first probe that failed: its index among the probes, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The probe's index in the list the probes ran from.
+    pub probe: usize,
+    /// `probe <name> failed: <message>`.
+    pub message: String,
+}
+
+/// Runs every probe that applies, in order, and returns the first failure.
 pub async fn run_all(
     probes: &[Box<dyn Probe>],
     applicable: &[bool],
     after: &State,
-) -> Result<(), String> {
-    for (probe, applies) in probes.iter().zip(applicable) {
+) -> Result<(), Failure> {
+    for (index, (probe, applies)) in probes.iter().zip(applicable).enumerate() {
         if !applies {
             tracing::debug!(probe = probe.name(), "probe skipped");
             continue;
         }
-        probe
-            .check(after)
-            .await
-            .map_err(|message| format!("probe {} failed: {message}", probe.name()))?;
+        probe.check(after).await.map_err(|message| Failure {
+            probe: index,
+            message: format!("probe {} failed: {message}", probe.name()),
+        })?;
     }
     Ok(())
+}
+
+/// Of the `applicable` probes, only the one that `failed` (all of them when
+/// it is unknown): after a rollback, whether the rollback cures what the
+/// new state broke is that probe's question alone. Another probe failing
+/// then (the API server restarting, say) says nothing about the new state.
+pub fn only_failed(applicable: &[bool], failed: Option<usize>) -> Vec<bool> {
+    let Some(failed) = failed else {
+        return applicable.to_vec();
+    };
+    applicable
+        .iter()
+        .enumerate()
+        .map(|(index, applies)| *applies && index == failed)
+        .collect()
 }
 
 /// Which of `probes` apply to an apply starting from `before`.
@@ -378,6 +401,16 @@ mod tests {
             {"destination": "0.0.0.0/0", "next-hop-interface": "eth0"},
         ]}}));
         assert_eq!(default_gateway(&no_hop), None);
+    }
+
+    #[test]
+    fn after_a_rollback_only_the_failed_probe_runs_again() {
+        let applicable = [true, false, true];
+        assert_eq!(only_failed(&applicable, Some(2)), [false, false, true]);
+        assert_eq!(only_failed(&applicable, Some(0)), [true, false, false]);
+        // A probe that did not apply is not run, even if named.
+        assert_eq!(only_failed(&applicable, Some(1)), [false, false, false]);
+        assert_eq!(only_failed(&applicable, None), applicable);
     }
 
     #[test]

@@ -112,7 +112,10 @@ impl AgentProcess {
             .arg(kubeconfig)
             .args(["--health-address", &health_address.to_string()])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("NMSTATE_E2E_AGENT_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .envs(options.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

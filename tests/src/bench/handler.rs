@@ -44,7 +44,7 @@ use nmstate_apiserver::kubeconfig::Kubeconfig;
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{Report, STATES, agent, progress, rss_bytes, stats};
+use super::{POLICIES, Report, STATES, agent, progress, rss_bytes, stats};
 use crate::{
     agent::{AgentOptions, AgentProcess},
     apiserver::{ApiserverProcess, StartOptions},
@@ -61,7 +61,6 @@ const UPSTREAM: &str = "node-2";
 /// Upstream's node states (its CRD serves `v1beta1` only).
 const UPSTREAM_STATES: &str = "/apis/nmstate.io/v1beta1/nodenetworkstates";
 /// Policies, on both servers.
-const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 /// The name upstream's DNS probe resolves (the hub answers every name).
 const PROBE_DNS_HOST: &str = "probe.nmstate-bench.test";
 /// The address the latency runs add to and remove from eth2.

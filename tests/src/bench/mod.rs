@@ -68,6 +68,8 @@ use crate::{
 const STATES: &str = "/apis/nmstate.io/v1/nodenetworkstates";
 /// The API path of enactments.
 const ENACTMENTS: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationenactments";
+/// The policies' collection path.
+const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
 
 /// Command-line arguments of `nmstate-bench`.
 #[derive(Debug, Parser)]

@@ -21,11 +21,9 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Cluster, Report, STATES, objects, progress, report_cpu, stats};
+use super::{Cluster, ENACTMENTS, POLICIES, Report, STATES, objects, progress, report_cpu, stats};
 use crate::https::{HttpsClient, watch_lines};
 
-const POLICIES: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationpolicies";
-const ENACTMENTS: &str = "/apis/nmstate.io/v1/nodenetworkconfigurationenactments";
 const POLICY: &str = "bench-rollout";
 /// The controller's writes per node and policy generation must stay a small
 /// constant (create, release, and a share of the policy status writes), not
