@@ -67,7 +67,15 @@ pub struct Metrics {
     controller_queue: Gauge,
     controller_reconciles: Counter,
     controller_writes: Family<ResultLabels, Counter>,
+    rejected: Family<RejectedLabels, Counter>,
     state: LateCollector,
+}
+
+/// Labels of a request refused for want of room in its priority level.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectedLabels {
+    priority_level: &'static str,
+    reason: &'static str,
 }
 
 /// A collector given after the metrics are made: the gauges of the
@@ -160,6 +168,12 @@ impl Metrics {
             "Controller writes to the store, by result (lost: a race retried on fresh data)",
             controller_writes.clone(),
         );
+        let rejected = Family::<RejectedLabels, Counter>::default();
+        registry.register(
+            "nmstate_apiserver_flowcontrol_rejected_requests",
+            "Requests answered 429 by priority level and reason (queue-full, time-out), as kube-apiserver's apiserver_flowcontrol_rejected_requests_total",
+            rejected.clone(),
+        );
         let state = LateCollector::default();
         registry.register_collector(Box::new(state.clone()));
         Self {
@@ -172,6 +186,7 @@ impl Metrics {
             controller_queue,
             controller_reconciles,
             controller_writes,
+            rejected,
             state,
         }
     }
@@ -214,6 +229,16 @@ impl Metrics {
         self.controller_writes
             .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "lost" },
+            })
+            .inc();
+    }
+
+    /// Counts one request refused (429) in `priority_level` for `reason`.
+    pub fn request_rejected(&self, priority_level: &'static str, reason: &'static str) {
+        self.rejected
+            .get_or_create(&RejectedLabels {
+                priority_level,
+                reason,
             })
             .inc();
     }

@@ -9,10 +9,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     panic::AssertUnwindSafe,
-    sync::{
-        Arc, PoisonError,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, PoisonError},
     time::Duration,
 };
 
@@ -27,6 +24,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
+use self::priority::Admission;
 use crate::{
     api::error::ApiError,
     auth::{Authenticator, Peer},
@@ -35,6 +33,7 @@ use crate::{
 };
 
 mod health;
+pub mod priority;
 
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,57 +76,8 @@ async fn drain(mut body: Incoming) {
     }
 }
 
-/// How many requests may be in flight at once, as kube-apiserver's
-/// defaults (`--max-requests-inflight=400`,
-/// `--max-mutating-requests-inflight=200`): reads and writes are counted
-/// apart, so that slow writers (a body sent a byte a second) cannot starve
-/// reads. Watches and health checks are not counted: a watch lasts for
-/// minutes, and a health check must answer while the server is busy.
-pub const MAX_READONLY_IN_FLIGHT: usize = 400;
-/// See [`MAX_READONLY_IN_FLIGHT`].
-pub const MAX_MUTATING_IN_FLIGHT: usize = 200;
-
-/// The requests in flight, by class (see [`MAX_READONLY_IN_FLIGHT`]).
-#[derive(Debug, Default)]
-struct InFlight {
-    readonly: AtomicUsize,
-    mutating: AtomicUsize,
-}
-
-/// A request's place among those in flight, given back when dropped.
-struct Slot<'a>(&'a AtomicUsize);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl InFlight {
-    /// A slot for `request`: `Ok(None)` for requests that are not counted,
-    /// `Err(())` when its class is full.
-    fn admit<B>(&self, request: &Request<B>) -> Result<Option<Slot<'_>>, ()> {
-        let path = request.uri().path();
-        if health::Endpoint::parse(path).is_some() || is_watch(request.uri()) {
-            return Ok(None);
-        }
-        let (counter, limit) = match *request.method() {
-            Method::GET | Method::HEAD | Method::OPTIONS => {
-                (&self.readonly, MAX_READONLY_IN_FLIGHT)
-            }
-            _ => (&self.mutating, MAX_MUTATING_IN_FLIGHT),
-        };
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .map(|_| Some(Slot(counter)))
-            .map_err(|_| ())
-    }
-}
-
 /// Whether a request is a watch (`?watch=true` or `?watch=1`), which lives
-/// long and is not counted in flight.
+/// long and is not counted in flight (see [`priority`]).
 fn is_watch(uri: &http::Uri) -> bool {
     uri.query().is_some_and(|query| {
         form_urlencoded::parse(query.as_bytes())
@@ -135,8 +85,8 @@ fn is_watch(uri: &http::Uri) -> bool {
     })
 }
 
-/// 429 with `Retry-After: 1`, as kube-apiserver answers when too many
-/// requests are in flight.
+/// 429 with `Retry-After: 1`, as kube-apiserver answers when a request's
+/// priority level has no room (see [`priority`]).
 fn too_many_requests() -> Response<Body> {
     let mut response = ApiError::TooManyRequests.into_status().into_response();
     response
@@ -205,7 +155,7 @@ async fn accept_loop(
     drain_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let in_flight = Arc::new(InFlight::default());
+    let admission = Arc::new(Admission::default());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -237,7 +187,7 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         let state = state.clone();
-        let in_flight = in_flight.clone();
+        let admission = admission.clone();
         let authenticator = authenticator.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -260,7 +210,7 @@ async fn accept_loop(
             let identity = Arc::new(authenticator.peer(tls.get_ref().1.peer_certificates()));
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                let in_flight = in_flight.clone();
+                let admission = admission.clone();
                 let authenticator = authenticator.clone();
                 let identity = identity.clone();
                 // Boxed: hyper keeps a slot for the request future in every
@@ -268,30 +218,25 @@ async fn accept_loop(
                 // state machine is large and should cost memory only while
                 // a request runs, not on each idle or watching connection.
                 Box::pin(async move {
-                    let admitted = in_flight.admit(&request);
                     let (parts, body) = request.into_parts();
                     let (body, unread) = RequestBody::new(body);
                     let request = Request::from_parts(parts, body);
-                    let response = match admitted {
-                        // Answered without reading the body, which is then
-                        // drained like any other early answer's.
-                        Err(()) => {
-                            drop(request);
-                            too_many_requests()
-                        }
-                        // A bug must cost one request a 500, not the
-                        // connection: panics are caught here and logged.
-                        Ok(_slot) => {
-                            AssertUnwindSafe(handle(&state, &authenticator, &identity, request))
-                                .catch_unwind()
-                                .await
-                                .unwrap_or_else(|_| {
-                                    ApiError::Internal("request handler panicked".into())
-                                        .into_status()
-                                        .into_response()
-                                })
-                        }
-                    };
+                    // A bug must cost one request a 500, not the
+                    // connection: panics are caught here and logged.
+                    let response = AssertUnwindSafe(handle(
+                        &state,
+                        &authenticator,
+                        &admission,
+                        &identity,
+                        request,
+                    ))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        ApiError::Internal("request handler panicked".into())
+                            .into_status()
+                            .into_response()
+                    });
                     let unread = unread.lock().unwrap_or_else(PoisonError::into_inner).take();
                     if let Some(unread) = unread {
                         tokio::spawn(drain(unread));
@@ -327,6 +272,7 @@ async fn accept_loop(
 async fn handle(
     state: &Arc<AppState>,
     authenticator: &Authenticator,
+    admission: &Admission,
     identity: &Peer,
     mut request: Request<RequestBody>,
 ) -> Response<Body> {
@@ -360,6 +306,23 @@ async fn handle(
         .await
     else {
         return ApiError::Unauthorized.into_status().into_response();
+    };
+    // Admitted before the body is read; a refused request's body is
+    // drained like any other early answer's.
+    let level = priority::classify(
+        request.method(),
+        request.uri().path(),
+        is_watch(request.uri()),
+        &user,
+    );
+    let _permit = match admission.admit(level).await {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            state
+                .metrics
+                .request_rejected(level.name(), refusal.reason());
+            return too_many_requests();
+        }
     };
     request.extensions_mut().insert(Arc::new(user));
     crate::api::handle(state, request).await

@@ -167,8 +167,14 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     ));
     let mut slowest: f64 = 0.0;
     for store in [Store::Embedded, Store::Etcd] {
-        let converged = run_store(store, apiserver, &fleet, &sizes, report).await?;
-        slowest = slowest.max(converged);
+        match run_store(store, apiserver, &fleet, &sizes, report).await {
+            Ok(converged) => slowest = slowest.max(converged),
+            Err(error) => {
+                // What the stores before it measured is not lost.
+                progress(format!("scale: the figures so far:\n{report}"));
+                return Err(error);
+            }
+        }
     }
     let floor = stats::seconds(sizes.floor());
     report.line(format!(
@@ -407,6 +413,9 @@ async fn measure(
     rollout::create_policy(&servers.admin, POLICY).await?;
     rollout::wait_available(&servers.admin, POLICY, nodes).await?;
     let converged = rollout_started.elapsed().as_secs_f64();
+    progress(format!(
+        "scale/{name}: {nodes} nodes reported in {start_seconds:.1} s; the rollout converged in {converged:.2} s"
+    ));
     let (server_after, etcd_after) = servers.cpu()?;
     let fleet_cpu = process_cpu(&fleet_pid.to_string())?.saturating_sub(fleet_before);
     let counters = servers.metrics().await?.since(counters_before);
@@ -426,53 +435,74 @@ async fn measure(
 
     let mib = |bytes: u64| round(bytes as f64 / (1024.0 * 1024.0), 1);
     let cpu_s = |d: Duration| round(d.as_secs_f64(), 2);
-    report.line(format!("{} ({name}):", store.describe()));
-    report.line(format!(
-        "  {nodes} nodes reported in {start_seconds:.1} s; server RSS {} MiB",
-        mib(rss_started)
-    ));
-    report.line(format!(
-        "  rollout: converged in {converged:.2} s (floor {:.1} s); CPU: server {} s, etcd {} s, fleet {} s; server RSS {} MiB",
-        stats::seconds(sizes.floor()),
-        cpu_s(server_after.saturating_sub(server_before)),
-        cpu_s(etcd_after.saturating_sub(etcd_before)),
-        cpu_s(fleet_cpu),
-        mib(rss_rollout)
-    ));
-    report.line(format!(
-        "  writes per node: {} ({} by the controller, {} NodeNetworkState)",
-        per_node(counters.writes),
-        per_node(counters.controller_writes),
-        per_node(counters.state_writes)
-    ));
-    report.line(format!(
-        "  watch fan-out, write sent → event at a node's watcher, {} writes with {nodes} nodes watching: p50 {:.2} ms, p99 {:.2} ms",
-        fanout.len(),
-        millis_at(&fanout, 50.0),
-        millis_at(&fanout, 99.0)
-    ));
-    report.line(format!(
-        "  list of {nodes} node states: JSON {:.0} ms ({} MiB), Table {:.0} ms",
-        stats::millis(list_json.0),
-        mib(list_json.1),
-        stats::millis(list_table.0)
-    ));
-    report.line(format!(
-        "  idle {:?}: {:.1} requests/s ({:.1} writes/s, {:.1} NodeNetworkState), CPU: server {:.1} %, etcd {:.1} %, fleet {:.1} % of a core",
-        sizes.idle_window,
-        idle.requests_per_s,
-        idle.writes_per_s,
-        idle.state_writes_per_s,
-        idle.server_percent,
-        idle.etcd_percent,
-        idle.fleet_percent
-    ));
-    report.line(format!(
-        "  fleet RSS {} MiB ({:.0} KiB per node); server RSS {} MiB",
-        mib(fleet_rss),
-        fleet_rss as f64 / 1024.0 / nodes as f64,
-        mib(idle.server_rss)
-    ));
+    say(report, format!("{} ({name}):", store.describe()));
+    say(
+        report,
+        format!(
+            "  {nodes} nodes reported in {start_seconds:.1} s; server RSS {} MiB",
+            mib(rss_started)
+        ),
+    );
+    say(
+        report,
+        format!(
+            "  rollout: converged in {converged:.2} s (floor {:.1} s); CPU: server {} s, etcd {} s, fleet {} s; server RSS {} MiB",
+            stats::seconds(sizes.floor()),
+            cpu_s(server_after.saturating_sub(server_before)),
+            cpu_s(etcd_after.saturating_sub(etcd_before)),
+            cpu_s(fleet_cpu),
+            mib(rss_rollout)
+        ),
+    );
+    say(
+        report,
+        format!(
+            "  writes per node: {} ({} by the controller, {} NodeNetworkState)",
+            per_node(counters.writes),
+            per_node(counters.controller_writes),
+            per_node(counters.state_writes)
+        ),
+    );
+    say(
+        report,
+        format!(
+            "  watch fan-out, write sent → event at a node's watcher, {} writes with {nodes} nodes watching: p50 {:.2} ms, p99 {:.2} ms",
+            fanout.len(),
+            millis_at(&fanout, 50.0),
+            millis_at(&fanout, 99.0)
+        ),
+    );
+    say(
+        report,
+        format!(
+            "  list of {nodes} node states: JSON {:.0} ms ({} MiB), Table {:.0} ms",
+            stats::millis(list_json.0),
+            mib(list_json.1),
+            stats::millis(list_table.0)
+        ),
+    );
+    say(
+        report,
+        format!(
+            "  idle {:?}: {:.1} requests/s ({:.1} writes/s, {:.1} NodeNetworkState), CPU: server {:.1} %, etcd {:.1} %, fleet {:.1} % of a core",
+            sizes.idle_window,
+            idle.requests_per_s,
+            idle.writes_per_s,
+            idle.state_writes_per_s,
+            idle.server_percent,
+            idle.etcd_percent,
+            idle.fleet_percent
+        ),
+    );
+    say(
+        report,
+        format!(
+            "  fleet RSS {} MiB ({:.0} KiB per node); server RSS {} MiB",
+            mib(fleet_rss),
+            fleet_rss as f64 / 1024.0 / nodes as f64,
+            mib(idle.server_rss)
+        ),
+    );
     let figures: Vec<(&str, Value)> = vec![
         ("converge_seconds", round(converged, 3).into()),
         ("start_seconds", round(start_seconds, 2).into()),
@@ -527,6 +557,13 @@ async fn measure(
         report.figure(&format!("{name}_{key}"), value);
     }
     Ok(converged)
+}
+
+/// Adds `line` to the report, and prints it now: a later store's failure
+/// must not lose this one's figures.
+fn say(report: &mut Report, line: String) {
+    progress(&line);
+    report.line(line);
 }
 
 /// Waits (at most 15 minutes) until the fleet's `nodes` node states are

@@ -929,9 +929,9 @@ async fn growing_patches_and_apply_conflicts_are_refused() {
 }
 
 /// Slow senders hold mutating slots; past kube-apiserver's limit of 200
-/// mutating requests in flight the next write gets 429 with
-/// `Retry-After`, while reads (counted apart) and health checks still
-/// answer.
+/// mutating requests in flight the next write waits in its priority
+/// level's queue and, its 15 s up, gets 429 with `Retry-After`, while
+/// reads (counted apart) and health checks still answer.
 #[tokio::test]
 async fn slow_senders_get_429_past_the_in_flight_limit_and_reads_still_answer() {
     let _turn = nmstate_e2e::suite::turn(module_path!());
