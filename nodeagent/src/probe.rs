@@ -7,7 +7,8 @@
 //! checks the state after the apply, within its own timeout.
 //!
 //! - [`ApiServerProbe`]: a GET `/version` through the agent's own client
-//!   (every backend);
+//!   (every backend); any answer passes, an error status too (a busy
+//!   server's 429 still came over the network);
 //! - [`GatewayProbe`]: an ICMP echo to the next hop of the main table's
 //!   default route, sent over that route's interface; it applies only when
 //!   the gateway answered before the apply (as upstream);
@@ -71,13 +72,29 @@ impl Probe for ApiServerProbe {
 
     async fn check(&self, _after: &State) -> Result<(), String> {
         match tokio::time::timeout(self.timeout, self.client.apiserver_version()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(format!("the API server is not reachable: {error}")),
+            Ok(answer) => reached(answer.map(drop)),
             Err(_) => Err(format!(
                 "the API server did not answer within {:?}",
                 self.timeout
             )),
         }
+    }
+}
+
+/// Whether the API server was reached, from what the agent's request got.
+/// Any answer counts, an error `Status` too: a busy server's 429 (its
+/// priority level had no room), a 403 or a 503 all came over the network
+/// the probe is about. Rolling a node back because the API server was busy
+/// would blame the policy for the server's load. Only no answer at all
+/// (no connection, TLS failed, the connection cut) fails the probe.
+fn reached(answer: Result<(), kube::Error>) -> Result<(), String> {
+    match answer {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(status)) => {
+            tracing::debug!(code = status.code, "the API server answered the probe with an error");
+            Ok(())
+        }
+        Err(error) => Err(format!("the API server is not reachable: {error}")),
     }
 }
 
@@ -401,6 +418,23 @@ mod tests {
             {"destination": "0.0.0.0/0", "next-hop-interface": "eth0"},
         ]}}));
         assert_eq!(default_gateway(&no_hop), None);
+    }
+
+    #[test]
+    fn any_answer_of_the_api_server_reaches_it() {
+        let status = |code: u16| {
+            kube::Error::Api(Box::new(
+                serde_json::from_value(json!({"status": "Failure", "code": code,
+                    "reason": "TooManyRequests", "message": "busy"}))
+                .unwrap(),
+            ))
+        };
+        assert_eq!(reached(Ok(())), Ok(()));
+        assert_eq!(reached(Err(status(429))), Ok(()));
+        assert_eq!(reached(Err(status(503))), Ok(()));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cut = reached(Err(kube::Error::Service(Box::new(refused))));
+        assert!(cut.unwrap_err().starts_with("the API server is not reachable: "));
     }
 
     #[test]
