@@ -91,7 +91,10 @@ fn reached(answer: Result<(), kube::Error>) -> Result<(), String> {
     match answer {
         Ok(()) => Ok(()),
         Err(kube::Error::Api(status)) => {
-            tracing::debug!(code = status.code, "the API server answered the probe with an error");
+            tracing::debug!(
+                code = status.code,
+                "the API server answered the probe with an error"
+            );
             Ok(())
         }
         Err(error) => Err(format!("the API server is not reachable: {error}")),
@@ -434,7 +437,10 @@ mod tests {
         assert_eq!(reached(Err(status(503))), Ok(()));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let cut = reached(Err(kube::Error::Service(Box::new(refused))));
-        assert!(cut.unwrap_err().starts_with("the API server is not reachable: "));
+        assert!(
+            cut.unwrap_err()
+                .starts_with("the API server is not reachable: ")
+        );
     }
 
     #[test]

@@ -197,20 +197,25 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
     let open = state.metrics.watch_opened(kind.plural());
     tokio::spawn(async move {
         let _open = open;
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
+        let deadline = tokio::time::Instant::now() + timeout;
         let produce = run(
             &state,
             kind,
             selectors,
             start,
-            allow_bookmarks,
+            Ending {
+                deadline,
+                allow_bookmarks,
+            },
             &mut encoder,
             &sender,
         );
         tokio::select! {
             () = produce => {}
-            () = &mut deadline => {}
+            // `run` ends at the deadline itself, with a last bookmark; this
+            // bounds a watch still sending its initial events, or whose
+            // client does not read the last bookmark.
+            () = tokio::time::sleep_until(deadline + CLOSING_GRACE) => {}
             () = state.shutdown_requested() => {}
             () = sender.closed() => {}
         }
@@ -230,24 +235,54 @@ pub async fn watch(request: &Request<'_>) -> Result<Response<Body>> {
     Ok(response)
 }
 
-/// Produces the events of one watch, from the watch cache, until the client
-/// goes away, the cache can no longer continue it, or the server stops.
+/// How a watch ends: at `deadline` (its `timeoutSeconds`), with a last
+/// bookmark if the client allows them.
+struct Ending {
+    deadline: tokio::time::Instant,
+    allow_bookmarks: bool,
+}
+
+/// How long past its deadline a watch may take to send its last bookmark.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// Produces the events of one watch, from the watch cache, until its
+/// deadline, the client goes away, the cache can no longer continue it, or
+/// the server stops.
 async fn run(
     state: &Arc<AppState>,
     kind: ResourceKind,
     selectors: Selectors,
     start: Start,
-    allow_bookmarks: bool,
+    ending: Ending,
     encoder: &mut Encoder,
     sender: &mpsc::Sender<Bytes>,
 ) {
     match watch_from_cache(state, kind, &selectors, start, encoder, sender).await {
         Ok(Some(mut watcher)) => {
-            if allow_bookmarks {
+            if ending.allow_bookmarks {
                 watcher = watcher.with_bookmarks(BOOKMARK_INTERVAL);
             }
             loop {
-                let line = match watcher.next().await {
+                let next = tokio::select! {
+                    next = watcher.next() => next,
+                    () = tokio::time::sleep_until(ending.deadline) => {
+                        // Time is up. A last bookmark tells the client the
+                        // revision to watch again from, as kube-apiserver's
+                        // watch cache sends one before a watch times out:
+                        // without it a client whose objects did not change
+                        // for a while resumes from a revision the window
+                        // may have lost (410), and lists again. Thousands
+                        // of nodes watching their own state did that every
+                        // few minutes.
+                        if ending.allow_bookmarks
+                            && let Some(CacheEvent::Bookmark(revision)) = watcher.closing_bookmark()
+                        {
+                            let _ = sender.send(encoder.bookmark(revision, false)).await;
+                        }
+                        return;
+                    }
+                };
+                let line = match next {
                     Ok(CacheEvent::Bookmark(revision)) => encoder.bookmark(revision, false),
                     Ok(event) => match event.object() {
                         Some(object) => encoder.cached_event(event.type_name(), object),

@@ -439,6 +439,16 @@ impl CacheWatcher {
         self.ended = Some(self.end.get().copied().unwrap_or(WatchEnd::Shutdown));
     }
 
+    /// A bookmark at the cache's revision for a watch that ends now, if
+    /// nothing is waiting in the buffer (else `None`: the client resumes
+    /// from the last event it got).
+    pub fn closing_bookmark(&mut self) -> Option<CacheEvent> {
+        if !self.backlog.is_empty() {
+            return None;
+        }
+        self.bookmark()
+    }
+
     /// A bookmark at the cache's revision, if nothing is waiting in the
     /// buffer. The reflector publishes a revision only after handing out
     /// every event up to it, so reading the revision first and then finding

@@ -590,12 +590,55 @@ async fn watches_deliver_changes_after_a_revision_with_selector_semantics() {
             .unwrap(),
     );
     assert_eq!(initial[0].0, "ADDED");
-    let last = initial.last().unwrap();
-    assert_eq!(last.0, "BOOKMARK");
+    let marked = initial.iter().find(|(t, _)| t == "BOOKMARK").unwrap();
     assert_eq!(
-        last.1["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        marked.1["metadata"]["annotations"]["k8s.io/initial-events-end"],
         "true"
     );
+    // Its time up, a watch that allows bookmarks ends with one more, not
+    // marked, at the newest revision it knows of: where the client watches
+    // again from without listing (kube-apiserver's watch cache does the
+    // same).
+    let marked_rv = marked.1["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let store_rv = json_of(&client.get(POLICIES).await.unwrap())["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let closing = |events: &[(String, Value)]| {
+        let (type_, object) = events.last().unwrap().clone();
+        assert_eq!(type_, "BOOKMARK", "{events:?}");
+        assert!(object["metadata"]["annotations"].is_null(), "{object}");
+        object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(closing(&initial) >= marked_rv);
+    // Also a watch from a revision, with nothing new to send.
+    let quiet = events(
+        &client
+            .get(&format!(
+                "{POLICIES}?watch=1&resourceVersion={store_rv}&allowWatchBookmarks=true&timeoutSeconds=1"
+            ))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(quiet.len(), 1, "{quiet:?}");
+    assert!(closing(&quiet) >= store_rv);
+    // Without allowWatchBookmarks, none.
+    let plain = client
+        .get(&format!(
+            "{POLICIES}?watch=1&resourceVersion={store_rv}&timeoutSeconds=1"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(plain.body, "");
 }
 
 /// Patches that race each other all land, as `kubectl label` and
