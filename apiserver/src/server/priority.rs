@@ -9,8 +9,8 @@
 //! `Retry-After`. So a burst is served late rather than refused, and the
 //! clients' retries do not add to it.
 //!
-//! The levels keep the nodes apart from everyone else, and a node's
-//! heartbeat (a PATCH of its NodeNetworkState's status, as the agent sends
+//! The levels keep the nodes' writes apart from everyone else's, and a
+//! node's heartbeat (a PATCH of its NodeNetworkState's status, as the agent sends
 //! it; kube-apiserver's `node-high` level serves the kubelet's leases) apart
 //! from the nodes' bulk writes: 5 000 agents reporting their states, or a
 //! rollout's status writes, must not starve the heartbeats and make healthy
@@ -39,9 +39,11 @@ pub enum Level {
     Exempt,
     /// A node's heartbeat: a PATCH of its own NodeNetworkState's status.
     NodeHigh,
-    /// A node's other requests: its state, its enactments, its reads.
-    Nodes,
-    /// Everyone else's reads (GET, HEAD, OPTIONS).
+    /// A node's other writes: its state, its enactments' status.
+    NodeWrites,
+    /// Reads (GET, HEAD, OPTIONS), the nodes' too: a node's reads are the
+    /// lists that (re)start its watches, which must not wait behind the
+    /// nodes' writes.
     ReadOnly,
     /// Everyone else's writes.
     Mutating,
@@ -54,16 +56,16 @@ impl Level {
         match self {
             Level::Exempt => "exempt",
             Level::NodeHigh => "node-high",
-            Level::Nodes => "system-nodes",
+            Level::NodeWrites => "node-writes",
             Level::ReadOnly => "readonly",
             Level::Mutating => "mutating",
         }
     }
 
     /// How many requests of the level run at once, and how many may wait.
-    /// Users' reads and writes keep kube-apiserver's defaults
+    /// Reads and users' writes keep kube-apiserver's defaults
     /// (`--max-requests-inflight=400`, `--max-mutating-requests-inflight=200`);
-    /// the nodes' levels come on top.
+    /// the nodes' writes come on top.
     pub fn limits(self) -> Limits {
         match self {
             Level::Exempt => Limits {
@@ -74,7 +76,7 @@ impl Level {
                 concurrency: 50,
                 queue: 5_000,
             },
-            Level::Nodes => Limits {
+            Level::NodeWrites => Limits {
                 concurrency: 200,
                 queue: 5_000,
             },
@@ -93,13 +95,12 @@ impl Level {
 /// The levels that count their requests.
 const COUNTED: [Level; 4] = [
     Level::NodeHigh,
-    Level::Nodes,
+    Level::NodeWrites,
     Level::ReadOnly,
     Level::Mutating,
 ];
 
-/// Users' reads in flight at once (kube-apiserver's
-/// `--max-requests-inflight`).
+/// Reads in flight at once (kube-apiserver's `--max-requests-inflight`).
 pub const MAX_READONLY_IN_FLIGHT: usize = 400;
 /// Users' writes in flight at once (kube-apiserver's
 /// `--max-mutating-requests-inflight`).
@@ -126,17 +127,15 @@ pub fn classify(method: &Method, path: &str, watch: bool, user: &UserInfo) -> Le
     if watch {
         return Level::Exempt;
     }
-    if let Some(node) = node_of(user) {
-        let heartbeat = *method == Method::PATCH && own_state_status(path) == Some(node);
-        return if heartbeat {
-            Level::NodeHigh
-        } else {
-            Level::Nodes
-        };
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Level::ReadOnly;
     }
-    match *method {
-        Method::GET | Method::HEAD | Method::OPTIONS => Level::ReadOnly,
-        _ => Level::Mutating,
+    match node_of(user) {
+        Some(node) if *method == Method::PATCH && own_state_status(path) == Some(node) => {
+            Level::NodeHigh
+        }
+        Some(_) => Level::NodeWrites,
+        None => Level::Mutating,
     }
 }
 
@@ -276,127 +275,25 @@ mod tests {
         let impostor = user("system:node:a", &["system:authenticated"]);
         let states = "/apis/nmstate.io/v1/nodenetworkstates";
         let enactments = "/apis/nmstate.io/v1beta1/nodenetworkconfigurationenactments";
-        let cases: &[(&str, &UserInfo, Method, String, bool, Level)] = &[
-            (
-                "a node's heartbeat",
-                &node,
-                Method::PATCH,
-                format!("{states}/a/status"),
-                false,
-                Level::NodeHigh,
-            ),
-            (
-                "v1beta1 too",
-                &node,
-                Method::PATCH,
-                "/apis/nmstate.io/v1beta1/nodenetworkstates/a/status".into(),
-                false,
-                Level::NodeHigh,
-            ),
-            (
-                "a full status write",
-                &node,
-                Method::PUT,
-                format!("{states}/a/status"),
-                false,
-                Level::Nodes,
-            ),
-            (
-                "another node's status",
-                &node,
-                Method::PATCH,
-                format!("{states}/b/status"),
-                false,
-                Level::Nodes,
-            ),
-            (
-                "the object, not its status",
-                &node,
-                Method::PATCH,
-                format!("{states}/a"),
-                false,
-                Level::Nodes,
-            ),
-            (
-                "a longer path",
-                &node,
-                Method::PATCH,
-                format!("{states}/a/status/x"),
-                false,
-                Level::Nodes,
-            ),
-            (
-                "an enactment's status",
-                &node,
-                Method::PUT,
-                format!("{enactments}/a.p/status"),
-                false,
-                Level::Nodes,
-            ),
-            (
-                "a node's read",
-                &node,
-                Method::GET,
-                format!("{states}/a"),
-                false,
-                Level::Nodes,
-            ),
-            (
-                "a node's watch",
-                &node,
-                Method::GET,
-                states.into(),
-                true,
-                Level::Exempt,
-            ),
-            (
-                "a user's watch",
-                &admin,
-                Method::GET,
-                states.into(),
-                true,
-                Level::Exempt,
-            ),
-            (
-                "a user's read",
-                &admin,
-                Method::GET,
-                states.into(),
-                false,
-                Level::ReadOnly,
-            ),
-            (
-                "a user's discovery",
-                &admin,
-                Method::HEAD,
-                "/apis".into(),
-                false,
-                Level::ReadOnly,
-            ),
-            (
-                "a user's status patch",
-                &admin,
-                Method::PATCH,
-                format!("{states}/a/status"),
-                false,
-                Level::Mutating,
-            ),
-            (
-                "a user's delete",
-                &admin,
-                Method::DELETE,
-                format!("{states}/a"),
-                false,
-                Level::Mutating,
-            ),
-            (
-                "a node name outside system:nodes",
-                &impostor,
-                Method::PATCH,
-                format!("{states}/a/status"),
-                false,
-                Level::Mutating,
-            ),
+        let (get, put, patch) = (Method::GET, Method::PUT, Method::PATCH);
+        use Level::{Exempt, Mutating, NodeHigh, NodeWrites, ReadOnly};
+        #[rustfmt::skip]
+        let cases: &[(&str, &UserInfo, &Method, String, bool, Level)] = &[
+            ("a node's heartbeat", &node, &patch, format!("{states}/a/status"), false, NodeHigh),
+            ("v1beta1 too", &node, &patch, "/apis/nmstate.io/v1beta1/nodenetworkstates/a/status".into(), false, NodeHigh),
+            ("a full status write", &node, &put, format!("{states}/a/status"), false, NodeWrites),
+            ("another node's status", &node, &patch, format!("{states}/b/status"), false, NodeWrites),
+            ("the object, not its status", &node, &patch, format!("{states}/a"), false, NodeWrites),
+            ("a longer path", &node, &patch, format!("{states}/a/status/x"), false, NodeWrites),
+            ("an enactment's status", &node, &put, format!("{enactments}/a.p/status"), false, NodeWrites),
+            ("a node's read", &node, &get, format!("{states}/a"), false, ReadOnly),
+            ("a node's watch", &node, &get, states.into(), true, Exempt),
+            ("a user's watch", &admin, &get, states.into(), true, Exempt),
+            ("a user's read", &admin, &get, states.into(), false, ReadOnly),
+            ("a user's discovery", &admin, &Method::HEAD, "/apis".into(), false, ReadOnly),
+            ("a user's status patch", &admin, &patch, format!("{states}/a/status"), false, Mutating),
+            ("a user's delete", &admin, &Method::DELETE, format!("{states}/a"), false, Mutating),
+            ("a node name outside system:nodes", &impostor, &patch, format!("{states}/a/status"), false, Mutating),
         ];
         for (what, user, method, path, watch, level) in cases {
             assert_eq!(classify(method, path, *watch, user), *level, "{what}");
@@ -413,13 +310,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn past_its_concurrency_a_request_waits_its_turn_and_a_full_queue_refuses() {
         let admission = Arc::new(Admission::new(small, Duration::from_secs(15)));
-        let first = admission.admit(Level::Nodes).await.unwrap();
+        let first = admission.admit(Level::NodeWrites).await.unwrap();
         // The level is busy: the next one waits in the queue...
         let waiter = tokio::spawn({
             let admission = admission.clone();
             async move {
                 admission
-                    .admit(Level::Nodes)
+                    .admit(Level::NodeWrites)
                     .await
                     .map(|permit| permit.is_some())
             }
@@ -428,12 +325,12 @@ mod tests {
         assert_eq!(
             admission
                 .waiting()
-                .find(|(level, _)| *level == Level::Nodes),
-            Some((Level::Nodes, 1))
+                .find(|(level, _)| *level == Level::NodeWrites),
+            Some((Level::NodeWrites, 1))
         );
         // ...the queue (of one) is full: refused at once...
         assert_eq!(
-            admission.admit(Level::Nodes).await.unwrap_err(),
+            admission.admit(Level::NodeWrites).await.unwrap_err(),
             Refusal::QueueFull
         );
         // ...another level is not affected...
