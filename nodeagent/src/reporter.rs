@@ -285,14 +285,24 @@ impl Reporter {
             Plan::Nothing => return Ok(None),
             Plan::Create { object, status } => {
                 let created = match self.api.create(&post, &Object(object)).await {
-                    Ok(created) => created,
-                    // Created meanwhile (a restart racing its own watch):
-                    // the next report works from the watched object.
-                    Err(error) if client::status_code(&error) == Some(409) => return Ok(None),
+                    Ok(created) => {
+                        self.metrics.observe_state_write();
+                        tracing::info!(node = %name, "NodeNetworkState created");
+                        created
+                    }
+                    // It exists, and the watch has not brought it yet: an
+                    // earlier try whose answer was lost, or a restart. On a
+                    // busy server the watch may take long to start, and
+                    // creating again at every report only adds to the load:
+                    // read it, and write the status onto it now.
+                    Err(error) if client::status_code(&error) == Some(409) => {
+                        match self.api.get_opt(name).await.map_err(ReportError::Api)? {
+                            Some(existing) => existing,
+                            None => return Ok(None),
+                        }
+                    }
                     Err(error) => return Err(ReportError::Api(error)),
                 };
-                self.metrics.observe_state_write();
-                tracing::info!(node = %name, "NodeNetworkState created");
                 let mut object = created.0;
                 object.status = Some(status);
                 self.write_status(object).await?
