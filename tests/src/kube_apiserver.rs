@@ -368,6 +368,17 @@ impl KubeApiserverProcess {
             self.wait_for_condition(&format!("{apiservices}/{version}.nmstate.io"), "Available")
                 .await?;
         }
+        // Available is set by one controller; the proxy learns of the
+        // APIService through its own informer, and until then answers 503
+        // (seen on a loaded machine right after Available). Wait until a
+        // request goes through.
+        for version in &server.versions {
+            self.wait_for_status(
+                &format!("/apis/nmstate.io/{version}/nodenetworkstates?limit=1"),
+                StatusCode::OK,
+            )
+            .await?;
+        }
         Ok(())
     }
 
