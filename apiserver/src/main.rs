@@ -8,6 +8,14 @@ use clap::Parser;
 use nmstate_apiserver::config::{Args, Command, KubeconfigArgs, LogFormat, PodEnvironment};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc. The server allocates and frees
+/// trees of JSON for every write; at 5 000 nodes glibc's malloc spent about
+/// a third of the server's CPU in its own bookkeeping (`malloc_consolidate`,
+/// `unlink_chunk`), see docs/benchmarks.md, "scale".
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for bad flags (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 

@@ -234,13 +234,12 @@ impl Reporter {
                 // Only a due heartbeat costs a state read.
                 _ = heartbeat.tick() => {
                     let now = Time(jiff::Timestamp::now());
-                    report = stored.as_ref().is_none_or(|stored| {
-                        heartbeat_due(
-                            &stored.status.clone().unwrap_or_default(),
-                            self.config.ready_interval,
-                            &now,
-                        )
-                    });
+                    report = stored
+                        .as_ref()
+                        .and_then(|stored| stored.status.as_ref())
+                        .is_none_or(|status| {
+                            heartbeat_due(status, self.config.ready_interval, &now)
+                        });
                 }
             }
             if !(report || pending) {

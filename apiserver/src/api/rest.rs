@@ -165,21 +165,84 @@ pub fn decode_stored(kind: ResourceKind, kv: &KeyValue) -> Result<Value> {
     Ok(value)
 }
 
-async fn read(request: &Request<'_>) -> Result<(KeyValue, Value)> {
-    let kind = request.kind();
-    let name = request.name()?;
-    let kv = request
+/// The stored value of the request's object (404 if there is none).
+async fn read_stored(request: &Request<'_>) -> Result<KeyValue> {
+    request
         .state
         .store
         .get(&request.key()?)
         .await?
         .ok_or_else(|| ApiError::NotFound {
-            kind,
-            name: name.to_string(),
-        })?;
+            kind: request.kind(),
+            name: request.name().unwrap_or_default().to_string(),
+        })
+}
+
+async fn read(request: &Request<'_>) -> Result<(KeyValue, Value)> {
+    let kind = request.kind();
+    let name = request.name()?;
+    let kv = read_stored(request).await?;
     let object = decode_stored(kind, &kv)?;
     check_obligation(request, name, &object)?;
     Ok((kv, object))
+}
+
+/// As [`read`], for a write that leaves a node state's current state as
+/// it is: the object comes with `{}` in the current state's place and the
+/// current state's text beside it (see
+/// [`CachedObject::to_value_setting_aside_current_state`]); the text is
+/// never parsed.
+async fn read_setting_aside_current_state(
+    request: &Request<'_>,
+) -> Result<(KeyValue, Value, Option<String>)> {
+    let kind = request.kind();
+    let name = request.name()?;
+    let kv = read_stored(request).await?;
+    let cached = CachedObject::decode(name, kv.mod_revision, &kv.value).map_err(|e| {
+        ApiError::Internal(format!("stored value at {} cannot be read: {e}", kv.key))
+    })?;
+    if cached.summary().get("kind").and_then(Value::as_str) != Some(kind.kind()) {
+        return Err(ApiError::Internal(format!(
+            "stored value at {} is not a {}",
+            kv.key,
+            kind.kind()
+        )));
+    }
+    let (mut object, text) = cached.to_value_setting_aside_current_state();
+    // As stored: the revision is the key's, not a field.
+    object::metadata_mut(&mut object).remove("resourceVersion");
+    check_obligation(request, name, &object)?;
+    Ok((kv, object, text))
+}
+
+/// Whether a patch of `kind` leaves `status.currentState` alone, so that
+/// it can be set aside while the patch is applied: a merge patch of a
+/// node state that does not name it (an agent's heartbeat, a label). A
+/// JSON patch may test or move anything, and server-side apply owns what
+/// it names, so both take the whole object.
+fn leaves_current_state(kind: ResourceKind, patch_type: PatchType, bytes: &[u8]) -> bool {
+    kind == ResourceKind::NodeNetworkState
+        && patch_type == PatchType::Merge
+        && serde_json::from_slice::<Value>(bytes).is_ok_and(|patch| {
+            patch.is_object()
+                && patch
+                    .get("status")
+                    .and_then(Value::as_object)
+                    .is_none_or(|status| !status.contains_key("currentState"))
+        })
+}
+
+/// Puts a set-aside current state back (parsed), where `object` still has
+/// a place for it: what a write that is not stored serves.
+fn restore_current_state(mut object: Value, aside: Option<&str>) -> Result<Value> {
+    let Some(text) = aside else {
+        return Ok(object);
+    };
+    if let Some(slot) = object.pointer_mut("/status/currentState") {
+        *slot = serde_json::from_str(text)
+            .map_err(|e| ApiError::Internal(format!("stored current state: {e}")))?;
+    }
+    Ok(object)
 }
 
 /// The part of authorization that depends on the stored object (a node may
@@ -236,9 +299,11 @@ impl Selectors {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
-    /// The watch-cache filter: indexed by node when the selectors pin the
-    /// enactment's node (so a node agent's watch costs nothing for the
-    /// others), with the full selectors as the predicate.
+    /// The watch-cache filter: indexed by name when the field selector pins
+    /// `metadata.name` (an agent's watch of its own node state), else by
+    /// node when the selectors pin the enactment's node (so a node agent's
+    /// watches cost nothing for the others), with the full selectors as the
+    /// predicate.
     pub fn filter(&self, kind: ResourceKind) -> WatchFilter {
         let node = (kind == ResourceKind::NodeNetworkConfigurationEnactment)
             .then(|| {
@@ -248,14 +313,16 @@ impl Selectors {
             })
             .flatten()
             .map(str::to_string);
+        let name = self.fields.exact_value("metadata.name").map(str::to_string);
         let selectors = self.clone();
         let predicate = move |object: &CachedObject| selectors.matches(object.summary());
-        match node {
+        let filter = match node {
             Some(node) => {
                 WatchFilter::indexed(nmstate_openapi::ENACTMENT_NODE_LABEL, node, predicate)
             }
             None => WatchFilter::predicate(predicate),
-        }
+        };
+        filter.named(name)
     }
 }
 
@@ -715,6 +782,65 @@ fn encode(object: &Value) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`encode`], with a set-aside current state's text written back in its
+/// place, as it was (see [`read_setting_aside_current_state`]).
+fn encode_with_current_state(object: &Value, aside: Option<&str>) -> Result<Vec<u8>> {
+    let Some(text) = aside else {
+        return encode(object);
+    };
+    let raw: &serde_json::value::RawValue = serde_json::from_str(text)
+        .map_err(|e| ApiError::Internal(format!("stored current state: {e}")))?;
+    let spliced = Spliced {
+        value: object,
+        path: &["status", "currentState"],
+        raw,
+    };
+    let bytes = serde_json::to_vec(&spliced)
+        .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))?;
+    if bytes.len() > super::error::MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// A JSON value serialised with `raw` in place of what is at `path`.
+struct Spliced<'a> {
+    value: &'a Value,
+    path: &'a [&'a str],
+    raw: &'a serde_json::value::RawValue,
+}
+
+impl serde::Serialize for Spliced<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match (self.path.split_first(), self.value) {
+            (None, _) => self.raw.serialize(serializer),
+            (Some((first, rest)), Value::Object(map)) => {
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, value) in map {
+                    if key == first {
+                        out.serialize_entry(
+                            key,
+                            &Spliced {
+                                value,
+                                path: rest,
+                                raw: self.raw,
+                            },
+                        )?;
+                    } else {
+                        out.serialize_entry(key, value)?;
+                    }
+                }
+                out.end()
+            }
+            (Some(_), value) => value.serialize(serializer),
+        }
+    }
+}
+
 /// PUT an object (or its status).
 pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>> {
     let kind = request.kind();
@@ -766,7 +892,7 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
             message: MODIFIED.into(),
         });
     }
-    let written = write_update(request, &kv, &old, decoded.value, false).await?;
+    let written = write_update(request, &kv, &old, decoded.value, false, None).await?;
     reply_written(request, &name, written, &warnings)
 }
 
@@ -793,13 +919,16 @@ fn reply_written(
 }
 
 /// Merges, validates and writes an update of `old` (read at `kv`). An
-/// update that changes nothing is not written.
+/// update that changes nothing is not written. `aside`: the current
+/// state's text, when `old` and `new` have it set aside (`{}` in its
+/// place); it is written back as it was.
 async fn write_update(
     request: &Request<'_>,
     kv: &KeyValue,
     old: &Value,
     new: Value,
     already_tracked: bool,
+    aside: Option<&str>,
 ) -> Result<Written> {
     let kind = request.kind();
     let name = request.name()?.to_string();
@@ -812,14 +941,14 @@ async fn write_update(
     let version = request.path.version;
     if object::unchanged(old, &merged) {
         return Ok(Written::Served(for_response(
-            old.clone(),
+            restore_current_state(old.clone(), aside)?,
             version,
             kv.mod_revision,
         )));
     }
     if request.query.dry_run {
         return Ok(Written::Served(for_response(
-            merged,
+            restore_current_state(merged, aside)?,
             version,
             kv.mod_revision,
         )));
@@ -831,9 +960,13 @@ async fn write_update(
             .delete(&key, Some(kv.mod_revision))
             .await
             .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-        return Ok(Written::Served(for_response(merged, version, revision)));
+        return Ok(Written::Served(for_response(
+            restore_current_state(merged, aside)?,
+            version,
+            revision,
+        )));
     }
-    let bytes = encode(&merged)?;
+    let bytes = encode_with_current_state(&merged, aside)?;
     // Free the tree before the store's round trip (see `reply_stored`).
     drop(merged);
     let written = store
@@ -872,9 +1005,15 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
         api_version: nmstate_openapi::api_version(version).unwrap_or_default(),
         subresource: (request.scope() == UpdateScope::Status).then_some("status"),
     };
+    let set_aside = leaves_current_state(request.kind(), patch_type, bytes);
     for attempt in 0..PATCH_ATTEMPTS {
         let now = object::now();
-        let (kv, old) = match read(request).await {
+        let current = if set_aside {
+            read_setting_aside_current_state(request).await
+        } else {
+            read(request).await.map(|(kv, old)| (kv, old, None))
+        };
+        let (kv, old, aside) = match current {
             Ok(current) => current,
             Err(ApiError::NotFound { .. }) if patch_type == PatchType::Apply => {
                 return apply_create(request, bytes, &manager, &now).await;
@@ -920,7 +1059,7 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
         if patch_type != PatchType::Apply {
             managed_fields::update_managed_fields(Some(&live), &mut new, &manager, &now);
         }
-        match write_update(request, &kv, &old, new, true).await {
+        match write_update(request, &kv, &old, new, true, aside.as_deref()).await {
             Ok(written) => return reply_written(request, &name, written, &warnings),
             Err(ApiError::Conflict { .. }) if attempt + 1 < PATCH_ATTEMPTS => continue,
             Err(e) => return Err(e),
@@ -1130,6 +1269,8 @@ pub async fn delete_collection(request: &Request<'_>, bytes: &[u8]) -> Result<Re
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -1143,5 +1284,66 @@ mod tests {
             decode_continue("garbage"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn only_merge_patches_of_node_states_that_do_not_name_the_current_state_set_it_aside() {
+        use PatchType::{Apply, Json, Merge};
+        let state = ResourceKind::NodeNetworkState;
+        let policy = ResourceKind::NodeNetworkConfigurationPolicy;
+        let cases: [(ResourceKind, PatchType, &str, bool); 9] = [
+            (state, Merge, r#"{"status":{"conditions":[]}}"#, true),
+            (state, Merge, r#"{"metadata":{"labels":{"a":"b"}}}"#, true),
+            (state, Merge, r#"{"status":null}"#, true),
+            (state, Merge, r#"{"status":{"currentState":{}}}"#, false),
+            (state, Merge, r#"{"status":{"currentState":null}}"#, false),
+            (state, Merge, r#"[1]"#, false),
+            (state, Merge, r#"{"status":"#, false),
+            (state, Json, r#"[]"#, false),
+            (policy, Merge, r#"{"status":{"conditions":[]}}"#, false),
+        ];
+        for (kind, patch_type, body, expected) in cases {
+            assert_eq!(
+                leaves_current_state(kind, patch_type, body.as_bytes()),
+                expected,
+                "{kind} {patch_type:?} {body}"
+            );
+        }
+        assert!(!leaves_current_state(state, Apply, b"{}"));
+    }
+
+    #[test]
+    fn a_set_aside_current_state_is_written_back_as_it_was() {
+        let stored = r#"{"apiVersion":"nmstate.io/v1beta1","kind":"NodeNetworkState","metadata":{"name":"n1","labels":{"a":"b"}},"status":{"currentState":{"interfaces":[{"name":"eth0","mtu":1500}],"z":"\u00e9"},"conditions":[{"type":"Ready","status":"True"}]}}"#;
+        let cached = CachedObject::decode("n1", 7, stored.as_bytes()).unwrap();
+        let (mut object, aside) = cached.to_value_setting_aside_current_state();
+        assert_eq!(object["status"]["currentState"], json!({}));
+        let aside = aside.unwrap();
+        // What a heartbeat changes.
+        object["status"]["conditions"][0]["status"] = json!("False");
+        let bytes = encode_with_current_state(&object, Some(&aside)).unwrap();
+        let written: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut expected: Value = serde_json::from_str(stored).unwrap();
+        expected["status"]["conditions"][0]["status"] = json!("False");
+        expected["metadata"]["resourceVersion"] = json!("7");
+        assert_eq!(written, expected);
+        // The text itself, byte for byte (escapes and all).
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(
+                r#""currentState":{"interfaces":[{"name":"eth0","mtu":1500}],"z":"\u00e9"}"#
+            ),
+            "{text}"
+        );
+        // Served unstored, the current state is there again, parsed.
+        let served = restore_current_state(object, Some(&aside)).unwrap();
+        assert_eq!(
+            served["status"]["currentState"],
+            expected["status"]["currentState"]
+        );
+        // Without a status there is nothing to write back.
+        let bare = json!({"kind": "NodeNetworkState", "metadata": {"name": "n1"}});
+        let bytes = encode_with_current_state(&bare, Some(&aside)).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), bare);
     }
 }

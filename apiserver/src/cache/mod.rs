@@ -50,7 +50,10 @@ mod watcher;
 pub use object::{CachedObject, DecodeError, Json, Texts, metadata_of, whole};
 pub use watcher::{CacheEvent, CacheWatcher, WatchEnd, WatchFilter};
 
-use self::{state::CacheState, watcher::Registry};
+use self::{
+    state::{CacheState, Index},
+    watcher::Registry,
+};
 
 /// Default number of events kept in the window.
 pub const DEFAULT_WINDOW: usize = 10_000;
@@ -264,11 +267,15 @@ impl Shared {
         self.config.plural.clone()
     }
 
-    /// The index value a filter registers under, if it uses this cache's
-    /// index.
-    fn index_value(&self, filter: &WatchFilter) -> Option<String> {
+    /// What a filter's watcher registers under: the object's name when
+    /// the filter names one (nothing is narrower), or the value of this
+    /// cache's indexed label when the filter asks for one.
+    fn index(&self, filter: &WatchFilter) -> Option<Index> {
+        if let Some(name) = &filter.name {
+            return Some(Index::Name(name.clone()));
+        }
         let (key, value) = filter.index.as_ref()?;
-        (self.config.index_label.as_ref() == Some(key)).then(|| value.clone())
+        (self.config.index_label.as_ref() == Some(key)).then(|| Index::Label(value.clone()))
     }
 }
 
@@ -438,12 +445,12 @@ impl WatchCache {
     /// [`snapshot_and_watch`](Self::snapshot_and_watch).
     pub fn watch(&self, after: Revision, filter: WatchFilter) -> Result<CacheWatcher> {
         self.check_running()?;
-        let index_value = self.shared.index_value(&filter);
+        let index = self.shared.index(&filter);
         let mut registry = self.shared.registry();
         let backlog = {
             let state = self.shared.read_state();
             state.check_start(&self.shared.config.plural, after)?;
-            state.events_after(after, index_value.as_deref())
+            state.events_after(after, index.as_ref())
         };
         Ok(CacheWatcher::register(
             self.shared.clone(),
@@ -451,7 +458,7 @@ impl WatchCache {
             after,
             backlog,
             filter,
-            index_value,
+            index,
         ))
     }
 
@@ -463,7 +470,7 @@ impl WatchCache {
         filter: WatchFilter,
     ) -> Result<(Revision, Vec<Arc<CachedObject>>, CacheWatcher)> {
         self.check_running()?;
-        let index_value = self.shared.index_value(&filter);
+        let index = self.shared.index(&filter);
         let mut registry = self.shared.registry();
         let (revision, objects) = {
             let state = self.shared.read_state();
@@ -476,7 +483,7 @@ impl WatchCache {
             revision,
             Default::default(),
             filter,
-            index_value,
+            index,
         );
         Ok((revision, objects, watcher))
     }
@@ -547,9 +554,10 @@ impl Drop for WatchCache {
 }
 
 fn matching(state: &CacheState, filter: &WatchFilter) -> Vec<Arc<CachedObject>> {
-    let candidates = match &filter.index {
-        Some((key, value)) => state.indexed(key, value),
-        None => None,
+    let candidates = match (&filter.name, &filter.index) {
+        (Some(name), _) => Some(state.get(name).into_iter().collect()),
+        (None, Some((key, value))) => state.indexed(key, value),
+        (None, None) => None,
     };
     candidates
         .unwrap_or_else(|| state.objects())

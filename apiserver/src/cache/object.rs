@@ -15,7 +15,11 @@
 //! object whose `metadata.name` is the key's name, string labels) and
 //! lenient about everything else: the schema is the API layer's business.
 
-use std::{collections::BTreeMap, fmt, sync::OnceLock};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use bytes::Bytes;
 use nmstate_openapi::{API_VERSION_V1, API_VERSION_V1BETA1};
@@ -67,7 +71,7 @@ pub struct CachedObject {
     /// `null` in their place and kept in `texts`.
     summary: Value,
     /// The subtrees of [`TEXT_FIELDS`] as JSON text (UTF-8).
-    texts: [Option<Bytes>; 2],
+    texts: [Option<Text>; 2],
     /// The serialisation for each served version, made on first use.
     served: Served,
 }
@@ -171,7 +175,7 @@ impl CachedObject {
         name: &str,
         revision: Revision,
         mut summary: Value,
-        texts: [Option<Bytes>; 2],
+        texts: [Option<Text>; 2],
     ) -> Result<Self, DecodeError> {
         let metadata = summary
             .get_mut("metadata")
@@ -230,11 +234,11 @@ impl CachedObject {
 
     /// The subtrees kept as JSON text.
     pub fn texts(&self) -> Texts<'_> {
-        // Made from `str`s; never fails.
-        Texts(self.texts.each_ref().map(|text| {
-            text.as_deref()
-                .and_then(|text| std::str::from_utf8(text).ok())
-        }))
+        Texts(
+            self.texts
+                .each_ref()
+                .map(|text| text.as_ref().map(Text::as_str)),
+        )
     }
 
     /// `status.currentState` as JSON text, if the object has one.
@@ -245,6 +249,25 @@ impl CachedObject {
     /// The whole object: a copy, which parses the texts.
     pub fn to_value(&self) -> Value {
         whole(&self.summary, self.texts())
+    }
+
+    /// The whole object but its current state: a copy with `{}` in the
+    /// current state's place, and the current state's text beside it
+    /// (`None`: the object has none, and nothing was set aside). A write
+    /// that leaves the current state as it is (an agent's heartbeat, a
+    /// label) works on this and writes the text back as it was, instead of
+    /// parsing, comparing and serialising tens of kilobytes it does not
+    /// touch.
+    pub fn to_value_setting_aside_current_state(&self) -> (Value, Option<String>) {
+        let texts = self.texts();
+        let mut value = whole(&self.summary, Texts([texts.managed_fields(), None]));
+        let text = texts.current_state().map(str::to_owned);
+        if text.is_some()
+            && let Some(slot) = value.pointer_mut("/status/currentState")
+        {
+            *slot = Value::Object(Map::new());
+        }
+        (value, text)
     }
 
     /// The whole `metadata` (managed fields parsed): a copy.
@@ -289,9 +312,32 @@ impl CachedObject {
 }
 
 /// The text of a current state, kept as bytes that pieces can share.
-fn text(raw: Box<RawValue>) -> Bytes {
+fn text(raw: Box<RawValue>) -> Text {
     let text: Box<str> = raw.into();
-    Bytes::from(text.into_string())
+    Text(text.into())
+}
+
+/// A subtree's JSON text: read as `str` (the controller reads every node
+/// state's current state in every batch, so it is not checked as UTF-8 at
+/// each read) and served as shared bytes.
+#[derive(Clone)]
+struct Text(Arc<str>);
+
+impl Text {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text as a piece of a response, sharing this text.
+    fn piece(&self) -> Bytes {
+        Bytes::from_owner(self.clone())
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// Writes an object's fields with `apiVersion` first; each text, if
@@ -300,7 +346,7 @@ fn text(raw: Box<RawValue>) -> Bytes {
 fn write_object(
     api_version: &str,
     fields: &Map<String, Value>,
-    texts: &[Option<Bytes>; 2],
+    texts: &[Option<Text>; 2],
 ) -> serde_json::Result<Vec<Bytes>> {
     let mut pieces = Vec::new();
     let mut out = b"{\"apiVersion\":".to_vec();
@@ -325,7 +371,7 @@ fn write_object(
                     out.push(b':');
                     if key == inner {
                         pieces.push(Bytes::from(std::mem::take(&mut out)));
-                        pieces.push(text.clone());
+                        pieces.push(text.piece());
                     } else {
                         serde_json::to_writer(&mut out, value)?;
                     }

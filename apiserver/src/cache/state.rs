@@ -11,6 +11,16 @@ use std::{
 use super::{CachedObject, Error, Result};
 use crate::storage::Revision;
 
+/// What a watcher is registered under: the only events it is told of are
+/// those that can concern it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Index {
+    /// Objects whose indexed label has (or had) this value.
+    Label(String),
+    /// The object of this name.
+    Name(String),
+}
+
 /// One change to apply, decoded from a store event.
 #[derive(Debug)]
 pub(super) enum Change {
@@ -263,18 +273,23 @@ impl CacheState {
     }
 
     /// The window's events after `after` (checked with
-    /// [`check_start`](Self::check_start)), only those about objects whose
-    /// indexed label is or was `index_value` when one is given.
+    /// [`check_start`](Self::check_start)), only those that concern the
+    /// watchers of `index` when one is given (the object of that name, or
+    /// objects whose indexed label is or was that value).
     pub(super) fn events_after(
         &self,
         after: Revision,
-        index_value: Option<&str>,
+        index: Option<&Index>,
     ) -> VecDeque<Arc<WindowEvent>> {
         let start = self.window.partition_point(|event| event.revision <= after);
         let events = self.window.range(start..);
-        match (index_value, &self.index_label) {
-            (Some(value), Some(label)) => events
-                .filter(|event| event.index_values(label).contains(&Some(value)))
+        match (index, &self.index_label) {
+            (Some(Index::Name(name)), _) => events
+                .filter(|event| event.object.name == *name)
+                .cloned()
+                .collect(),
+            (Some(Index::Label(value)), Some(label)) => events
+                .filter(|event| event.index_values(label).contains(&Some(value.as_str())))
                 .cloned()
                 .collect(),
             _ => events.cloned().collect(),
@@ -468,8 +483,9 @@ mod tests {
             .map(|e| e.revision)
             .collect();
         assert_eq!(after, [12, 13, 14]);
-        assert!(state.events_after(11, Some("n1")).is_empty());
-        assert_eq!(state.events_after(11, Some("n2")).len(), 3);
+        let label = |value: &str| Index::Label(value.to_owned());
+        assert!(state.events_after(11, Some(&label("n1"))).is_empty());
+        assert_eq!(state.events_after(11, Some(&label("n2"))).len(), 3);
     }
 
     #[test]

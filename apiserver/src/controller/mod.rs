@@ -42,8 +42,8 @@ use nmstate_openapi::{
     Condition, ConditionStatus, ConditionType, ENACTMENT_POLICY_LABEL,
     NodeNetworkConfigurationEnactment, NodeNetworkConfigurationEnactmentStatus,
     NodeNetworkConfigurationPolicy, NodeNetworkConfigurationPolicyStatus, ResourceKind, Time,
-    condition::find_condition,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
@@ -223,6 +223,8 @@ enum LoopError {
 /// depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct NodeKey {
+    /// The revision of the node state it was read from.
+    revision: Revision,
     labels: BTreeMap<String, String>,
     /// The `Ready` condition is true.
     ready: bool,
@@ -235,6 +237,7 @@ impl NodeKey {
     fn of(object: &CachedObject) -> Self {
         let (ready, heartbeat) = ready_heartbeat(object);
         NodeKey {
+            revision: object.revision,
             labels: object.labels.clone(),
             ready,
             heartbeat,
@@ -265,14 +268,19 @@ impl NodeKey {
 }
 
 /// Whether `object`'s `Ready` condition is true, and its heartbeat time in
-/// seconds.
+/// seconds. Every batch asks this of every node state, so only the `Ready`
+/// condition is decoded, in place.
 fn ready_heartbeat(object: &CachedObject) -> (bool, Option<i64>) {
     let ready = object
         .summary()
-        .get("status")
-        .and_then(|status| status.get("conditions"))
-        .and_then(|conditions| serde_json::from_value::<Vec<Condition>>(conditions.clone()).ok())
-        .and_then(|conditions| find_condition(&conditions, &ConditionType::Ready).cloned());
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|condition| {
+            condition.get("type").and_then(Value::as_str) == Some(ConditionType::Ready.as_str())
+        })
+        .and_then(|condition| Condition::deserialize(condition).ok());
     match ready {
         Some(ready) => (
             ready.status == ConditionStatus::True,
@@ -479,6 +487,7 @@ impl Reconciler {
         let now = time_now();
         let grace = self.grace_seconds();
         let cluster_labels = self.cluster_labels.clone();
+        let known_nodes = &self.nodes;
         let nodes: Vec<Node<'_>> = states
             .iter()
             .filter_map(|object| {
@@ -487,7 +496,13 @@ impl Reconciler {
                     // A state without a Node is no node of the cluster.
                     Some(cluster) => cluster.get(&object.name)?,
                 };
-                Some(node_of(object, labels, &now, grace))
+                Some(node_of(
+                    object,
+                    labels,
+                    known_nodes.get(&object.name),
+                    &now,
+                    grace,
+                ))
             })
             .collect();
         let mut by_policy: HashMap<&str, Vec<&Arc<CachedObject>>> = HashMap::new();
@@ -657,14 +672,23 @@ impl Reconciler {
 }
 
 /// A node from its NodeNetworkState, with the labels that select it.
+/// Whether it is alive comes from `known`, what the controller's watch
+/// last saw of it, when that was this revision: every batch looks at every
+/// node, and reading the `Ready` condition again for thousands of nodes
+/// many times a second was most of a rollout's controller time.
 fn node_of<'a>(
     object: &'a CachedObject,
     labels: &'a BTreeMap<String, String>,
+    known: Option<&NodeKey>,
     now: &Time,
     grace_seconds: i64,
 ) -> Node<'a> {
-    let (ready, heartbeat) = ready_heartbeat(object);
+    let (ready, heartbeat) = match known {
+        Some(key) if key.revision == object.revision => (key.ready, key.heartbeat),
+        _ => ready_heartbeat(object),
+    };
     let key = NodeKey {
+        revision: object.revision,
         labels: BTreeMap::new(),
         ready,
         heartbeat,
@@ -897,6 +921,7 @@ mod tests {
 
     fn key(ready: bool, heartbeat: Option<i64>) -> NodeKey {
         NodeKey {
+            revision: 1,
             labels: BTreeMap::from([("rack".to_owned(), "r1".to_owned())]),
             ready,
             heartbeat,

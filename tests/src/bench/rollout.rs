@@ -132,14 +132,34 @@ pub(super) async fn create_policy(client: &HttpsClient, name: &str) -> Result<()
     Ok(())
 }
 
+/// How often a long wait says how far the rollout is.
+const NOTE_EVERY: Duration = Duration::from_secs(15);
+
 /// Waits (at most 10 minutes) until policy `name` is `Available` on all
-/// `nodes` nodes.
+/// `nodes` nodes, saying how far it is every [`NOTE_EVERY`].
 pub(super) async fn wait_available(client: &HttpsClient, name: &str, nodes: usize) -> Result<()> {
     let expected = format!("{nodes}/{nodes} nodes successfully configured");
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let mut next_note = started + NOTE_EVERY;
     loop {
         let policy: Value =
             serde_json::from_str(&client.get(&format!("{POLICIES}/{name}")).await?.body)?;
+        if Instant::now() > next_note {
+            next_note += NOTE_EVERY;
+            let progressing = policy["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Progressing");
+            progress(format!(
+                "rollout: {:.0} s: {}",
+                started.elapsed().as_secs_f64(),
+                progressing.map_or("no Progressing condition yet", |c| c["message"]
+                    .as_str()
+                    .unwrap_or_default())
+            ));
+        }
         let available = policy["status"]["conditions"]
             .as_array()
             .into_iter()

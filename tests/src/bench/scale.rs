@@ -57,6 +57,9 @@ const GOAL_SECONDS: f64 = 30.0;
 const PROBE_LABEL: &str = "bench.nmstate.io/probe";
 /// Overrides the node count.
 const NODES_VARIABLE: &str = "NMSTATE_BENCH_SCALE_NODES";
+/// Runs only these stores (`embedded`, `etcd`, comma-separated), to look
+/// at one closely; the goal needs both.
+const STORES_VARIABLE: &str = "NMSTATE_BENCH_SCALE_STORES";
 /// Table output of a list.
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -165,8 +168,20 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
         stats::seconds(sizes.floor()),
         load_average()
     ));
+    let stores: Vec<Store> = match std::env::var(STORES_VARIABLE) {
+        Ok(names) => names
+            .split(',')
+            .map(|name| match name.trim() {
+                "embedded" => Ok(Store::Embedded),
+                "etcd" => Ok(Store::Etcd),
+                other => bail!("{STORES_VARIABLE}: unknown store {other:?} (embedded, etcd)"),
+            })
+            .collect::<Result<_>>()?,
+        Err(_) => vec![Store::Embedded, Store::Etcd],
+    };
+    let every_store = stores.len() == 2;
     let mut slowest: f64 = 0.0;
-    for store in [Store::Embedded, Store::Etcd] {
+    for store in stores {
         match run_store(store, apiserver, &fleet, &sizes, report).await {
             Ok(converged) => slowest = slowest.max(converged),
             Err(error) => {
@@ -177,10 +192,13 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
         }
     }
     let floor = stats::seconds(sizes.floor());
+    let goal_met = every_store && slowest <= GOAL_SECONDS;
     report.line(format!(
         "  goal: converged within {GOAL_SECONDS} s on both stores: {} (slowest {slowest:.2} s)",
-        if slowest <= GOAL_SECONDS {
+        if goal_met {
             "met"
+        } else if !every_store {
+            "not measured (one store only)"
         } else {
             "MISSED"
         }
@@ -190,7 +208,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     report.figure("floor_seconds", round(floor, 3));
     // The share of the floor's speed reached: 1 is the floor itself.
     report.figure("ratio", round(floor / slowest.max(f64::EPSILON), 3));
-    report.figure("goal_met", slowest <= GOAL_SECONDS);
+    report.figure("goal_met", goal_met);
     report.figure("load_average", load_average());
     Ok(())
 }

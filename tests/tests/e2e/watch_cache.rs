@@ -73,6 +73,7 @@ on_both_backends!(
     a_watch_from_before_the_window_is_too_old,
     leaving_or_entering_a_filter_is_deleted_or_added,
     the_node_index_reaches_only_that_nodes_watchers,
+    a_watch_by_name_reaches_only_that_objects_watchers,
     reads_wait_for_writes_to_other_resources,
     bookmarks_tell_idle_watchers_how_far_the_cache_is,
     compaction_while_not_watching_lists_again_and_expires_watchers,
@@ -509,6 +510,48 @@ async fn the_node_index_reaches_only_that_nodes_watchers(store: SharedStore) {
         ]
     );
     drop(all);
+    cache.shutdown().await;
+}
+
+/// What an agent's watch of its own node state is: a watch by name. The
+/// events of other objects never reach it, as 5 000 agents' watches must
+/// not each be handed every node's heartbeat.
+async fn a_watch_by_name_reaches_only_that_objects_watchers(store: SharedStore) {
+    let mut config = CacheConfig::new(STATES);
+    // A watcher that never reads is terminated after two events: the idle
+    // watcher of `b` proves that `a`'s events never reached it.
+    config.watcher_buffer = 2;
+    let cache = started(&store, config).await;
+    let start = cache.revision();
+    let named = |name: &str, calls: &Arc<AtomicUsize>| {
+        WatchFilter::predicate(counting(calls)).named(Some(name.to_owned()))
+    };
+    let (a_calls, b_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut a = cache.watch(start, named("a", &a_calls)).unwrap();
+    let _b = cache.watch(start, named("b", &b_calls)).unwrap();
+
+    let mut written = create(&store, STATES, "a", &[]).await;
+    let mut seen = vec![next_described(&mut a).await];
+    for data in ["1", "2", "3", "4"] {
+        written = update(&store, &written, &[], data).await;
+        seen.push(next_described(&mut a).await);
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[4], format!("MODIFIED a@{}", written.mod_revision));
+    assert_eq!(cache.terminated_slow_count(), 0, "b was sent nothing");
+    assert_eq!(b_calls.load(Ordering::SeqCst), 0);
+    assert!(a_calls.load(Ordering::SeqCst) >= 5);
+    let (_, only_a) = cache.snapshot_matching(&WatchFilter::everything().named(Some("a".into())));
+    assert_eq!(only_a.len(), 1);
+
+    // A watch by name from the start, served from the window, sees only
+    // that object's events too.
+    let b = create(&store, STATES, "b", &[]).await;
+    let mut late = cache.watch(start, named("b", &Arc::default())).unwrap();
+    assert_eq!(
+        next_described(&mut late).await,
+        format!("ADDED b@{}", b.mod_revision)
+    );
     cache.shutdown().await;
 }
 
