@@ -93,42 +93,65 @@ pub fn plan(
     now: &Time,
 ) -> Plan {
     let labels = &config.labels;
-    let old_status = stored
-        .and_then(|object| object.status.clone())
-        .unwrap_or_default();
-    let mut status = old_status.clone();
-    if status.current_state.as_ref() != Some(state) {
-        status.current_state = Some(state.clone());
-        status.last_successful_update_time = Some(now.clone());
-    }
-    status.host_network_manager_version = versions.host_network_manager.clone();
-    status.handler_network_manager_version = versions.handler_network_manager.clone();
-    status.handler_nmstate_version = versions.handler_nmstate.clone();
+    let empty = NodeNetworkStateStatus::default();
+    let old = stored
+        .and_then(|object| object.status.as_ref())
+        .unwrap_or(&empty);
+    // The stored current state is tens of kilobytes: compared once, and
+    // neither it nor the status around it is copied to find that nothing
+    // is to be written (most reports, and every heartbeat check).
+    let state_changed = old.current_state.as_ref() != Some(state);
+    let mut status = NodeNetworkStateStatus {
+        current_state: None,
+        last_successful_update_time: if state_changed {
+            Some(now.clone())
+        } else {
+            old.last_successful_update_time.clone()
+        },
+        host_network_manager_version: versions.host_network_manager.clone(),
+        handler_network_manager_version: versions.handler_network_manager.clone(),
+        handler_nmstate_version: versions.handler_nmstate.clone(),
+        conditions: old.conditions.clone(),
+    };
+    let status_changed = state_changed
+        || status.host_network_manager_version != old.host_network_manager_version
+        || status.handler_network_manager_version != old.handler_network_manager_version
+        || status.handler_nmstate_version != old.handler_nmstate_version;
     let heartbeat_due = heartbeat_due(&status, config.ready_interval, now);
-    let status_changed = status != old_status;
     if status_changed || heartbeat_due {
         // A state change renews the heartbeat as well: it is a write anyway.
         set_state_ready(&mut status.conditions, now);
     }
+    let whole = |mut status: NodeNetworkStateStatus| {
+        status.current_state = Some(state.clone());
+        status
+    };
     let Some(stored) = stored else {
         let mut object = NodeNetworkState::new(&config.node_name);
         object.metadata.labels = Some(labels.clone());
         object.metadata.owner_references = config.owner.clone().map(|owner| vec![owner]);
-        return Plan::Create { object, status };
+        return Plan::Create {
+            object,
+            status: whole(status),
+        };
     };
     let stored_labels = stored.metadata.labels.clone().unwrap_or_default();
     let mut wanted_labels = stored_labels.clone();
     wanted_labels.extend(labels.clone());
-    let status = (status_changed || heartbeat_due).then_some(status);
     if wanted_labels != stored_labels {
         let mut object = stored.clone();
         object.metadata.labels = Some(wanted_labels);
-        return Plan::Labels { object, status };
+        return Plan::Labels {
+            object,
+            status: (status_changed || heartbeat_due).then(|| whole(status)),
+        };
     }
-    match status {
-        Some(status) if status_changed => Plan::Status(status),
-        Some(status) => Plan::Heartbeat(status.conditions),
-        None => Plan::Nothing,
+    if status_changed {
+        Plan::Status(whole(status))
+    } else if heartbeat_due {
+        Plan::Heartbeat(status.conditions)
+    } else {
+        Plan::Nothing
     }
 }
 

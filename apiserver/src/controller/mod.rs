@@ -741,7 +741,7 @@ fn enactment_status(object: &CachedObject) -> NodeNetworkConfigurationEnactmentS
     object
         .summary()
         .get("status")
-        .and_then(|status| serde_json::from_value(status.clone()).ok())
+        .and_then(|status| NodeNetworkConfigurationEnactmentStatus::deserialize(status).ok())
         .unwrap_or_default()
 }
 

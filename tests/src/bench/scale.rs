@@ -320,6 +320,8 @@ struct Counters {
     writes: u64,
     state_writes: u64,
     controller_writes: u64,
+    /// Policy reconciles (one policy here: the controller's batches).
+    reconciles: u64,
 }
 
 impl Counters {
@@ -342,6 +344,11 @@ impl Counters {
         }
         self.state_writes += crate::metrics::state_writes(metrics);
         self.controller_writes += rollout::controller_writes_in(metrics) as u64;
+        self.reconciles += metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("nmstate_controller_reconciles_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
     }
 
     fn since(self, earlier: Counters) -> Counters {
@@ -352,6 +359,7 @@ impl Counters {
             controller_writes: self
                 .controller_writes
                 .saturating_sub(earlier.controller_writes),
+            reconciles: self.reconciles.saturating_sub(earlier.reconciles),
         }
     }
 }
@@ -475,10 +483,12 @@ async fn measure(
     say(
         report,
         format!(
-            "  writes per node: {} ({} by the controller, {} NodeNetworkState)",
+            "  writes per node: {} ({} by the controller, {} NodeNetworkState); controller batches {} ({:.1}/s)",
             per_node(counters.writes),
             per_node(counters.controller_writes),
-            per_node(counters.state_writes)
+            per_node(counters.state_writes),
+            counters.reconciles,
+            counters.reconciles as f64 / converged.max(f64::EPSILON)
         ),
     );
     say(
@@ -537,6 +547,7 @@ async fn measure(
         ),
         ("rollout_fleet_cpu_s", cpu_s(fleet_cpu).into()),
         ("writes_per_node", per_node(counters.writes).into()),
+        ("rollout_controller_batches", counters.reconciles.into()),
         (
             "controller_writes_per_node",
             per_node(counters.controller_writes).into(),
