@@ -311,7 +311,7 @@ impl CachedObject {
     }
 }
 
-/// The text of a current state, kept as bytes that pieces can share.
+/// A subtree's text as the decoder found it (see [`Text`]).
 fn text(raw: Box<RawValue>) -> Text {
     let text: Box<str> = raw.into();
     Text(text.into())
