@@ -1,4 +1,4 @@
-//! Link settings of the `nmstate-agent` binary.
+//! Link settings of the `nmstate-agent` and `nmstate-helper` binaries.
 //!
 //! Optimised builds for glibc pack the binary's relative relocations
 //! (`-z pack-relative-relocs`: `DT_RELR`, which glibc 2.36 and later
@@ -18,6 +18,9 @@ fn main() {
         && var("CARGO_CFG_TARGET_OS") == "linux"
         && var("CARGO_CFG_TARGET_ENV") == "gnu"
     {
-        println!("cargo:rustc-link-arg-bin=nmstate-agent=-Wl,-z,pack-relative-relocs");
+        // The helper too: it starts for every read and apply.
+        for bin in ["nmstate-agent", "nmstate-helper"] {
+            println!("cargo:rustc-link-arg-bin={bin}=-Wl,-z,pack-relative-relocs");
+        }
     }
 }

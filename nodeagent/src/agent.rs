@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     enactor::{Enactor, EnactorConfig},
     health,
+    helper::Statistic,
     metrics::Metrics,
     probe,
     reporter::{Reporter, ReporterConfig},
@@ -61,6 +62,7 @@ pub async fn run_with_client(
             node_name: config.node_name.clone(),
             hollow: config.hollow.clone(),
             kernel_snapshot_file: config.kernel_snapshot_file.clone(),
+            helper: config.helper.clone(),
         },
     )
     .await
@@ -122,6 +124,10 @@ pub async fn run_with_client(
         EnactorConfig {
             node_name: config.node_name.clone(),
             checkpoint_timeout: config.checkpoint_timeout,
+            statistic: match config.in_process_statistic {
+                Some(statistic) => Statistic::InProcess(statistic),
+                None => Statistic::Helper(config.helper.clone()),
+            },
         },
         &client,
         backend,

@@ -4,7 +4,10 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::backend::{BackendKind, HollowOptions};
+use crate::{
+    backend::{BackendKind, HollowOptions},
+    helper::{Helper, StatisticFn},
+};
 
 /// Everything the agent needs to run.
 #[derive(Clone, Debug)]
@@ -37,6 +40,12 @@ pub struct Config {
     /// Kernel backend: the snapshot file that lets a restarted agent roll
     /// back an apply its predecessor left open (`None`: in memory only).
     pub kernel_snapshot_file: Option<PathBuf>,
+    /// The nmstate helper: reads and applies for the `nm` and `kernel`
+    /// backends, and nmstate's statistic of each apply.
+    pub helper: Helper,
+    /// nmstate's statistic computed in this process instead of by the
+    /// helper (the hollow fleet).
+    pub in_process_statistic: Option<StatisticFn>,
 }
 
 impl Config {
@@ -55,6 +64,8 @@ impl Config {
             health_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             hollow: HollowOptions::default(),
             kernel_snapshot_file: None,
+            helper: Helper::default(),
+            in_process_statistic: None,
         }
     }
 }

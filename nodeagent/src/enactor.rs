@@ -82,6 +82,7 @@ use tracing::Instrument;
 use crate::{
     backend::{Backend, BackendError},
     client::{self, EnactmentObject},
+    helper::Statistic,
     metrics::Metrics,
     probe::{self, Probe},
 };
@@ -306,6 +307,8 @@ pub struct EnactorConfig {
     /// How long an applied change may stay uncommitted before the backend
     /// rolls it back by itself.
     pub checkpoint_timeout: Duration,
+    /// Where the features of an apply come from.
+    pub statistic: Statistic,
 }
 
 /// An enactment to apply: its name, its policy generation, and the `uid`
@@ -519,10 +522,15 @@ impl Enactor {
             .await
             .map_err(|e| failed(e.to_string()))?;
         let applicable = probe::applicable(&self.probes, &before).await;
-        let features = desired.features(&before).unwrap_or_else(|error| {
-            tracing::debug!(%error, "no nmstate statistic of the desired state");
-            Vec::new()
-        });
+        let features = self
+            .config
+            .statistic
+            .features(desired, &before)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::debug!(%error, "no nmstate statistic of the desired state");
+                Vec::new()
+            });
         let checkpoint = self
             .backend
             .apply(desired, self.config.checkpoint_timeout)

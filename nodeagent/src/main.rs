@@ -11,6 +11,7 @@ use clap::Parser;
 use nmstate_agent::{
     backend::{BackendKind, HollowOptions},
     config::{Config, parse_duration, parse_labels},
+    helper::Helper,
 };
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -72,6 +73,10 @@ struct Args {
     /// Hollow backend: seed of the random failures.
     #[arg(long, default_value_t = 0)]
     hollow_seed: u64,
+    /// The nmstate helper, run once per read, apply, commit, rollback and
+    /// statistic [default: nmstate-helper beside this binary].
+    #[arg(long, env = "NMSTATE_HELPER")]
+    nmstate_helper: Option<PathBuf>,
     /// Kernel backend: where to keep the snapshot taken before an apply,
     /// so that an agent restarted in the middle of an apply rolls it back
     /// (a file on a host path that survives the agent's restart).
@@ -99,15 +104,9 @@ enum LogColor {
     Never,
 }
 
-/// The default log filter: `info`, except two warnings the libraries
-/// repeat on every read or apply of a node whose hardware or
-/// NetworkManager they do not like: nispor's "Failed to query WIFI
-/// information" (every retrieve on a host without WiFi support) and
-/// nmstate's "Unsupported NetworkManager version" (every apply; the agent
-/// reports the version in the NodeNetworkState and logs it once at start).
-/// `RUST_LOG` replaces it.
-const DEFAULT_LOG_FILTER: &str =
-    "info,nispor::query::inter_ifaces=error,nmstate::nm::query_apply::apply=error";
+/// The default log filter; `RUST_LOG` replaces it (and the nmstate
+/// helper's, which inherits it).
+const DEFAULT_LOG_FILTER: &str = "info";
 
 impl Args {
     fn into_config(self) -> Result<Config, String> {
@@ -152,6 +151,8 @@ impl Args {
                 initial_state: None,
             },
             kernel_snapshot_file: self.kernel_snapshot_file,
+            helper: self.nmstate_helper.map(Helper::new).unwrap_or_default(),
+            in_process_statistic: None,
         })
     }
 }

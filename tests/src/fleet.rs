@@ -77,6 +77,10 @@ impl FleetOptions {
             initial_state: Some(objects::current_state(index)),
             ..HollowOptions::default()
         };
+        // nmstate's statistic of each apply, in this process: a helper
+        // process per apply of thousands of nodes would be the fleet's
+        // cost, not the server's.
+        config.in_process_statistic = Some(|desired, current| desired.features(current));
         config
     }
 }

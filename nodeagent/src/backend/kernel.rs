@@ -1,5 +1,6 @@
 //! The `kernel` backend: nmstate's kernel-only mode (netlink through
-//! nispor, no NetworkManager), for hosts without NetworkManager.
+//! nispor, no NetworkManager), for hosts without NetworkManager, run by the
+//! nmstate helper ([`crate::helper`]).
 //!
 //! The kernel has no checkpoints, so this module makes its own: before an
 //! apply it snapshots the current state; rolling back re-applies the
@@ -21,21 +22,18 @@ use std::{
 };
 
 use async_trait::async_trait;
-use nmstate::NetworkState;
 use nmstate_openapi::State;
 use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{
-    Backend, BackendError, Checkpoint, Versions,
-    nm::{NMSTATE_VERSION, NmstateThread, nmstate_error, parse_desired},
-};
+use super::{Backend, BackendError, Checkpoint, Versions, nm::NMSTATE_VERSION};
+use crate::helper::{Helper, Mode};
 
 /// The kernel-only backend.
 #[derive(Debug)]
 pub struct KernelBackend {
     /// Where nmstate runs.
-    nmstate: NmstateThread,
+    helper: Helper,
     /// Open checkpoints by id: the snapshot and the timer that rolls back.
     open: Arc<Mutex<HashMap<String, OpenCheckpoint>>>,
     /// Where the open snapshot is kept across restarts, if anywhere.
@@ -55,15 +53,15 @@ struct OpenCheckpoint {
 impl KernelBackend {
     /// A kernel-only backend; `snapshot_file` keeps an open checkpoint's
     /// snapshot on disk so that a restarted agent can roll it back.
-    pub fn new(snapshot_file: Option<PathBuf>) -> Result<Self, BackendError> {
+    pub fn new(helper: Helper, snapshot_file: Option<PathBuf>) -> Self {
         let (changes_sender, changes) = watch::channel(0);
-        Ok(Self {
-            nmstate: NmstateThread::start()?,
+        Self {
+            helper,
             open: Arc::default(),
             snapshot_file,
             changes,
             _changes_sender: changes_sender,
-        })
+        }
     }
 
     fn take(&self, id: &str) -> Option<OpenCheckpoint> {
@@ -95,7 +93,7 @@ impl Backend for KernelBackend {
     }
 
     async fn retrieve(&self) -> Result<State, BackendError> {
-        retrieve_kernel(&self.nmstate).await.map(State)
+        self.helper.retrieve(Mode::Kernel).await
     }
 
     async fn versions(&self) -> Versions {
@@ -107,9 +105,7 @@ impl Backend for KernelBackend {
     }
 
     async fn apply(&self, desired: &State, timeout: Duration) -> Result<Checkpoint, BackendError> {
-        let mut state = parse_desired(desired)?;
-        state.set_kernel_only(true);
-        let snapshot = retrieve_kernel(&self.nmstate).await?;
+        let snapshot = self.helper.retrieve(Mode::Kernel).await?.0;
         if let Some(path) = &self.snapshot_file {
             let bytes = serde_json::to_vec(&snapshot)
                 .map_err(|e| BackendError::new(format!("serialising the snapshot: {e}")))?;
@@ -117,13 +113,10 @@ impl Backend for KernelBackend {
                 BackendError::new(format!("writing the snapshot {}: {e}", path.display()))
             })?;
         }
-        let applied = self
-            .nmstate
-            .run(move || async move { state.apply_async().await.map_err(nmstate_error) })
-            .await;
+        let applied = self.helper.apply(desired, Mode::Kernel, None, false).await;
         if let Err(error) = applied {
             // Kernel mode leaves whatever it got to; put the old state back.
-            if let Err(restore) = restore(&self.nmstate, &snapshot).await {
+            if let Err(restore) = restore(&self.helper, &snapshot).await {
                 tracing::error!(error = %restore, "rolling back a failed kernel apply failed");
             }
             self.forget_snapshot_file().await?;
@@ -134,13 +127,13 @@ impl Backend for KernelBackend {
             let open = Arc::clone(&self.open);
             let id = id.clone();
             let snapshot_file = self.snapshot_file.clone();
-            let nmstate = self.nmstate.clone();
+            let helper = self.helper.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 let expired = open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 if let Some(expired) = expired {
                     tracing::warn!(checkpoint = %id, "checkpoint timed out; rolling back");
-                    if let Err(e) = restore(&nmstate, &expired.snapshot).await {
+                    if let Err(e) = restore(&helper, &expired.snapshot).await {
                         tracing::error!(checkpoint = %id, error = %e, "timed-out rollback failed");
                     }
                     if let Some(path) = snapshot_file {
@@ -169,7 +162,7 @@ impl Backend for KernelBackend {
             .take(&checkpoint.id)
             .ok_or_else(|| not_open(checkpoint))?;
         open.timer.abort();
-        restore(&self.nmstate, &open.snapshot).await?;
+        restore(&self.helper, &open.snapshot).await?;
         self.forget_snapshot_file().await
     }
 
@@ -191,7 +184,7 @@ impl Backend for KernelBackend {
             BackendError::new(format!("the snapshot {} is not JSON: {e}", path.display()))
         })?;
         tracing::info!(snapshot = %path.display(), "restoring the state from before an unfinished apply");
-        restore(&self.nmstate, &snapshot).await?;
+        restore(&self.helper, &snapshot).await?;
         self.forget_snapshot_file().await
     }
 
@@ -207,32 +200,17 @@ fn not_open(checkpoint: &Checkpoint) -> BackendError {
     ))
 }
 
-async fn retrieve_kernel(nmstate: &NmstateThread) -> Result<Value, BackendError> {
-    nmstate
-        .run(|| async {
-            let mut state = NetworkState::new();
-            state.set_kernel_only(true);
-            state.retrieve_async().await.map_err(nmstate_error)?;
-            serde_json::to_value(&state)
-                .map_err(|e| BackendError::new(format!("serialising the retrieved state: {e}")))
-        })
-        .await
-}
-
 /// Puts the network back to `snapshot`.
-async fn restore(nmstate: &NmstateThread, snapshot: &Value) -> Result<(), BackendError> {
-    let current = retrieve_kernel(nmstate).await?;
-    let document = rollback_document(snapshot, &current);
-    let mut state: NetworkState = serde_json::from_value(document)
-        .map_err(|e| BackendError::new(format!("the snapshot is not an nmstate state: {e}")))?;
-    state.set_kernel_only(true);
+async fn restore(helper: &Helper, snapshot: &Value) -> Result<(), BackendError> {
+    let current = helper.retrieve(Mode::Kernel).await?.0;
+    let document = State(rollback_document(snapshot, &current));
     // Best effort, not verified: the kernel gives some things back only
     // later (an IPv6 link-local address on a former bridge port), and a
     // failed verification would not undo anything either.
-    state.set_verify_change(false);
-    nmstate
-        .run(move || async move { state.apply_async().await.map_err(nmstate_error) })
+    helper
+        .apply(&document, Mode::Kernel, None, true)
         .await
+        .map_err(|e| BackendError::new(format!("restoring the snapshot: {e}")))
 }
 
 /// The state to apply to go from `current` back to `snapshot`: the
@@ -342,7 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn committing_an_unknown_checkpoint_says_so() {
-        let backend = KernelBackend::new(None).expect("backend");
+        let backend = KernelBackend::new(Helper::default(), None);
         let checkpoint = Checkpoint {
             id: "kernel-snapshot-0".into(),
             timeout: Duration::from_secs(1),
@@ -359,7 +337,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_snapshot_file_there_is_nothing_stale() {
-        let backend = KernelBackend::new(None).expect("backend");
+        let backend = KernelBackend::new(Helper::default(), None);
         backend.rollback_stale().await.expect("nothing to do");
     }
 }

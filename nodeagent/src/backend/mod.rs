@@ -2,11 +2,12 @@
 //! its implementations (DESIGN.md section 7).
 //!
 //! - `nm` (default): the `nmstate` crate talking to NetworkManager over
-//!   D-Bus; applies are guarded by NetworkManager checkpoints that roll back
-//!   by themselves after a timeout.
-//! - `kernel`: nmstate's kernel-only mode (netlink, no NetworkManager); the
-//!   agent snapshots the state before applying and re-applies the snapshot to
-//!   roll back.
+//!   D-Bus, in the nmstate helper ([`crate::helper`]); applies are guarded
+//!   by NetworkManager checkpoints that roll back by themselves after a
+//!   timeout.
+//! - `kernel`: nmstate's kernel-only mode (netlink, no NetworkManager), in
+//!   the nmstate helper too; the agent snapshots the state before applying
+//!   and re-applies the snapshot to roll back.
 //! - `hollow`: an in-memory simulated node for scale and rollout tests.
 //!
 //! The reporter and the enactor only see this trait.
@@ -16,6 +17,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use nmstate_openapi::State;
 use tokio::sync::watch;
+
+use crate::helper::Helper;
 
 pub mod hollow;
 pub mod kernel;
@@ -139,6 +142,9 @@ pub struct BackendOptions {
     /// `kernel`: where an open checkpoint's snapshot is kept so that a
     /// restarted agent can roll it back; `None` keeps it in memory only.
     pub kernel_snapshot_file: Option<std::path::PathBuf>,
+    /// `nm` and `kernel`: the nmstate helper that reads and changes the
+    /// network.
+    pub helper: Helper,
 }
 
 /// Builds the backend `kind`. The `nm` backend connects to the system bus
@@ -153,9 +159,12 @@ pub async fn build(
             &options.node_name,
             options.hollow.clone(),
         ))),
-        BackendKind::Nm => Ok(Arc::new(nm::NmBackend::connect().await?)),
+        BackendKind::Nm => Ok(Arc::new(
+            nm::NmBackend::connect(options.helper.clone()).await?,
+        )),
         BackendKind::Kernel => Ok(Arc::new(kernel::KernelBackend::new(
+            options.helper.clone(),
             options.kernel_snapshot_file.clone(),
-        )?)),
+        ))),
     }
 }

@@ -1,12 +1,15 @@
 //! The `nm` backend: the `nmstate` crate talking to NetworkManager over
-//! D-Bus, the way `nmstatectl` does.
+//! D-Bus, the way `nmstatectl` does, in the nmstate helper
+//! ([`crate::helper`]): one short-lived process per read, apply, commit or
+//! rollback.
 //!
-//! Applies run under a NetworkManager checkpoint (`set_commit(false)` +
-//! `set_timeout(T)`): NetworkManager itself rolls the change back after `T`
-//! unless the agent commits it, so an agent that dies between apply and
-//! commit leaves the node as it was. This module also reads NetworkManager's
-//! `Version` and `Checkpoints` properties and turns NetworkManager's signals
-//! into the change counter the reporter waits on.
+//! Applies run under a NetworkManager checkpoint (`apply --no-commit
+//! --timeout T`): NetworkManager itself rolls the change back after `T`
+//! unless the agent commits it, so an agent (or helper) that dies between
+//! apply and commit leaves the node as it was. This module itself reads
+//! NetworkManager's `Version` and `Checkpoints` properties over D-Bus and
+//! turns NetworkManager's signals into the change counter the reporter
+//! waits on.
 //!
 //! A NetworkManager checkpoint does not cover NetworkManager's global DNS
 //! configuration, where nmstate keeps name servers
@@ -17,9 +20,9 @@
 //! the apply set them.
 //!
 //! The system bus is the one `DBUS_SYSTEM_BUS_ADDRESS` names (zbus and
-//! nmstate both honour it), so an agent in a test network namespace talks
-//! to that namespace's own NetworkManager. This module never reads the
-//! environment itself.
+//! nmstate both honour it, and the helper inherits it), so an agent in a
+//! test network namespace talks to that namespace's own NetworkManager.
+//! This module never reads the environment itself.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -29,7 +32,6 @@ use std::{
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use nmstate::NetworkState;
 use nmstate_openapi::State;
 use tokio::{sync::watch, task::JoinHandle};
 use zbus::{
@@ -41,6 +43,7 @@ use zbus::{
 };
 
 use super::{Backend, BackendError, Checkpoint, Versions};
+use crate::helper::{Helper, Mode};
 
 /// NetworkManager's well-known bus name.
 const NM_SERVICE: &str = "org.freedesktop.NetworkManager";
@@ -70,66 +73,11 @@ const CHANGE_SIGNALS: &[&str] = &[
 /// lost (NetworkManager or the bus restarted).
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
-/// A thread of its own for the nmstate crate, whose futures are not `Send`
-/// (they hold `Rc`s) and so cannot run on the agent's multi-threaded
-/// runtime. Jobs run concurrently on a current-thread runtime there; the
-/// thread ends when the last handle is dropped.
-#[derive(Clone, Debug)]
-pub(crate) struct NmstateThread {
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
-}
-
-type Job = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()> + Send>;
-
-impl NmstateThread {
-    /// Starts the thread.
-    pub(crate) fn start() -> Result<Self, BackendError> {
-        let (jobs, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| BackendError::new(format!("starting the nmstate runtime: {e}")))?;
-        std::thread::Builder::new()
-            .name("nmstate".into())
-            .spawn(move || {
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&runtime, async move {
-                    while let Some(job) = receiver.recv().await {
-                        tokio::task::spawn_local(job());
-                    }
-                });
-            })
-            .map_err(|e| BackendError::new(format!("starting the nmstate thread: {e}")))?;
-        Ok(Self { jobs })
-    }
-
-    /// Runs `job` on the nmstate thread and waits for its result.
-    pub(crate) async fn run<T, F, Fut>(&self, job: F) -> Result<T, BackendError>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<T, BackendError>> + 'static,
-    {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            Box::pin(async move {
-                let _ = sender.send(job().await);
-            })
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| BackendError::new("the nmstate thread has stopped"))?;
-        receiver
-            .await
-            .map_err(|_| BackendError::new("the nmstate thread dropped a request"))?
-    }
-}
-
 /// The NetworkManager backend. Dropping it stops its signal subscription.
 #[derive(Debug)]
 pub struct NmBackend {
     /// Where nmstate runs.
-    nmstate: NmstateThread,
+    helper: Helper,
     /// The bus connection for the backend's own property reads.
     connection: Connection,
     /// Bumped by the signal task.
@@ -151,12 +99,12 @@ impl NmBackend {
     /// Connects to the system bus and subscribes to NetworkManager's
     /// signals. Fails when the bus cannot be reached; NetworkManager itself
     /// may start later (its signals are matched by name).
-    pub async fn connect() -> Result<Self, BackendError> {
+    pub async fn connect(helper: Helper) -> Result<Self, BackendError> {
         let connection = Connection::system().await.map_err(dbus_error)?;
         let (sender, changes) = watch::channel(0);
         let signals = tokio::spawn(watch_signals(connection.clone(), sender));
         Ok(Self {
-            nmstate: NmstateThread::start()?,
+            helper,
             connection,
             changes,
             signals,
@@ -176,16 +124,6 @@ impl NmBackend {
     /// NetworkManager's `Version` property.
     pub async fn network_manager_version(&self) -> Result<String, BackendError> {
         self.nm_property("Version").await
-    }
-
-    async fn rollback_checkpoint(&self, id: String) -> Result<(), BackendError> {
-        self.nmstate
-            .run(move || async move {
-                NetworkState::checkpoint_rollback_async(&id)
-                    .await
-                    .map_err(nmstate_error)
-            })
-            .await
     }
 
     async fn properties(&self) -> Result<PropertiesProxy<'_>, BackendError> {
@@ -248,14 +186,7 @@ impl Backend for NmBackend {
     }
 
     async fn retrieve(&self) -> Result<State, BackendError> {
-        self.nmstate
-            .run(|| async {
-                let mut state = NetworkState::new();
-                state.retrieve_async().await.map_err(nmstate_error)?;
-                State::from_network_state(&state)
-                    .map_err(|e| BackendError::new(format!("serialising the retrieved state: {e}")))
-            })
-            .await
+        self.helper.retrieve(Mode::NetworkManager).await
     }
 
     async fn versions(&self) -> Versions {
@@ -276,15 +207,12 @@ impl Backend for NmBackend {
     }
 
     async fn apply(&self, desired: &State, timeout: Duration) -> Result<Checkpoint, BackendError> {
-        let mut state = parse_desired(desired)?;
-        state.set_commit(false);
-        state.set_timeout(timeout_seconds(timeout));
         // nmstate does not return the checkpoint it created (it only logs
         // it): the new entry of NetworkManager's `Checkpoints` is ours.
         let before: BTreeSet<String> = self.checkpoints().await?.into_iter().collect();
         let dns_before: OwnedValue = self.nm_property(GLOBAL_DNS).await?;
-        self.nmstate
-            .run(move || async move { state.apply_async().await.map_err(nmstate_error) })
+        self.helper
+            .apply(desired, Mode::NetworkManager, Some(timeout), false)
             .await?;
         let after = self.checkpoints().await?;
         let id = after
@@ -311,25 +239,18 @@ impl Backend for NmBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&checkpoint.id);
-        let id = checkpoint.id.clone();
-        self.nmstate
-            .run(move || async move {
-                NetworkState::checkpoint_commit_async(&id)
-                    .await
-                    .map_err(nmstate_error)
-            })
-            .await
+        self.helper.commit(&checkpoint.id).await
     }
 
     async fn rollback(&self, checkpoint: &Checkpoint) -> Result<(), BackendError> {
-        self.rollback_checkpoint(checkpoint.id.clone()).await?;
+        self.helper.rollback(&checkpoint.id).await?;
         self.restore_global_dns(&checkpoint.id).await
     }
 
     async fn rollback_stale(&self) -> Result<(), BackendError> {
         for id in self.checkpoints().await? {
             tracing::info!(checkpoint = %id, "rolling back a checkpoint left open");
-            self.rollback_checkpoint(id).await?;
+            self.helper.rollback(&id).await?;
         }
         Ok(())
     }
@@ -387,27 +308,6 @@ async fn subscribe(connection: &Connection) -> zbus::Result<MessageStream> {
     MessageStream::for_match_rule(rule, connection, None).await
 }
 
-/// The desired state as nmstate's typed model. The apiserver validated it
-/// already; a failure here is still reported, never a panic.
-pub(crate) fn parse_desired(desired: &State) -> Result<NetworkState, BackendError> {
-    desired
-        .to_network_state()
-        .map_err(|e| BackendError::new(format!("invalid desired state: {e}")))
-}
-
-/// nmstate counts checkpoint timeouts in whole seconds; round up so that a
-/// sub-second timeout does not become "no timeout" (0).
-pub(crate) fn timeout_seconds(timeout: Duration) -> u32 {
-    let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
-    u32::try_from(seconds.max(1)).unwrap_or(u32::MAX)
-}
-
-/// nmstate's errors keep their own wording ("InvalidArgument: ...") since
-/// users see them in the enactment's `Failing` message.
-pub(crate) fn nmstate_error(error: nmstate::NmstateError) -> BackendError {
-    BackendError::new(error.to_string())
-}
-
 fn dbus_error(error: zbus::Error) -> BackendError {
     BackendError::new(format!("D-Bus system bus: {error}"))
 }
@@ -415,14 +315,6 @@ fn dbus_error(error: zbus::Error) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timeouts_round_up_to_whole_seconds() {
-        assert_eq!(timeout_seconds(Duration::from_secs(480)), 480);
-        assert_eq!(timeout_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(timeout_seconds(Duration::ZERO), 1);
-        assert_eq!(timeout_seconds(Duration::from_secs(u64::MAX)), u32::MAX);
-    }
 
     #[test]
     fn nmstate_version_matches_the_lock_file() {
@@ -439,17 +331,5 @@ mod tests {
             })
             .expect("nmstate in Cargo.lock");
         assert_eq!(NMSTATE_VERSION, locked);
-    }
-
-    #[test]
-    fn a_desired_state_of_the_wrong_shape_is_an_error() {
-        let desired = State(serde_json::json!({
-            "interfaces": [{"name": "eth1", "type": "ethernet", "mtu": "big"}]
-        }));
-        let error = parse_desired(&desired).expect_err("mtu must be a number");
-        assert!(
-            error.message.starts_with("invalid desired state: "),
-            "{error}"
-        );
     }
 }

@@ -1,0 +1,85 @@
+//! The agent and `nmstate-helper` across a real process boundary: what the
+//! agent asks and what the helper answers, for the operations that need no
+//! NetworkManager (reads and applies on a node are the e2e suites'
+//! `agent_nm::`, in network-namespace nodes).
+
+use nmstate_agent::helper::{Helper, Mode};
+use nmstate_openapi::State;
+use serde_json::json;
+
+fn helper() -> Helper {
+    Helper::new(env!("CARGO_BIN_EXE_nmstate-helper"))
+}
+
+#[tokio::test]
+async fn the_statistic_is_nmstates_and_the_same_as_in_process() {
+    let current = State(json!({
+        "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up"}],
+    }));
+    let cases = [
+        (
+            json!({
+                "dns-resolver": {"config": {"server": ["192.0.2.53"]}},
+                "routes": {"config": [{
+                    "destination": "198.51.100.0/24",
+                    "next-hop-interface": "eth1",
+                    "next-hop-address": "192.0.2.1",
+                }]},
+                "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up",
+                    "ipv4": {"enabled": true,
+                        "address": [{"ip": "192.0.2.2", "prefix-length": 24}]},
+                    "lldp": {"enabled": true}}],
+            }),
+            vec!["lldp", "static-dns-name-server", "static-route"],
+        ),
+        (json!({}), vec![]),
+    ];
+    for (desired, expected) in cases {
+        let desired = State(desired);
+        let features = helper()
+            .statistic(&desired, &current)
+            .await
+            .unwrap_or_else(|e| panic!("{desired:?}: {e}"));
+        assert_eq!(features, expected, "{desired:?}");
+        assert_eq!(Ok(features), desired.features(&current), "{desired:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_desired_state_of_the_wrong_shape_fails_in_nmstates_words() {
+    let desired = State(json!({
+        "interfaces": [{"name": "eth1", "type": "ethernet", "mtu": "big"}]
+    }));
+    for mode in [Mode::NetworkManager, Mode::Kernel] {
+        let error = helper()
+            .apply(&desired, mode, None, false)
+            .await
+            .expect_err("mtu must be a number");
+        // The whole message, no crash report around it: users read it in
+        // the enactment's Failing condition.
+        assert!(
+            error.message.starts_with("invalid desired state: ") && !error.message.contains('\n'),
+            "{mode:?}: {error}"
+        );
+    }
+    let error = helper()
+        .statistic(&State(json!({"interfaces": "no list"})), &State::default())
+        .await
+        .expect_err("interfaces must be a list");
+    assert!(!error.message.is_empty(), "{error}");
+}
+
+#[tokio::test]
+async fn a_missing_helper_is_named() {
+    let missing = Helper::new("/nonexistent/nmstate-helper");
+    let error = missing
+        .retrieve(Mode::NetworkManager)
+        .await
+        .expect_err("there is no helper");
+    assert!(
+        error
+            .message
+            .starts_with("starting the nmstate helper /nonexistent/nmstate-helper: "),
+        "{error}"
+    );
+}
