@@ -575,18 +575,43 @@ pub fn set_enactment_progressing(
 /// `SetPending`; upstream also copies the message onto `Progressing`).
 /// `message` is normally [`ENACTMENT_PENDING_MESSAGE`].
 pub fn set_enactment_pending(conditions: &mut Vec<Condition>, message: &str, now: &Time) -> bool {
-    let reason = Some(R::MaxUnavailableLimitReached);
+    let reason = R::MaxUnavailableLimitReached;
     set_all(
         conditions,
-        [
-            cond(T::Pending, True, reason.clone(), message),
-            cond(T::Aborted, False, reason.clone(), ""),
-            cond(T::Progressing, False, reason.clone(), message),
-            cond(T::Failing, False, reason.clone(), ""),
-            cond(T::Available, False, reason, ""),
-        ],
+        pending_conditions(message)
+            .map(|(type_, status, message)| cond(type_, status, Some(reason.clone()), message)),
         now,
     )
+}
+
+/// Whether `conditions` already say what [`set_enactment_pending`] with
+/// `message` would write, so that it would change nothing but heartbeats
+/// (and return `false`). It copies nothing: a rollout asks it of every
+/// waiting enactment on every batch.
+pub fn is_enactment_pending(conditions: &[Condition], message: &str) -> bool {
+    let reason = Some(R::MaxUnavailableLimitReached);
+    pending_conditions(message)
+        .iter()
+        .all(|(type_, status, message)| {
+            find_condition(conditions, type_).is_some_and(|condition| {
+                condition.status == *status
+                    && condition.reason == reason
+                    && condition.message == *message
+                    && condition.observed_generation.is_none()
+            })
+        })
+}
+
+/// A waiting enactment's conditions (type, status, message), all with the
+/// reason `MaxUnavailableLimitReached`.
+fn pending_conditions(message: &str) -> [(ConditionType, ConditionStatus, &str); 5] {
+    [
+        (T::Pending, True, message),
+        (T::Aborted, False, ""),
+        (T::Progressing, False, message),
+        (T::Failing, False, ""),
+        (T::Available, False, ""),
+    ]
 }
 
 /// Enactment phase "released to the node's agent" (written by the
@@ -731,6 +756,41 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn is_enactment_pending_says_whether_set_enactment_pending_would_change_anything() {
+        let message = ENACTMENT_PENDING_MESSAGE;
+        let with = |set: fn(&mut Vec<Condition>, &Time) -> bool| {
+            let mut conditions = Vec::new();
+            set(&mut conditions, &at(1));
+            conditions
+        };
+        let pending = with(|c, now| set_enactment_pending(c, ENACTMENT_PENDING_MESSAGE, now));
+        let mut other_message = pending.clone();
+        set_enactment_pending(&mut other_message, "another message", &at(1));
+        let mut with_generation = pending.clone();
+        with_generation[0].observed_generation = Some(1);
+        let mut one_missing = pending.clone();
+        one_missing.retain(|c| c.type_ != T::Failing);
+        let cases = [
+            ("nothing yet", vec![]),
+            ("pending", pending),
+            ("pending, another message", other_message),
+            ("pending, with a generation", with_generation),
+            ("pending, one condition missing", one_missing),
+            ("released", with(set_enactment_released)),
+            ("unknown", with(set_enactment_unknown)),
+        ];
+        for (case, conditions) in cases {
+            let mut copy = conditions.clone();
+            let would_change = set_enactment_pending(&mut copy, message, &at(2));
+            assert_eq!(
+                is_enactment_pending(&conditions, message),
+                !would_change,
+                "{case}"
+            );
+        }
     }
 
     #[test]

@@ -41,11 +41,11 @@ use nmstate_openapi::{
     NodeNetworkConfigurationPolicySpec, NodeNetworkConfigurationPolicyStatus, State, Time,
     condition::{
         ENACTMENT_PENDING_MESSAGE, POLICY_NO_MATCHING_NODE, enactment_aborted_message,
-        enactment_render_failure_message, policy_failed_message, policy_progressing_message,
-        policy_success_message, set_enactment_aborted, set_enactment_failed_to_configure,
-        set_enactment_pending, set_enactment_released, set_enactment_unknown,
-        set_policy_failed_to_configure, set_policy_not_matching, set_policy_progressing,
-        set_policy_success,
+        enactment_render_failure_message, is_enactment_pending, policy_failed_message,
+        policy_progressing_message, policy_success_message, set_enactment_aborted,
+        set_enactment_failed_to_configure, set_enactment_pending, set_enactment_released,
+        set_enactment_unknown, set_policy_failed_to_configure, set_policy_not_matching,
+        set_policy_progressing, set_policy_success,
     },
     enactment::MetaInfo,
     enactment_name,
@@ -165,15 +165,43 @@ pub struct Plan {
 /// a batch's cost.
 struct Slot<'a> {
     node: &'a Node<'a>,
-    name: String,
+    name: Cow<'a, str>,
     revision: Option<i64>,
     status: Cow<'a, NodeNetworkConfigurationEnactmentStatus>,
+    /// `status.phase()`, which reads the conditions: asked several times
+    /// of every slot, kept here and refreshed by [`Slot::status_mut`].
+    phase: EnactmentPhase,
     changed: bool,
 }
 
-impl Slot<'_> {
+impl<'a> Slot<'a> {
+    fn new(
+        node: &'a Node<'a>,
+        name: Cow<'a, str>,
+        revision: Option<i64>,
+        status: Cow<'a, NodeNetworkConfigurationEnactmentStatus>,
+    ) -> Self {
+        Self {
+            node,
+            name,
+            revision,
+            phase: status.phase(),
+            changed: revision.is_none(),
+            status,
+        }
+    }
+
     fn generation(&self) -> Option<i64> {
         self.status.policy_generation
+    }
+
+    /// Changes the status (a copy of the borrowed one, made once) and
+    /// marks the slot changed.
+    fn change(&mut self, edit: impl FnOnce(&mut NodeNetworkConfigurationEnactmentStatus)) {
+        let status = self.status.to_mut();
+        edit(status);
+        self.phase = status.phase();
+        self.changed = true;
     }
 
     fn rendered_for(&self, generation: i64) -> bool {
@@ -227,23 +255,21 @@ pub fn plan(
     let mut slots: Vec<Slot<'_>> = matching
         .iter()
         .map(|node| match by_node.get(node.name) {
-            Some(enactment) => Slot {
+            Some(enactment) => Slot::new(
                 node,
-                name: enactment.name.to_owned(),
-                revision: Some(enactment.revision),
-                status: Cow::Borrowed(enactment.status),
-                changed: false,
-            },
+                Cow::Borrowed(enactment.name),
+                Some(enactment.revision),
+                Cow::Borrowed(enactment.status),
+            ),
             None => {
                 let mut status = NodeNetworkConfigurationEnactmentStatus::default();
                 set_enactment_unknown(&mut status.conditions, now);
-                Slot {
+                Slot::new(
                     node,
-                    name: enactment_name(node.name, policy.name),
-                    revision: None,
-                    status: Cow::Owned(status),
-                    changed: true,
-                }
+                    Cow::Owned(enactment_name(node.name, policy.name)),
+                    None,
+                    Cow::Owned(status),
+                )
             }
         })
         .collect();
@@ -251,45 +277,44 @@ pub fn plan(
     // Bring every enactment that is not in flight to the current
     // generation: render it once.
     for slot in &mut slots {
-        if slot.status.phase() == EnactmentPhase::Progressing
+        if slot.phase == EnactmentPhase::Progressing
             || slot.rendered_for(generation)
-            || (slot.generation() == Some(generation) && slot.status.phase().is_finished())
+            || (slot.generation() == Some(generation) && slot.phase.is_finished())
         {
             continue;
         }
         let Some(current) = slot.node.current_state else {
             // Nothing to render against yet: wait, Pending, for a report.
             if slot.generation() != Some(generation) {
-                reset_for(slot.status.to_mut(), generation, now);
-                slot.changed = true;
+                slot.change(|status| reset_for(status, generation, now));
             }
             continue;
         };
-        reset_for(slot.status.to_mut(), generation, now);
-        slot.changed = true;
-        let status = slot.status.to_mut();
         let rendered = serde_json::from_str(current)
             .map_err(|error| format!("the node's current state is no JSON: {error}"))
             .and_then(|current| {
                 render(policy.spec, &State(current), &options, now).map_err(|e| e.to_string())
             });
-        match rendered {
-            Ok(rendered) => {
-                status.desired_state = Some(rendered.desired_state);
-                status.captured_states = rendered.captured_states;
-                status.desired_state_meta_info = Some(MetaInfo {
-                    version: Some(generation.to_string()),
-                    time: Some(now.clone()),
-                });
+        slot.change(|status| {
+            reset_for(status, generation, now);
+            match rendered {
+                Ok(rendered) => {
+                    status.desired_state = Some(rendered.desired_state);
+                    status.captured_states = rendered.captured_states;
+                    status.desired_state_meta_info = Some(MetaInfo {
+                        version: Some(generation.to_string()),
+                        time: Some(now.clone()),
+                    });
+                }
+                Err(error) => {
+                    set_enactment_failed_to_configure(
+                        &mut status.conditions,
+                        &enactment_render_failure_message(&error),
+                        now,
+                    );
+                }
             }
-            Err(error) => {
-                set_enactment_failed_to_configure(
-                    &mut status.conditions,
-                    &enactment_render_failure_message(&error),
-                    now,
-                );
-            }
-        }
+        });
     }
 
     // Release in waves. Every enactment in flight holds a slot, whether or
@@ -297,38 +322,47 @@ pub fn plan(
     let is_current = |slot: &Slot<'_>| slot.generation() == Some(generation);
     let in_flight = slots
         .iter()
-        .filter(|slot| slot.status.phase() == EnactmentPhase::Progressing)
+        .filter(|slot| slot.phase == EnactmentPhase::Progressing)
         .count();
     let failed = slots
         .iter()
-        .filter(|slot| is_current(slot) && slot.status.phase() == EnactmentPhase::Failed)
+        .filter(|slot| is_current(slot) && slot.phase == EnactmentPhase::Failed)
         .count();
     let abort = failed >= max_unavailable;
     let mut free = max_unavailable.saturating_sub(in_flight);
     for slot in &mut slots {
         let waiting = slot.generation() == Some(generation)
             && matches!(
-                slot.status.phase(),
+                slot.phase,
                 EnactmentPhase::Pending | EnactmentPhase::Unknown
             );
         if !waiting {
             continue;
         }
-        // On a copy of the conditions: an unchanged status is copied only
-        // if they change (beyond heartbeats, which are not worth a write).
-        let mut conditions = slot.status.conditions.clone();
-        let changed = if abort {
-            set_enactment_aborted(&mut conditions, &enactment_aborted_message(&slot.name), now)
-        } else if free > 0 && slot.node.alive && slot.rendered_for(generation) {
-            free -= 1;
-            set_enactment_released(&mut conditions, now)
-        } else {
-            set_enactment_pending(&mut conditions, ENACTMENT_PENDING_MESSAGE, now)
-        };
-        if changed || slot.changed {
-            slot.status.to_mut().conditions = conditions;
+        let release = !abort && free > 0 && slot.node.alive && slot.rendered_for(generation);
+        // Most waiting enactments stay as they are: nothing is copied for
+        // them (a heartbeat alone is not worth a write).
+        if !abort
+            && !release
+            && !slot.changed
+            && is_enactment_pending(&slot.status.conditions, ENACTMENT_PENDING_MESSAGE)
+        {
+            continue;
         }
-        slot.changed |= changed;
+        if release {
+            free -= 1;
+        }
+        let name = slot.name.clone();
+        slot.change(|status| {
+            let conditions = &mut status.conditions;
+            if abort {
+                set_enactment_aborted(conditions, &enactment_aborted_message(&name), now);
+            } else if release {
+                set_enactment_released(conditions, now);
+            } else {
+                set_enactment_pending(conditions, ENACTMENT_PENDING_MESSAGE, now);
+            }
+        });
     }
 
     // Count.
@@ -337,7 +371,7 @@ pub fn plan(
         ..Counts::default()
     };
     for slot in &slots {
-        let phase = slot.status.phase();
+        let phase = slot.phase;
         if phase == EnactmentPhase::Progressing {
             counts.progressing += 1;
             if !slot.node.alive {
@@ -366,12 +400,12 @@ pub fn plan(
         }
         actions.push(match slot.revision {
             None => Action::Create {
-                name: slot.name,
+                name: slot.name.into_owned(),
                 node: slot.node.name.to_owned(),
                 status: slot.status.into_owned(),
             },
             Some(revision) => Action::UpdateStatus {
-                name: slot.name,
+                name: slot.name.into_owned(),
                 revision,
                 status: slot.status.into_owned(),
             },

@@ -81,7 +81,8 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     let rss_after_idle = rss_bytes(agent.pid())?;
 
     progress("one apply");
-    let before_apply = cpu_time(&pid)?;
+    // With the nmstate helper's statistic of the apply, a child process.
+    let before_apply = cpu_with_children(agent.pid())?;
     release_enactment(&admin).await?;
     wait_for(&admin, "the applied bridge in the state", &agent, |state| {
         state["status"]["currentState"]["interfaces"]
@@ -89,7 +90,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
             .is_some_and(|interfaces| interfaces.iter().any(|i| i["name"] == "br-bench"))
     })
     .await?;
-    let apply_cpu = cpu_time(&pid)?.saturating_sub(before_apply);
+    let apply_cpu = cpu_with_children(agent.pid())?.saturating_sub(before_apply);
     let rss_after_apply = rss_bytes(agent.pid())?;
     let exit = agent.terminate()?;
     if !exit.success() {
@@ -119,7 +120,7 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
         ms(idle_cpu)
     ));
     report.line(format!(
-        "  one apply and its report: {} ms CPU",
+        "  one apply and its report: {} ms CPU (with the nmstate helper's, in 10 ms ticks)",
         ms(apply_cpu)
     ));
     report.figure("first_report_ms", ms(first_report));
@@ -247,4 +248,25 @@ pub(super) fn cpu_time(pid: &str) -> Result<Duration> {
             .with_context(|| format!("no run time in {}", path.display()))?;
     }
     Ok(Duration::from_nanos(total))
+}
+
+/// CPU time of process `pid`'s threads (see [`cpu_time`]) plus that
+/// of its children it has waited for (`cutime` and `cstime` of
+/// `/proc/<pid>/stat`, in 10 ms ticks): upstream handler's `nmstatectl` runs,
+/// our agent's `nmstate-helper` runs.
+pub(super) fn cpu_with_children(pid: u32) -> Result<Duration> {
+    let own = cpu_time(&pid.to_string())?;
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(own + children_cpu_from_stat(&stat).with_context(|| format!("no cutime in {path}"))?)
+}
+
+/// `cutime + cstime` from the text of `/proc/<pid>/stat` (fields 16 and
+/// 17, counted after the command name's closing parenthesis).
+pub(super) fn children_cpu_from_stat(stat: &str) -> Option<Duration> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(13);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }

@@ -44,7 +44,9 @@ use nmstate_apiserver::kubeconfig::Kubeconfig;
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{POLICIES, Report, STATES, agent, progress, rss_bytes, stats};
+use super::{
+    POLICIES, Report, STATES, agent, agent::cpu_with_children, progress, rss_bytes, stats,
+};
 use crate::{
     agent::{AgentOptions, AgentProcess},
     apiserver::{ApiserverProcess, StartOptions},
@@ -102,6 +104,7 @@ impl Plan {
 pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> Result<()> {
     let plan = Plan::new(quick);
     let agent_binary = shipped_agent(apiserver)?;
+    let helper_binary = agent_binary.with_file_name("nmstate-helper");
     progress("building (or finding) upstream's handler: hack/build-upstream-handler.sh");
     let handler_binary = tokio::task::spawn_blocking(upstream_handler).await??;
     let crd_dir = handler_binary.with_file_name("crds");
@@ -215,6 +218,9 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     while idle_started.elapsed() < plan.idle {
         tokio::time::sleep(Duration::from_secs(1)).await;
         samples.agent.push(rss_bytes(agent_pid)?);
+        samples
+            .agent_tree
+            .push(rss_bytes(agent_pid)? + children_rss(agent_pid));
         samples.handler.push(rss_bytes(handler_pid)?);
         samples
             .handler_tree
@@ -228,7 +234,9 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
     let idle_writes = (ours_events.drain(), upstream_events.drain());
     drop((ours_events, upstream_events));
     let split = (rss_split(agent_pid)?, rss_split(handler_pid)?);
-    let show = nmstatectl_show_footprint(&upstream_node)?;
+    let show = one_run_footprint(&upstream_node, &["nmstatectl", "show"])?;
+    let helper_binary = helper_binary.to_string_lossy();
+    let retrieve = one_run_footprint(&ours_node, &[&helper_binary, "retrieve"])?;
 
     progress(format!(
         "NetworkManager change → NodeNetworkState: {} runs on ours, {} on upstream (it polls every minute)",
@@ -309,6 +317,12 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
         mib(split.1.1)
     ));
     report.line(format!(
+        "    ours with its live nmstate-helper children, max: {} MiB; one `nmstate-helper retrieve` in that node: peak RSS {} MiB, {} ms wall",
+        mib(max_u64(&samples.agent_tree)),
+        mib(retrieve.peak_rss),
+        ms(retrieve.wall)
+    ));
+    report.line(format!(
         "    upstream with its live nmstatectl children, max: {} MiB; one `nmstatectl show` (its per-minute poll) in that node: peak RSS {} MiB, {} ms wall",
         mib(max_u64(&samples.handler_tree)),
         mib(show.peak_rss),
@@ -365,6 +379,11 @@ pub(super) async fn run(apiserver: &Path, quick: bool, report: &mut Report) -> R
         mib(max_u64(&samples.handler_tree)),
     );
     report.figure("nmstatectl_show_peak_rss_mib", mib(show.peak_rss));
+    report.figure(
+        "ours_rss_with_children_max_mib",
+        mib(max_u64(&samples.agent_tree)),
+    );
+    report.figure("helper_retrieve_peak_rss_mib", mib(retrieve.peak_rss));
     report.figure("ours_rss_anon_mib", mib(split.0.0));
     report.figure("upstream_rss_anon_mib", mib(split.1.0));
     report.figure("rss_ratio", rss_ratio);
@@ -566,6 +585,8 @@ async fn wait_for(
 #[derive(Default)]
 struct IdleSamples {
     agent: Vec<u64>,
+    /// The agent and its nmstate helper, when one runs at the sample.
+    agent_tree: Vec<u64>,
     handler: Vec<u64>,
     /// The handler and its children alive at the sample.
     handler_tree: Vec<u64>,
@@ -595,26 +616,6 @@ fn load_average() -> Vec<String> {
         .collect()
 }
 
-/// CPU time of process `pid`'s threads (see [`agent::cpu_time`]) plus that
-/// of its children it has waited for (`cutime` and `cstime` of
-/// `/proc/<pid>/stat`, in 10 ms ticks): the handler's `nmstatectl` runs.
-fn cpu_with_children(pid: u32) -> Result<Duration> {
-    let own = agent::cpu_time(&pid.to_string())?;
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Ok(own + children_cpu_from_stat(&stat).with_context(|| format!("no cutime in {path}"))?)
-}
-
-/// `cutime + cstime` from the text of `/proc/<pid>/stat` (fields 16 and
-/// 17, counted after the command name's closing parenthesis).
-fn children_cpu_from_stat(stat: &str) -> Option<Duration> {
-    let (_, after_name) = stat.rsplit_once(')')?;
-    let mut fields = after_name.split_whitespace().skip(13);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((user + system) * 10))
-}
-
 /// The agent as it is shipped: built with the `release-agent` profile
 /// (root `Cargo.toml`, as `deploy/containers/agent.Containerfile` builds
 /// it), in `target/release-agent/` beside the release directory of
@@ -625,11 +626,13 @@ fn shipped_agent(apiserver: &Path) -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("the apiserver binary has no target directory")?
         .join("release-agent/nmstate-agent");
-    if !binary.is_file() {
-        bail!(
-            "{} is missing; build it first: cargo build --profile release-agent -p nmstate-agent",
-            binary.display()
-        );
+    for binary in [&binary, &binary.with_file_name("nmstate-helper")] {
+        if !binary.is_file() {
+            bail!(
+                "{} is missing; build it first: cargo build --profile release-agent -p nmstate-agent",
+                binary.display()
+            );
+        }
     }
     Ok(binary)
 }
@@ -669,37 +672,44 @@ fn children_rss(pid: u32) -> u64 {
         .sum()
 }
 
-/// What one `nmstatectl show` costs in a node.
-struct ShowFootprint {
+/// What one run of a node's nmstate program costs.
+struct RunFootprint {
     peak_rss: u64,
     wall: Duration,
 }
 
-/// Runs `nmstatectl show` in `node` as upstream's handler does once a
-/// minute, sampling its peak RSS (`VmHWM`) until it exits.
-fn nmstatectl_show_footprint(node: &NetnsNode) -> Result<ShowFootprint> {
+/// Runs `command` in `node` (`nmstatectl show`, as upstream's handler
+/// does once a minute; `nmstate-helper retrieve`, as our agent does on a
+/// change), sampling its peak RSS (`VmHWM`) until it exits.
+fn one_run_footprint(node: &NetnsNode, command: &[&str]) -> Result<RunFootprint> {
     let wrapper = node.wrapper();
+    let name = command
+        .first()
+        .and_then(|program| Path::new(program).file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .context("no command")?;
     let started = Instant::now();
-    // The wrapper execs nsenter, which execs nmstatectl: the PID stays.
+    // The wrapper execs nsenter, which execs the command: the PID stays.
     let mut child = Command::new(&wrapper[0])
         .args(&wrapper[1..])
-        .args(["nmstatectl", "show"])
+        .args(command)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("running nmstatectl show")?;
+        .with_context(|| format!("running {}", command.join(" ")))?;
     let status_path = format!("/proc/{}/status", child.id());
+    let name_line = format!("Name:\t{name}");
     let mut peak = 0;
     loop {
         if let Some(status) = child.try_wait()? {
             if !status.success() {
-                bail!("nmstatectl show in {}: {status}", node.name);
+                bail!("{} in {}: {status}", command.join(" "), node.name);
             }
             break;
         }
         if let Ok(status) = std::fs::read_to_string(&status_path)
-            && status.lines().any(|line| line == "Name:\tnmstatectl")
+            && status.lines().any(|line| line == name_line)
             && let Some(kib) = status
                 .lines()
                 .find_map(|line| line.strip_prefix("VmHWM:"))
@@ -710,7 +720,7 @@ fn nmstatectl_show_footprint(node: &NetnsNode) -> Result<ShowFootprint> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Ok(ShowFootprint {
+    Ok(RunFootprint {
         peak_rss: peak,
         wall: started.elapsed(),
     })
@@ -1185,7 +1195,7 @@ fn path_with_nmstatectl() -> Result<OsString> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::agent::children_cpu_from_stat, *};
 
     #[test]
     fn bridge_ports_get_an_empty_vlan_section() {
