@@ -540,7 +540,11 @@ impl Reconciler {
             let mut uids: Vec<&str> = Vec::new();
             for object in by_policy.get(name.as_str()).into_iter().flatten() {
                 if let Some(enactment) = existing_of(object, &self.decoded) {
-                    uids.push(uid_of(object));
+                    // Only events name uids (a lookup in each object's
+                    // metadata, for thousands of them on every batch).
+                    if self.events.is_some() {
+                        uids.push(uid_of(object));
+                    }
                     existing.push(enactment);
                 }
             }

@@ -39,7 +39,7 @@ use std::{
 use async_trait::async_trait;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 
 use crate::storage::{
@@ -200,11 +200,14 @@ impl Store for EtcdStore {
                 Compare::version(key, CompareOp::Greater, 0),
                 Compare::mod_revision(key, CompareOp::Equal, expected_revision),
             ])
-            .and_then([TxnOp::put(
-                key,
-                value.clone(),
-                Some(PutOptions::new().with_prev_key()),
-            )])
+            // The key's create revision from a keys-only read before the
+            // put, not from the put's previous value: that would make etcd
+            // read and send back the whole old object (a 19 KB node state)
+            // on every update.
+            .and_then([
+                TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
+                TxnOp::put(key, value.clone(), None),
+            ])
             .or_else([TxnOp::get(key, None)]);
         let response = self.etcd.txn("update", &txn).await?;
         if !response.succeeded() {
@@ -214,7 +217,7 @@ impl Store for EtcdStore {
         }
         let revision = self.etcd.header_revision(response.header())?;
         let create_revision = match response.op_responses().first() {
-            Some(TxnOpResponse::Put(put)) => put.prev_key().map(|prev| prev.create_revision()),
+            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.create_revision()),
             _ => None,
         };
         Ok(KeyValue {
