@@ -335,16 +335,24 @@ impl Helper {
                     self.path.display()
                 ))
             })?;
+        // The helper reads all of its input before it writes anything, so
+        // this cannot block on a full output pipe. A helper that exits
+        // before reading it (a bad command line) breaks the pipe: its own
+        // answer, read below, says more than the broken pipe.
+        let mut written = Ok(());
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            // The helper reads all of its input before it writes anything,
-            // so this cannot block on a full output pipe.
-            stdin.write_all(&input).await.map_err(|e| {
-                BackendError::new(format!("writing to the nmstate helper ({name}): {e}"))
-            })?;
+            written = stdin.write_all(&input).await;
         }
         let output = child.wait_with_output().await.map_err(|e| {
             BackendError::new(format!("waiting for the nmstate helper ({name}): {e}"))
         })?;
+        if output.status.success()
+            && let Err(e) = written
+        {
+            return Err(BackendError::new(format!(
+                "writing to the nmstate helper ({name}): {e}"
+            )));
+        }
         let log = String::from_utf8_lossy(&output.stderr);
         for line in log.lines().filter(|line| !line.trim().is_empty()) {
             if operation.changes_the_node() {

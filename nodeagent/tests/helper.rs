@@ -83,3 +83,26 @@ async fn a_missing_helper_is_named() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_helper_that_dies_is_reported_with_its_status_and_last_words() {
+    // `/bin/sh` stands in for a helper that dies at once: it exits with a
+    // failure other than 1, as it finds no script named after the
+    // operation, and says so on stderr.
+    let dying = Helper::new("/bin/sh");
+    let retrieve = dying.retrieve(Mode::NetworkManager).await;
+    let statistic = dying.statistic(&State::default(), &State::default()).await;
+    for (operation, result) in [
+        ("retrieve", retrieve.map(drop)),
+        ("statistic", statistic.map(drop)),
+    ] {
+        let error = result.expect_err("the shell finds no such script");
+        let prefix = format!("the nmstate helper ({operation}) failed (exit status: ");
+        let last_words = error.message.split_once("): ").map(|(_, words)| words);
+        assert!(
+            error.message.starts_with(&prefix)
+                && last_words.is_some_and(|words| words.contains(operation)),
+            "{error}"
+        );
+    }
+}
