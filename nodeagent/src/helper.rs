@@ -15,6 +15,12 @@
 //! status [`FAILED`] and its message, in nmstate's wording (users read it
 //! in an enactment's `Failing` condition), as standard output's text.
 //! Standard error is nmstate's log, which the agent passes on to its own.
+//!
+//! A helper ends with its agent: an agent killed in the middle of an apply
+//! must not leave a helper applying on, outside the checkpoint that the
+//! next agent rolls back at its start. The helper asks the kernel for
+//! `SIGKILL` when its parent dies, and exits at once if the agent named in
+//! [`PARENT_VARIABLE`] is already gone.
 
 use std::{
     ffi::OsString,
@@ -34,6 +40,10 @@ pub const HELPER_NAME: &str = "nmstate-helper";
 
 /// The exit status of an operation that failed with a message.
 pub const FAILED: i32 = 1;
+
+/// The environment variable that tells the helper its agent's process id:
+/// the helper ends when that process does (see the helper's `main`).
+pub const PARENT_VARIABLE: &str = "NMSTATE_HELPER_PARENT";
 
 /// Which network the helper reads or changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,6 +330,7 @@ impl Helper {
         let name = operation.name();
         let mut child = tokio::process::Command::new(&self.path)
             .args(operation.args())
+            .env(PARENT_VARIABLE, std::process::id().to_string())
             .stdin(if input.is_some() {
                 Stdio::piped()
             } else {

@@ -106,3 +106,53 @@ async fn a_helper_that_dies_is_reported_with_its_status_and_last_words() {
         );
     }
 }
+
+#[test]
+fn a_helper_ends_with_the_process_that_started_it() {
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Command, Stdio},
+        time::{Duration, Instant},
+    };
+    // A shell starts the helper and waits; the helper waits for its input,
+    // which this test holds open. Killing the shell (as an agent is
+    // killed in the middle of an apply) must end the helper too.
+    let mut shell = Command::new("/bin/sh")
+        // A background job's input would be /dev/null: give it ours.
+        .args([
+            "-c",
+            "exec 3<&0; \"$0\" statistic <&3 3<&- >/dev/null & echo $!; wait",
+        ])
+        .arg(env!("CARGO_BIN_EXE_nmstate-helper"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    // Held until the end: `wait` would close it, and the helper would
+    // end by itself at the end of its input.
+    let _input = shell.stdin.take().expect("stdin");
+    let mut line = String::new();
+    BufReader::new(shell.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the helper's pid");
+    let helper: u32 = line.trim().parse().expect("a pid");
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{helper}/stat"))
+            .ok()
+            .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+            .unwrap_or(false)
+    };
+    // Started and waiting for its input, not ended by itself.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(), "the helper ended before its shell was killed");
+    shell.kill().expect("kill the shell");
+    shell.wait().expect("reap the shell");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !alive(),
+        "the helper {helper} outlived the process that started it"
+    );
+}

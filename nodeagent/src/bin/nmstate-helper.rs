@@ -8,8 +8,9 @@ use std::{
 };
 
 use clap::Parser;
+use nix::{sys::signal::Signal, unistd::getppid};
 use nmstate::{NetworkState, NmstateError};
-use nmstate_agent::helper::{Cli, FAILED, Mode, Operation, StatisticInput};
+use nmstate_agent::helper::{Cli, FAILED, Mode, Operation, PARENT_VARIABLE, StatisticInput};
 use nmstate_openapi::State;
 use tracing_subscriber::EnvFilter;
 
@@ -25,6 +26,10 @@ const DEFAULT_LOG_FILTER: &str =
 
 fn main() -> ExitCode {
     let operation = Cli::parse().operation();
+    if let Err(message) = end_with_the_agent() {
+        eprintln!("nmstate-helper: {message}");
+        return ExitCode::from(2);
+    }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // The agent stamps each line with its own time.
@@ -44,6 +49,22 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     code
+}
+
+/// Asks the kernel to kill this process when its parent dies, and checks
+/// that the parent is still the agent that started it (it may have died
+/// before the request). Run by hand, without [`PARENT_VARIABLE`], the
+/// request alone is made.
+fn end_with_the_agent() -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("asking to end with the agent: {e}"))?;
+    let Ok(agent) = std::env::var(PARENT_VARIABLE) else {
+        return Ok(());
+    };
+    if getppid().as_raw().to_string() != agent {
+        return Err(format!("the agent ({agent}) that started it is gone"));
+    }
+    Ok(())
 }
 
 /// One operation: its standard output, or the message of its failure.
