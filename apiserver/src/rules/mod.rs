@@ -9,6 +9,7 @@
 //! through the same rules. No IO and no HTTP: each module has its own
 //! error type, and `api::error` alone turns those into a `metav1.Status`.
 
+pub mod current_state;
 pub(crate) mod json_reader;
 pub mod managed_fields;
 pub mod object;
