@@ -123,6 +123,33 @@ pub fn parse_document(bytes: &[u8], format: RequestFormat) -> Result<(Value, Vec
     }
 }
 
+/// [`parse_document`], with an object at `status.currentState` (a node
+/// state's nmstate report) read as JSON text beside the value, `{}` in its
+/// place: the text is what serialising its value gives, so a write can
+/// store it without ever building its tree.
+pub fn parse_document_setting_aside_current_state(
+    bytes: &[u8],
+    format: RequestFormat,
+) -> Result<(Value, Vec<String>, Option<String>)> {
+    if format == RequestFormat::Json && !bytes.iter().all(u8::is_ascii_whitespace) {
+        let document = json_reader::from_slice_setting_aside_current_state(bytes)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))?;
+        return Ok((document.value, document.duplicates, document.current_state));
+    }
+    // YAML (or an empty body, refused there): the tree, then its text.
+    let (mut value, duplicates) = parse_document(bytes, format)?;
+    let text = match value.pointer_mut("/status/currentState") {
+        Some(state) if state.is_object() => {
+            let text = serde_json::to_string(state)
+                .map_err(|e| ApiError::Internal(format!("encoding current state: {e}")))?;
+            *state = Value::Object(serde_json::Map::new());
+            Some(text)
+        }
+        _ => None,
+    };
+    Ok((value, duplicates, text))
+}
+
 /// How to write the response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseFormat {

@@ -16,7 +16,10 @@ use nmstate_openapi::ResourceKind;
 use serde_json::{Value, json};
 
 use super::{
-    codec::{self, Encoding, RequestFormat, ResponseFormat, parse_document, respond},
+    codec::{
+        self, Encoding, RequestFormat, ResponseFormat, parse_document,
+        parse_document_setting_aside_current_state, respond,
+    },
     error::{ApiError, MODIFIED, Result},
     route::{Query, ResourcePath, ResourceVersionMatch, Subresource},
     table,
@@ -26,6 +29,7 @@ use crate::{
     body::Body,
     cache::{self, CachedObject, FRESHNESS_TIMEOUT, WatchFilter},
     rules::{
+        current_state::{self, SetAside},
         managed_fields::{self, Manager, Options},
         object::{
             self, Decoded, UpdateScope, check_type_meta, creation_name, decode_object,
@@ -99,14 +103,15 @@ impl Request<'_> {
 
     /// Records the write's field ownership in `new.metadata.managedFields`
     /// (an `Update` operation; server-side apply records its own).
-    fn track_fields(&self, old: Option<&Value>, new: &mut Value, now: &str) {
+    /// `aside`: the current states set aside from `old` and `new`.
+    fn track_fields(&self, old: Option<&Value>, new: &mut Value, now: &str, aside: SetAside<'_>) {
         let name = self.field_manager();
         let manager = Manager {
             name: &name,
             api_version: nmstate_openapi::api_version(self.path.version).unwrap_or_default(),
             subresource: (self.scope() == UpdateScope::Status).then_some("status"),
         };
-        managed_fields::update_managed_fields(old, new, &manager, now);
+        managed_fields::update_managed_fields_setting_aside(old, new, &manager, now, aside);
     }
 
     /// One object in the response format asked for.
@@ -155,14 +160,20 @@ pub(crate) fn with_warnings(mut response: Response<Body>, warnings: &[String]) -
 pub fn decode_stored(kind: ResourceKind, kv: &KeyValue) -> Result<Value> {
     let value: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::Internal(format!("stored value at {} is not JSON: {e}", kv.key)))?;
-    if value.get("kind").and_then(Value::as_str) != Some(kind.kind()) {
-        return Err(ApiError::Internal(format!(
-            "stored value at {} is not a {}",
-            kv.key,
-            kind.kind()
-        )));
-    }
+    check_stored_kind(kind, kv, &value)?;
     Ok(value)
+}
+
+/// A stored object of another kind than its key's is the store's fault.
+fn check_stored_kind(kind: ResourceKind, kv: &KeyValue, object: &Value) -> Result<()> {
+    if object.get("kind").and_then(Value::as_str) == Some(kind.kind()) {
+        return Ok(());
+    }
+    Err(ApiError::Internal(format!(
+        "stored value at {} is not a {}",
+        kv.key,
+        kind.kind()
+    )))
 }
 
 /// The stored value of the request's object (404 if there is none).
@@ -201,13 +212,7 @@ async fn read_setting_aside_current_state(
     let cached = CachedObject::decode(name, kv.mod_revision, &kv.value).map_err(|e| {
         ApiError::Internal(format!("stored value at {} cannot be read: {e}", kv.key))
     })?;
-    if cached.summary().get("kind").and_then(Value::as_str) != Some(kind.kind()) {
-        return Err(ApiError::Internal(format!(
-            "stored value at {} is not a {}",
-            kv.key,
-            kind.kind()
-        )));
-    }
+    check_stored_kind(kind, &kv, cached.summary())?;
     let (mut object, text) = cached.to_value_setting_aside_current_state();
     // As stored: the revision is the key's, not a field.
     object::metadata_mut(&mut object).remove("resourceVersion");
@@ -230,19 +235,6 @@ fn leaves_current_state(kind: ResourceKind, patch_type: PatchType, bytes: &[u8])
                     .and_then(Value::as_object)
                     .is_none_or(|status| !status.contains_key("currentState"))
         })
-}
-
-/// Puts a set-aside current state back (parsed), where `object` still has
-/// a place for it: what a write that is not stored serves.
-fn restore_current_state(mut object: Value, aside: Option<&str>) -> Result<Value> {
-    let Some(text) = aside else {
-        return Ok(object);
-    };
-    if let Some(slot) = object.pointer_mut("/status/currentState") {
-        *slot = serde_json::from_str(text)
-            .map_err(|e| ApiError::Internal(format!("stored current state: {e}")))?;
-    }
-    Ok(object)
 }
 
 /// The part of authorization that depends on the stored object (a node may
@@ -632,30 +624,51 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
     Ok(respond(StatusCode::OK, &body, request.encoding))
 }
 
-/// Parses and decodes a create or update body.
-fn decode_body(request: &Request<'_>, bytes: &[u8], name: &str) -> Result<(Decoded, Vec<String>)> {
+/// Parses a create or update body: a node state's current state (an
+/// object) comes as text beside it, `{}` in its place, and is never made a
+/// tree (see [`parse_document_setting_aside_current_state`]).
+fn parse_body(
+    kind: ResourceKind,
+    bytes: &[u8],
+    format: RequestFormat,
+) -> Result<(Value, Vec<String>, Option<String>)> {
+    if kind == ResourceKind::NodeNetworkState {
+        parse_document_setting_aside_current_state(bytes, format)
+    } else {
+        let (body, duplicates) = parse_document(bytes, format)?;
+        Ok((body, duplicates, None))
+    }
+}
+
+/// Parses and decodes an update body, with its current state set aside
+/// (see [`parse_body`]).
+fn decode_body(
+    request: &Request<'_>,
+    bytes: &[u8],
+    name: &str,
+) -> Result<(Decoded, Vec<String>, Option<String>)> {
     let format = request.read_format()?;
     if !matches!(format, RequestFormat::Json | RequestFormat::Yaml) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {format:?})"
         )));
     }
-    let (mut body, duplicates) = parse_document(bytes, format)?;
+    let (mut body, duplicates, current_state) = parse_body(request.kind(), bytes, format)?;
     check_type_meta(&mut body, request.kind(), request.path.version)?;
     if !name.is_empty() {
         object::metadata_mut(&mut body)
             .entry("name")
             .or_insert_with(|| name.into());
     }
-    decode_object(
+    let (decoded, warnings) = decode_object(
         request.kind(),
         name,
         body,
         &duplicates,
         request.query.field_validation,
         request.scope() == UpdateScope::Status,
-    )
-    .map_err(ApiError::from)
+    )?;
+    Ok((decoded, warnings, current_state))
 }
 
 /// POST a new object.
@@ -672,7 +685,9 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
         ));
     }
-    let (mut body, duplicates) = parse_document(bytes, format)?;
+    // A create drops the status: a current state in the body is read as
+    // text (checked as JSON, never a tree) and left there.
+    let (mut body, duplicates, _) = parse_body(kind, bytes, format)?;
     check_type_meta(&mut body, kind, request.path.version)?;
     let name = creation_name(&mut body, kind)?;
     if let Some(obligation) = request.obligation {
@@ -689,7 +704,7 @@ pub async fn create(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     ApiError::check(kind, &name, decoded.errors)?;
     let now = object::now();
     let mut created = prepare_create(kind, decoded.value, &now)?;
-    request.track_fields(None, &mut created, &now);
+    request.track_fields(None, &mut created, &now, SetAside::default());
     store_new(request, &name, created, &warnings).await
 }
 
@@ -706,16 +721,29 @@ async fn store_new(
         return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), warnings));
     }
     let bytes = encode(&created)?;
-    // The tree is not needed past its serialisation: free it before the
-    // store's round trip.
-    drop(created);
+    let created = Kept::new(created, None);
     let kv = request
         .state
         .store
         .create(&object_key(kind.plural(), name), bytes)
         .await
         .map_err(|e| ApiError::from_storage(kind, name, e))?;
-    reply_stored(request, StatusCode::CREATED, name, &kv, warnings)
+    reply_stored(request, StatusCode::CREATED, name, &kv, created, warnings)
+}
+
+/// A written object kept to be served (see [`reply_stored`]): kept when it
+/// is small, which is unless it holds a current state as a tree (a write
+/// that did not set it aside), freed before the store's round trip
+/// otherwise.
+struct Kept<'a>(Option<(Value, Option<&'a str>)>);
+
+impl<'a> Kept<'a> {
+    /// `object` as written, with `current_state` set aside from it if
+    /// given.
+    fn new(object: Value, current_state: Option<&'a str>) -> Self {
+        let small = current_state.is_some() || object.pointer(current_state::POINTER).is_none();
+        Kept(small.then_some((object, current_state)))
+    }
 }
 
 /// The answer to a write the store took (`stored`: the key, the bytes
@@ -724,21 +752,29 @@ async fn store_new(
 /// arrives, and plain JSON answers are the serialisation the cache keeps
 /// for its watchers anyway.
 ///
-/// The cached object is decoded from the bytes just written rather than
-/// made from the tree they were serialised from: decoding copies the
-/// subtrees the cache keeps as text (a node state's current state) as they
-/// are, where making them from the tree would serialise them a second time.
-/// Both give the same object (a `Value` survives its JSON unchanged).
+/// The cached object is made from the object written when it was `kept`
+/// (its current state, if any, set aside as text), else decoded from the
+/// bytes just written: decoding copies the subtrees the cache keeps as
+/// text (a node state's current state) as they are, where making them from
+/// a tree would serialise them a second time. Both give the same object (a
+/// `Value` survives its JSON unchanged).
 fn reply_stored(
     request: &Request<'_>,
     code: StatusCode,
     name: &str,
     stored: &KeyValue,
+    kept: Kept<'_>,
     warnings: &[String],
 ) -> Result<Response<Body>> {
     let revision = stored.mod_revision;
-    // Decoding already checked everything `decode` requires.
-    let object = CachedObject::decode(name, revision, &stored.value).map_err(|error| {
+    // Decoding already checked everything these require.
+    let object = match kept.0 {
+        Some((object, current_state)) => {
+            CachedObject::from_value_with_current_state(name, revision, object, current_state)
+        }
+        None => CachedObject::decode(name, revision, &stored.value),
+    }
+    .map_err(|error| {
         ApiError::Internal(format!(
             "stored at revision {revision}, but cannot be served: {error}"
         ))
@@ -782,63 +818,18 @@ fn encode(object: &Value) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// [`encode`], with a set-aside current state's text written back in its
-/// place, as it was (see [`read_setting_aside_current_state`]).
-fn encode_with_current_state(object: &Value, aside: Option<&str>) -> Result<Vec<u8>> {
-    let Some(text) = aside else {
+/// [`encode`], with a set-aside current state's text written in its place
+/// as it is (see [`cache::write_with_current_state`]).
+fn encode_with_current_state(object: &Value, current_state: Option<&str>) -> Result<Vec<u8>> {
+    let Some(text) = current_state else {
         return encode(object);
     };
-    let raw: &serde_json::value::RawValue = serde_json::from_str(text)
-        .map_err(|e| ApiError::Internal(format!("stored current state: {e}")))?;
-    let spliced = Spliced {
-        value: object,
-        path: &["status", "currentState"],
-        raw,
-    };
-    let bytes = serde_json::to_vec(&spliced)
+    let bytes = cache::write_with_current_state(object, text)
         .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))?;
     if bytes.len() > super::error::MAX_BODY_BYTES {
         return Err(ApiError::TooLarge);
     }
     Ok(bytes)
-}
-
-/// A JSON value serialised with `raw` in place of what is at `path`.
-struct Spliced<'a> {
-    value: &'a Value,
-    path: &'a [&'a str],
-    raw: &'a serde_json::value::RawValue,
-}
-
-impl serde::Serialize for Spliced<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        match (self.path.split_first(), self.value) {
-            (None, _) => self.raw.serialize(serializer),
-            (Some((first, rest)), Value::Object(map)) => {
-                let mut out = serializer.serialize_map(Some(map.len()))?;
-                for (key, value) in map {
-                    if key == first {
-                        out.serialize_entry(
-                            key,
-                            &Spliced {
-                                value,
-                                path: rest,
-                                raw: self.raw,
-                            },
-                        )?;
-                    } else {
-                        out.serialize_entry(key, value)?;
-                    }
-                }
-                out.end()
-            }
-            (Some(_), value) => value.serialize(serializer),
-        }
-    }
 }
 
 /// PUT an object (or its status).
@@ -850,7 +841,7 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
         request.query.force.then_some(true),
     )?;
     let name = request.name()?.to_string();
-    let (decoded, warnings) = decode_body(request, bytes, &name)?;
+    let (decoded, warnings, new_state) = decode_body(request, bytes, &name)?;
     ApiError::check(kind, &name, decoded.errors.clone())?;
     let Some(given_rv) = meta_str(&decoded.value, "resourceVersion")
         .filter(|rv| !rv.is_empty())
@@ -870,10 +861,12 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
     // The watch cache usually holds the object at the client's revision:
     // then the store need not be read first (the compare-and-swap still
     // refuses a stale copy), as Kubernetes does.
-    let (kv, old) = match request.state.caches.get(kind).get(&name) {
+    // The old current state is set aside too: neither version's is parsed
+    // (see `write_update`).
+    let (kv, old, old_state) = match request.state.caches.get(kind).get(&name) {
         Some(cached) if cached.revision == given_rv => {
             check_obligation(request, &name, cached.summary())?;
-            let mut old = cached.to_value();
+            let (mut old, old_state) = cached.to_value_setting_aside_current_state();
             object::metadata_mut(&mut old).remove("resourceVersion");
             let kv = KeyValue {
                 key: request.key()?,
@@ -881,9 +874,15 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
                 create_revision: 0,
                 mod_revision: cached.revision,
             };
-            (kv, old)
+            (kv, old, old_state)
         }
-        _ => read(request).await?,
+        _ if kind == ResourceKind::NodeNetworkState => {
+            read_setting_aside_current_state(request).await?
+        }
+        _ => {
+            let (kv, old) = read(request).await?;
+            (kv, old, None)
+        }
     };
     if given_rv != kv.mod_revision {
         return Err(ApiError::Conflict {
@@ -892,63 +891,82 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
             message: MODIFIED.into(),
         });
     }
-    let written = write_update(request, &kv, &old, decoded.value, false, None).await?;
+    let aside = SetAside {
+        old: old_state.as_deref(),
+        new: new_state.as_deref(),
+    };
+    let written = write_update(request, &kv, &old, decoded.value, false, aside).await?;
     reply_written(request, &name, written, &warnings)
 }
 
 /// What an update came to.
-enum Written {
+enum Written<'a> {
     /// Not stored (nothing changed, a dry run, or the object went away
     /// with its last finalizer): the object as served.
     Served(Value),
-    /// Stored: the key, the bytes written and their revision.
-    Stored(KeyValue),
+    /// Stored: the key, the bytes written and their revision, and the
+    /// object written if kept.
+    Stored(KeyValue, Kept<'a>),
 }
 
 /// The 200 answer to an update.
 fn reply_written(
     request: &Request<'_>,
     name: &str,
-    written: Written,
+    written: Written<'_>,
     warnings: &[String],
 ) -> Result<Response<Body>> {
     match written {
         Written::Served(object) => Ok(request.reply_object(StatusCode::OK, object, warnings)),
-        Written::Stored(stored) => reply_stored(request, StatusCode::OK, name, &stored, warnings),
+        Written::Stored(stored, kept) => {
+            reply_stored(request, StatusCode::OK, name, &stored, kept, warnings)
+        }
     }
 }
 
 /// Merges, validates and writes an update of `old` (read at `kv`). An
 /// update that changes nothing is not written. `aside`: the current
-/// state's text, when `old` and `new` have it set aside (`{}` in its
-/// place); it is written back as it was.
-async fn write_update(
+/// states' texts where `old` or `new` has its set aside (`{}` in its
+/// place); the merged object's (the old one for the main resource, the new
+/// one for `/status`) is written in its place as it is.
+async fn write_update<'a>(
     request: &Request<'_>,
     kv: &KeyValue,
     old: &Value,
     new: Value,
     already_tracked: bool,
-    aside: Option<&str>,
-) -> Result<Written> {
+    aside: SetAside<'a>,
+) -> Result<Written<'a>> {
     let kind = request.kind();
     let name = request.name()?.to_string();
     let scope = request.scope();
     let mut merged = prepare_update(kind, old, new, scope)?;
+    // `prepare_update` takes the status, and the current state in it, from
+    // the old object for the main resource and from the new one for
+    // `/status`.
+    let merged_state = match scope {
+        UpdateScope::Main => aside.old,
+        UpdateScope::Status => aside.new,
+    };
+    let aside = SetAside {
+        old: aside.old,
+        new: merged_state,
+    };
     let now = object::now();
     if !already_tracked {
-        request.track_fields(Some(old), &mut merged, &now);
+        request.track_fields(Some(old), &mut merged, &now, aside);
     }
     let version = request.path.version;
-    if object::unchanged(old, &merged) {
+    if object::unchanged_setting_aside(old, &merged, aside) {
         return Ok(Written::Served(for_response(
-            restore_current_state(old.clone(), aside)?,
+            current_state::restore(old.clone(), aside.old),
             version,
             kv.mod_revision,
         )));
     }
     if request.query.dry_run {
         return Ok(Written::Served(for_response(
-            restore_current_state(merged, aside)?,
+            current_state::restore(merged, merged_state),
             version,
             kv.mod_revision,
         )));
@@ -961,19 +979,18 @@ async fn write_update(
             .await
             .map_err(|e| ApiError::from_storage(kind, &name, e))?;
         return Ok(Written::Served(for_response(
-            restore_current_state(merged, aside)?,
+            current_state::restore(merged, merged_state),
             version,
             revision,
         )));
     }
-    let bytes = encode_with_current_state(&merged, aside)?;
-    // Free the tree before the store's round trip (see `reply_stored`).
-    drop(merged);
+    let bytes = encode_with_current_state(&merged, merged_state)?;
+    let merged = Kept::new(merged, merged_state);
     let written = store
         .update(&key, bytes, kv.mod_revision)
         .await
         .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-    Ok(Written::Stored(written))
+    Ok(Written::Stored(written, merged))
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or
@@ -1059,7 +1076,11 @@ pub async fn patch(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body>
         if patch_type != PatchType::Apply {
             managed_fields::update_managed_fields(Some(&live), &mut new, &manager, &now);
         }
-        match write_update(request, &kv, &old, new, true, aside.as_deref()).await {
+        let aside = SetAside {
+            old: aside.as_deref(),
+            new: aside.as_deref(),
+        };
+        match write_update(request, &kv, &old, new, true, aside).await {
             Ok(written) => return reply_written(request, &name, written, &warnings),
             Err(ApiError::Conflict { .. }) if attempt + 1 < PATCH_ATTEMPTS => continue,
             Err(e) => return Err(e),
@@ -1328,15 +1349,28 @@ mod tests {
         expected["metadata"]["resourceVersion"] = json!("7");
         assert_eq!(written, expected);
         // The text itself, byte for byte (escapes and all).
-        let text = String::from_utf8(bytes).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
             text.contains(
                 r#""currentState":{"interfaces":[{"name":"eth0","mtu":1500}],"z":"\u00e9"}"#
             ),
             "{text}"
         );
+        // The object the cache is offered after the write is the one its
+        // bytes decode to.
+        let made =
+            CachedObject::from_value_with_current_state("n1", 8, object.clone(), Some(&aside))
+                .unwrap();
+        let decoded = CachedObject::decode("n1", 8, &bytes).unwrap();
+        for version in ["nmstate.io/v1", "nmstate.io/v1beta1"] {
+            assert_eq!(
+                made.json(version).to_bytes(),
+                decoded.json(version).to_bytes()
+            );
+        }
+        assert_eq!(made.to_value(), decoded.to_value());
         // Served unstored, the current state is there again, parsed.
-        let served = restore_current_state(object, Some(&aside)).unwrap();
+        let served = current_state::restore(object, Some(&aside));
         assert_eq!(
             served["status"]["currentState"],
             expected["status"]["currentState"]

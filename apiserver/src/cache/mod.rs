@@ -47,7 +47,9 @@ mod reflector;
 mod state;
 mod watcher;
 
-pub use object::{CachedObject, DecodeError, Json, Texts, metadata_of, whole};
+pub use object::{
+    CachedObject, DecodeError, Json, Texts, metadata_of, whole, write_with_current_state,
+};
 pub use watcher::{CacheEvent, CacheWatcher, WatchEnd, WatchFilter};
 
 use self::{

@@ -171,6 +171,28 @@ impl CachedObject {
         Self::new(name, revision, value, texts)
     }
 
+    /// [`from_value`](Self::from_value) for an object whose current state
+    /// may be set aside: `value` has `{}` in its place and `current_state`
+    /// is its JSON text, kept as it is.
+    pub fn from_value_with_current_state(
+        name: &str,
+        revision: Revision,
+        mut value: Value,
+        current_state: Option<&str>,
+    ) -> Result<Self, DecodeError> {
+        let place = current_state.and_then(|text| {
+            let slot = value.pointer_mut("/status/currentState")?;
+            // Nothing to serialise in its place.
+            *slot = Value::Null;
+            Some(text)
+        });
+        let mut object = Self::from_value(name, revision, value)?;
+        if let Some(text) = place {
+            object.texts[CURRENT_STATE] = Some(Text(Arc::from(text)));
+        }
+        Ok(object)
+    }
+
     fn new(
         name: &str,
         revision: Revision,
@@ -349,29 +371,79 @@ fn write_object(
     texts: &[Option<Text>; 2],
 ) -> serde_json::Result<Vec<Bytes>> {
     let mut pieces = Vec::new();
-    let mut out = b"{\"apiVersion\":".to_vec();
-    serde_json::to_writer(&mut out, api_version)?;
-    for (key, value) in fields.iter().filter(|(key, _)| *key != "apiVersion") {
-        out.push(b',');
+    let has = texts.each_ref().map(Option::is_some);
+    let out = write_fields(Some(api_version), fields, has, 0, |out, index| {
+        if let Some(text) = &texts[index] {
+            pieces.push(Bytes::from(std::mem::take(out)));
+            pieces.push(text.piece());
+        }
+    })?;
+    pieces.push(Bytes::from(out));
+    Ok(pieces)
+}
+
+/// An object's JSON with `current_state` (JSON text) written in place of
+/// what `object` holds at `status.currentState`, as it is: the bytes a
+/// write stores when it kept the current state as text. `apiVersion` comes
+/// first, as in every object this server serves.
+pub fn write_with_current_state(
+    object: &Value,
+    current_state: &str,
+) -> serde_json::Result<Vec<u8>> {
+    let Some(fields) = object.as_object() else {
+        return serde_json::to_vec(object);
+    };
+    let api_version = fields.get("apiVersion").and_then(Value::as_str);
+    let mut has = [false; 2];
+    has[CURRENT_STATE] = true;
+    // The rest of a node state is a few hundred bytes.
+    let capacity = current_state.len() + 1024;
+    write_fields(api_version, fields, has, capacity, |out, _| {
+        out.extend_from_slice(current_state.as_bytes());
+    })
+}
+
+/// Writes an object's fields (`apiVersion` first when given, in place of
+/// the object's own) into a buffer, calling `text(buffer, index)` to write
+/// the subtree `TEXT_FIELDS[index]` wherever `has[index]` and the object
+/// has a place for it; `capacity`: the buffer's to begin with.
+fn write_fields(
+    api_version: Option<&str>,
+    fields: &Map<String, Value>,
+    has: [bool; 2],
+    capacity: usize,
+    mut text: impl FnMut(&mut Vec<u8>, usize),
+) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    out.push(b'{');
+    if let Some(api_version) = api_version {
+        out.extend_from_slice(b"\"apiVersion\":");
+        serde_json::to_writer(&mut out, api_version)?;
+    }
+    let rest = fields
+        .iter()
+        .filter(|(key, _)| api_version.is_none() || *key != "apiVersion");
+    for (index, (key, value)) in rest.enumerate() {
+        if index > 0 || api_version.is_some() {
+            out.push(b',');
+        }
         serde_json::to_writer(&mut out, key)?;
         out.push(b':');
-        let text = TEXT_FIELDS
+        let inside = TEXT_FIELDS
             .iter()
-            .zip(texts)
-            .find(|((top, _), _)| top == key)
-            .and_then(|((_, inner), text)| Some((*inner, text.as_ref()?)));
-        match (value, text) {
-            (Value::Object(subtree), Some((inner, text))) => {
+            .zip(has)
+            .position(|((top, _), has)| has && top == key);
+        match (value, inside) {
+            (Value::Object(subtree), Some(index)) => {
                 out.push(b'{');
-                for (index, (key, value)) in subtree.iter().enumerate() {
-                    if index > 0 {
+                for (position, (key, value)) in subtree.iter().enumerate() {
+                    if position > 0 {
                         out.push(b',');
                     }
                     serde_json::to_writer(&mut out, key)?;
                     out.push(b':');
-                    if key == inner {
-                        pieces.push(Bytes::from(std::mem::take(&mut out)));
-                        pieces.push(text.piece());
+                    if key == TEXT_FIELDS[index].1 {
+                        text(&mut out, index);
                     } else {
                         serde_json::to_writer(&mut out, value)?;
                     }
@@ -382,8 +454,7 @@ fn write_object(
         }
     }
     out.push(b'}');
-    pieces.push(Bytes::from(out));
-    Ok(pieces)
+    Ok(out)
 }
 
 /// `summary` with `texts` parsed into their places: the whole object

@@ -28,7 +28,7 @@ use nmstate_openapi::validation::TOTAL_ANNOTATION_SIZE_LIMIT;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::patch::PatchType;
+use super::{current_state::SetAside, patch::PatchType};
 use crate::status::Cause;
 
 mod conflict;
@@ -37,7 +37,9 @@ mod fieldset;
 mod tests;
 
 pub use conflict::{ApplyConflict, CAUSE_FIELD_MANAGER_CONFLICT, Conflict, ConflictingManager};
-pub use fieldset::{Comparison, FieldSet, Path, compare, fields_of, is_stripped, is_struct};
+pub use fieldset::{
+    Comparison, FieldSet, Path, compare, compare_setting_aside, fields_of, is_stripped, is_struct,
+};
 
 /// The annotation `kubectl apply` (client-side) keeps its last applied
 /// configuration in.
@@ -390,6 +392,19 @@ pub fn update_managed_fields(
     manager: &Manager<'_>,
     now: &str,
 ) {
+    update_managed_fields_setting_aside(live, new, manager, now, SetAside::default());
+}
+
+/// [`update_managed_fields`] for versions whose current states may be set
+/// aside (see [`SetAside`]): the fields are those of the versions with
+/// their current states in place.
+pub fn update_managed_fields_setting_aside(
+    live: Option<&Value>,
+    new: &mut Value,
+    manager: &Manager<'_>,
+    now: &str,
+    aside: SetAside<'_>,
+) {
     let requested = managed_fields_of(new).cloned();
     let from_live = || {
         live.and_then(|live| decode(managed_fields_of(live)).ok())
@@ -415,7 +430,7 @@ pub fn update_managed_fields(
     // current state), and a copy of it would serve nothing.
     let empty = empty_object();
     let old = live.unwrap_or(&empty);
-    let owners = record_update(owners, old, new, manager, now);
+    let owners = record_update(owners, old, new, manager, now, aside);
     let owners = cap_update_managers(owners);
     set_managed_fields(new, &owners);
 }
@@ -485,6 +500,7 @@ pub fn server_side_apply(
             &live_object,
             &before_first_apply,
             now,
+            SetAside::default(),
         );
     }
 
@@ -779,8 +795,9 @@ fn record_update(
     new: &Value,
     manager: &Manager<'_>,
     now: &str,
+    aside: SetAside<'_>,
 ) -> Vec<Owner> {
-    let mut comparison = compare(old, new);
+    let mut comparison = compare_setting_aside(old, new, aside);
     comparison.retain(|path| !is_stripped(path) && in_scope(path, manager.subresource));
     if comparison.is_same() {
         return owners;

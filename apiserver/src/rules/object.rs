@@ -18,7 +18,10 @@ use nmstate_openapi::{
 };
 use serde_json::{Map, Value};
 
-use crate::request::FieldValidation;
+use crate::{
+    request::FieldValidation,
+    rules::current_state::{self, SetAside, Side},
+};
 
 /// Why a write breaks the object rules. `api::error` gives each the
 /// `Status` kube-apiserver answers with.
@@ -502,6 +505,23 @@ pub fn unchanged(old: &Value, new: &Value) -> bool {
     same_map_but(old, new, "metadata", &|old, new| {
         same_map_but(old, new, "managedFields", &same_managed_fields)
     })
+}
+
+/// [`unchanged`], for versions whose current states may be set aside (see
+/// [`SetAside`]): equal texts are equal states, unequal ones are parsed.
+pub fn unchanged_setting_aside(old: &Value, new: &Value, aside: SetAside<'_>) -> bool {
+    let (old_side, new_side) = (Side::of(old, aside.old), Side::of(new, aside.new));
+    if !matches!(old_side, Side::Value(_)) && !matches!(new_side, Side::Value(_)) {
+        return unchanged(old, new) && old_side.same(new_side);
+    }
+    if aside.is_empty() {
+        return unchanged(old, new);
+    }
+    // One set aside, the other in place: compared with both in place.
+    unchanged(
+        &current_state::restore(old.clone(), aside.old),
+        &current_state::restore(new.clone(), aside.new),
+    )
 }
 
 /// Whether two JSON objects are equal, comparing the member `special` with

@@ -849,6 +849,131 @@ async fn a_node_states_current_state_reads_back_as_written_everywhere() {
     }
 }
 
+/// nmstate's document as Go's `encoding/json` writes it: `<`, `>` and `&`
+/// escaped, an exponent, a trailing zero, escapes serde_json writes
+/// otherwise.
+const GO_STYLE_STATE: &str = r#"{"interfaces":[{"name":"br\u003c0\u003e","type":"linux-bridge","mtu":1e2,"ratio":1.50,"description":"\u00e9 \/ \u0026 tab\t","ipv4":{"enabled":true,"address":[]}}],"dns-resolver":{"config":{},"running":{"server":["192.0.2.53"]}}}"#;
+
+/// The stored bytes of a node state, straight from etcd.
+async fn stored_bytes(store: &nmstate_apiserver::storage::etcd::EtcdStore, name: &str) -> String {
+    use nmstate_apiserver::storage::{Store, object_key};
+    let kv = store
+        .get(&object_key("nodenetworkstates", name))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8(kv.value).unwrap()
+}
+
+/// A node state's current state is stored as it came when a write leaves
+/// it alone (an agent's heartbeat, a merge patch of its conditions): byte
+/// for byte, Go's escapes and exponents included, as kube-apiserver keeps
+/// an object it does not change. A write that sends one (`PUT .../status`)
+/// stores what serialising its parsed value gives, as before the server
+/// stopped building that value: escapes undone, numbers as parsed, the
+/// last of duplicate keys in the first one's place.
+#[tokio::test]
+async fn a_node_states_current_state_is_stored_as_its_value_and_kept_byte_for_byte() {
+    use nmstate_apiserver::storage::{Store, etcd::EtcdStore, object_key};
+    let _turn = nmstate_e2e::suite::turn(module_path!());
+    let etcd = nmstate_e2e::etcd::EtcdProcess::start().await;
+    let server =
+        ApiserverProcess::start(&["--controller=false", "--etcd-servers", &etcd.endpoint()])
+            .await
+            .unwrap();
+    let client = server.client().unwrap();
+    let store = EtcdStore::connect(&etcd.config()).await.unwrap();
+
+    // Written as another server would have written it.
+    let stored = format!(
+        r#"{{"apiVersion":"nmstate.io/v1","kind":"NodeNetworkState","metadata":{{"name":"node01","uid":"8d2a4c52-0c39-4f61-9c7e-2b1c0d3e4f50","creationTimestamp":"2026-01-01T00:00:00Z","generation":1,"managedFields":[{{"manager":"handler","operation":"Update","apiVersion":"nmstate.io/v1","time":"2026-01-01T00:00:00Z","fieldsType":"FieldsV1","fieldsV1":{{"f:status":{{".":{{}},"f:conditions":{{}},"f:currentState":{{}}}}}},"subresource":"status"}}]}},"status":{{"currentState":{GO_STYLE_STATE},"conditions":[{{"type":"Available","status":"True"}}]}}}}"#
+    );
+    store
+        .create(
+            &object_key("nodenetworkstates", "node01"),
+            stored.into_bytes(),
+        )
+        .await
+        .unwrap();
+    let path = format!("{STATES}/node01");
+    let heartbeat = send(
+        &client,
+        "PATCH",
+        &format!("{path}/status"),
+        "application/merge-patch+json",
+        json!({"status": {"conditions": [{"type": "Available", "status": "False"}]}}),
+    )
+    .await;
+    assert_eq!(heartbeat.status, StatusCode::OK, "{}", heartbeat.body);
+    let after = stored_bytes(&store, "node01").await;
+    assert!(
+        after.contains(&format!(r#""currentState":{GO_STYLE_STATE}"#)),
+        "{after}"
+    );
+    let parsed: Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(parsed["status"]["conditions"][0]["status"], "False");
+    // Served parsed, as every read serves it.
+    let state: Value = serde_json::from_str(GO_STYLE_STATE).unwrap();
+    assert_eq!(
+        json_of(&heartbeat)["status"]["currentState"],
+        state,
+        "{}",
+        heartbeat.body
+    );
+
+    // The agent's full report, sent with duplicate keys and Go's escapes.
+    let report = format!(
+        r#"{{"apiVersion":"nmstate.io/v1","kind":"NodeNetworkState","metadata":{{"name":"node01","resourceVersion":"{rv}"}},"status":{{"currentState":{{"hostname":{{"running":"a","running":"b\u003c"}},"interfaces":[{{"mtu":1e2,"mtu":1500,"name":"eth0"}}],"hostname":{{"config":"c","running":"d"}},"routes":{{"running":[0.5,1.0,2.50,-3]}}}},"conditions":[]}}}}"#,
+        rv = json_of(&heartbeat)["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+    );
+    // What serialising the server's `Value` of the state sent gives: keys
+    // in document order (the server's maps keep it), the last of
+    // duplicates (the second `hostname`, with its own order) in the first
+    // one's place, escapes undone, numbers as parsed. Spelled out: this
+    // process's serde_json may sort keys.
+    let round_trip = r#"{"hostname":{"config":"c","running":"d"},"interfaces":[{"mtu":1500,"name":"eth0"}],"routes":{"running":[0.5,1.0,2.5,-3]}}"#;
+    let state_sent =
+        &report[report.find(r#"{"hostname""#).unwrap()..report.find(r#","conditions""#).unwrap()];
+    assert_eq!(
+        serde_json::from_str::<Value>(state_sent).unwrap(),
+        serde_json::from_str::<Value>(round_trip).unwrap(),
+    );
+    let put = client
+        .request_with(
+            "PUT",
+            &format!("{path}/status"),
+            &[("content-type", "application/json")],
+            Some(report.into_bytes()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let after = stored_bytes(&store, "node01").await;
+    assert!(
+        after.contains(&format!(r#""currentState":{round_trip}"#)),
+        "{after}"
+    );
+    // The report's fields are the status writer's now.
+    let managed = json_of(&put)["metadata"]["managedFields"].clone();
+    let status_entry = managed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["subresource"] == "status" && entry["manager"] != "handler")
+        .unwrap_or_else(|| panic!("{managed}"));
+    assert_eq!(
+        status_entry["fieldsV1"]["f:status"]["f:currentState"],
+        json!({
+            "f:hostname": {".": {}, "f:config": {}, "f:running": {}},
+            "f:interfaces": {},
+            "f:routes": {".": {}, "f:running": {}},
+        }),
+        "{managed}"
+    );
+}
+
 /// Answers given before the request body is read (413, 400, 401, 403) and
 /// after it (422) reach curl with their `Status`, over HTTP/2 (curl's
 /// default) and HTTP/1.1, again and again on fresh connections; nothing is

@@ -24,14 +24,18 @@
 //! Nothing here does IO; sets are small (one entry per field an object sets),
 //! so the operations are plain scans over sorted sets.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, value::RawValue};
 
 use super::DecodeError;
-use crate::rules::patch::json_type;
+use crate::rules::{
+    current_state::{self, SetAside, Side},
+    patch::json_type,
+};
 
 /// A path to a field, as the keys of its `FieldsV1` encoding
 /// (`["f:spec", "f:maxUnavailable"]`); it prints as `.spec.maxUnavailable`.
@@ -511,6 +515,128 @@ fn walk(path: &Path, old: Option<&Value>, new: Option<&Value>, out: &mut Compari
         }
         (Some(old), Some(new)) => {
             if !same_value(old, new) {
+                out.modified.insert(path.clone());
+            }
+        }
+    }
+}
+
+/// [`compare`], for versions whose current states may be set aside (see
+/// [`SetAside`]). Equal texts differ in nothing; otherwise the texts are
+/// read as maps down to their lists and scalars, which are compared as
+/// text and parsed only when their texts differ. The result is what
+/// [`compare`] gives for the versions with their current states in place.
+pub fn compare_setting_aside(old: &Value, new: &Value, aside: SetAside<'_>) -> Comparison {
+    let mut comparison = compare(old, new);
+    if aside.is_empty() {
+        return comparison;
+    }
+    let at = Path::fields(["status", "currentState"]);
+    comparison.retain(|path| !path.starts_with(&at));
+    match (Side::of(old, aside.old), Side::of(new, aside.new)) {
+        (Side::Text(old), Side::Text(new)) if old == new => {}
+        (old @ (Side::Text(_) | Side::Absent), new @ (Side::Text(_) | Side::Absent)) => {
+            let shape = |side| match side {
+                Side::Text(text) => Some(Shape::of(text)),
+                _ => None,
+            };
+            walk_shapes(
+                &at,
+                shape(old).as_ref(),
+                shape(new).as_ref(),
+                &mut comparison,
+            );
+        }
+        (old, new) => walk(
+            &at,
+            old.to_value().as_ref(),
+            new.to_value().as_ref(),
+            &mut comparison,
+        ),
+    }
+    comparison
+}
+
+/// A JSON text read as far as [`compare`] descends: maps key by key,
+/// anything else as its text.
+enum Shape<'a> {
+    Map(BTreeMap<Cow<'a, str>, Shape<'a>>),
+    Leaf(&'a str),
+}
+
+impl<'a> Shape<'a> {
+    fn of(text: &'a str) -> Self {
+        if !text.trim_start().starts_with('{') {
+            return Shape::Leaf(text);
+        }
+        // The last of duplicate keys wins, as in a `Value`.
+        match serde_json::from_str::<BTreeMap<Cow<'a, str>, &'a RawValue>>(text) {
+            Ok(members) => Shape::Map(
+                members
+                    .into_iter()
+                    .map(|(key, value)| (key, Shape::of(value.get())))
+                    .collect(),
+            ),
+            Err(_) => Shape::Leaf(text),
+        }
+    }
+}
+
+/// [`walk`] over shapes.
+fn walk_shapes(
+    path: &Path,
+    old: Option<&Shape<'_>>,
+    new: Option<&Shape<'_>>,
+    out: &mut Comparison,
+) {
+    /// The members of a map only one side has.
+    fn children(
+        path: &Path,
+        map: &BTreeMap<Cow<'_, str>, Shape<'_>>,
+        old: bool,
+        out: &mut Comparison,
+    ) {
+        for (key, value) in map {
+            let (a, b) = if old {
+                (Some(value), None)
+            } else {
+                (None, Some(value))
+            };
+            walk_shapes(&path.child(key), a, b, out);
+        }
+    }
+    match (old, new) {
+        (None, None) => {}
+        (Some(Shape::Map(old)), Some(Shape::Map(new))) => {
+            for (key, value) in old {
+                walk_shapes(&path.child(key), Some(value), new.get(key), out);
+            }
+            for (key, value) in new {
+                if !old.contains_key(key) {
+                    walk_shapes(&path.child(key), None, Some(value), out);
+                }
+            }
+        }
+        (None, Some(Shape::Map(new))) => {
+            out.added.insert(path.clone());
+            children(path, new, false, out);
+        }
+        (Some(Shape::Map(old)), None) => {
+            out.removed.insert(path.clone());
+            children(path, old, true, out);
+        }
+        (None, Some(_)) => out.added.insert(path.clone()),
+        (Some(_), None) => out.removed.insert(path.clone()),
+        (Some(Shape::Map(old)), Some(_)) => {
+            out.modified.insert(path.clone());
+            children(path, old, true, out);
+        }
+        (Some(_), Some(Shape::Map(new))) => {
+            out.modified.insert(path.clone());
+            children(path, new, false, out);
+        }
+        (Some(Shape::Leaf(old)), Some(Shape::Leaf(new))) => {
+            if old != new && !same_value(&current_state::parse(old), &current_state::parse(new)) {
                 out.modified.insert(path.clone());
             }
         }

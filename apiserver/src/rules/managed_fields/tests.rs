@@ -1426,3 +1426,75 @@ fn options() {
         )),
     );
 }
+
+/// Comparing versions whose current states are set aside as text gives
+/// what comparing them with the states in place gives, whichever side is
+/// text, absent or in place, and `1` against `1.0` stays the same field.
+#[test]
+fn a_comparison_of_current_states_set_aside_is_the_comparison_of_their_values() {
+    use crate::rules::current_state::SetAside;
+    let states = [
+        None,
+        Some(r#"{}"#),
+        Some(
+            r#"{"interfaces":[{"name":"eth0","mtu":1500}],"dns-resolver":{"config":{},"running":{"server":["192.0.2.53"]}}}"#,
+        ),
+        Some(
+            r#"{"interfaces":[{"mtu":1500.0,"name":"eth0"}],"dns-resolver":{"running":{"server":["192.0.2.53"]},"config":{}}}"#,
+        ),
+        Some(
+            r#"{"interfaces":[{"name":"eth0","mtu":9000}],"dns-resolver":{"config":{"server":[]},"running":"x"},"routes":{"running":[],"config":[]}}"#,
+        ),
+        Some(r#"{"interfaces":{"eth0":{}},"dns-resolver":null,"a":1,"a":{"b":2}}"#),
+        Some(r#"{"ovs-db":{"external_ids":{"k":1}},"routes":{"running":[1,2]}}"#),
+        Some(r#"[1,2]"#),
+        Some(r#""text""#),
+    ];
+    let with_state = |state: Option<&str>| {
+        let mut object = json!({"kind": "NodeNetworkState", "metadata": {"name": "n"}, "status": {"conditions": []}});
+        if let Some(state) = state {
+            object["status"]["currentState"] = serde_json::from_str(state).unwrap();
+        }
+        object
+    };
+    let set_aside = |state: Option<&str>| {
+        let mut object = with_state(None);
+        if state.is_some() {
+            object["status"]["currentState"] = json!({});
+        }
+        object
+    };
+    for old in states {
+        for new in states {
+            let expected = compare(&with_state(old), &with_state(new));
+            let both = SetAside { old, new };
+            assert_eq!(
+                compare_setting_aside(&set_aside(old), &set_aside(new), both),
+                expected,
+                "{old:?} → {new:?}, both set aside"
+            );
+            // One side in place.
+            let only_new = SetAside { old: None, new };
+            assert_eq!(
+                compare_setting_aside(&with_state(old), &set_aside(new), only_new),
+                expected,
+                "{old:?} → {new:?}, the new one set aside"
+            );
+            let only_old = SetAside { old, new: None };
+            assert_eq!(
+                compare_setting_aside(&set_aside(old), &with_state(new), only_old),
+                expected,
+                "{old:?} → {new:?}, the old one set aside"
+            );
+            assert_eq!(
+                crate::rules::object::unchanged_setting_aside(
+                    &set_aside(old),
+                    &set_aside(new),
+                    both
+                ),
+                crate::rules::object::unchanged(&with_state(old), &with_state(new)),
+                "{old:?} → {new:?}: unchanged"
+            );
+        }
+    }
+}
