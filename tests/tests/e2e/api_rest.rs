@@ -874,8 +874,8 @@ async fn stored_bytes(store: &nmstate_apiserver::storage::etcd::EtcdStore, name:
 /// last of duplicate keys in the first one's place.
 #[tokio::test]
 async fn a_node_states_current_state_is_stored_as_its_value_and_kept_byte_for_byte() {
-    use nmstate_apiserver::storage::{Store, etcd::EtcdStore, object_key};
     let _turn = nmstate_e2e::suite::turn(module_path!());
+    use nmstate_apiserver::storage::{Store, etcd::EtcdStore, object_key};
     let etcd = nmstate_e2e::etcd::EtcdProcess::start().await;
     let server =
         ApiserverProcess::start(&["--controller=false", "--etcd-servers", &etcd.endpoint()])
