@@ -27,7 +27,7 @@ use super::{
 use crate::{
     auth::authorize::Obligation,
     body::Body,
-    cache::{self, CachedObject, FRESHNESS_TIMEOUT, WatchFilter},
+    cache::{self, CachedObject, Expected, FRESHNESS_TIMEOUT, WatchFilter},
     rules::{
         current_state::{self, SetAside},
         managed_fields::{self, Manager, Options},
@@ -721,70 +721,67 @@ async fn store_new(
         return Ok(request.reply_object(StatusCode::CREATED, without_rv(object), warnings));
     }
     let bytes = encode(&created)?;
-    let created = Kept::new(created, None);
+    let expected = expect_written(request, name, created, None, &bytes)?;
     let kv = request
         .state
         .store
         .create(&object_key(kind.plural(), name), bytes)
         .await
         .map_err(|e| ApiError::from_storage(kind, name, e))?;
-    reply_stored(request, StatusCode::CREATED, name, &kv, created, warnings)
+    reply_stored(request, StatusCode::CREATED, name, &kv, expected, warnings)
 }
 
-/// A written object kept to be served (see [`reply_stored`]): kept when it
-/// is small, which is unless it holds a current state as a tree (a write
-/// that did not set it aside), freed before the store's round trip
-/// otherwise.
-struct Kept<'a>(Option<(Value, Option<&'a str>)>);
-
-impl<'a> Kept<'a> {
-    /// `object` as written, with `current_state` set aside from it if
-    /// given.
-    fn new(object: Value, current_state: Option<&'a str>) -> Self {
-        let small = current_state.is_some() || object.pointer(current_state::POINTER).is_none();
-        Kept(small.then_some((object, current_state)))
+/// Registers a write with the watch cache before it goes to the store
+/// (see [`WatchCache::expect`](crate::cache::WatchCache::expect)): the
+/// object it stores, as the cache and the answer serve it, made from
+/// `object` (its current state set aside as `current_state`, if given)
+/// when that is cheap, else decoded from `bytes`, the bytes to be written.
+/// Decoding copies the subtrees the cache keeps as text (a node state's
+/// current state) as they are, where making them from a tree would
+/// serialise them a second time. Both give the same object (a `Value`
+/// survives its JSON unchanged).
+fn expect_written(
+    request: &Request<'_>,
+    name: &str,
+    object: Value,
+    current_state: Option<&str>,
+    bytes: &[u8],
+) -> Result<Expected> {
+    let small = current_state.is_some() || object.pointer(current_state::POINTER).is_none();
+    let made = if small {
+        CachedObject::from_value_with_current_state(name, 0, object, current_state)
+    } else {
+        drop(object);
+        CachedObject::decode(name, 0, bytes)
     }
+    .map_err(|error| ApiError::Internal(format!("not stored: it could not be served: {error}")))?;
+    Ok(request.state.caches.get(request.kind()).expect(made, bytes))
 }
 
 /// The answer to a write the store took (`stored`: the key, the bytes
-/// written and their revision). The object is offered to the watch cache,
-/// which then need not parse the stored value again when the store's event
+/// written and their revision), with the object registered for it: the
+/// watch cache need not parse the stored value when the store's event
 /// arrives, and plain JSON answers are the serialisation the cache keeps
 /// for its watchers anyway.
-///
-/// The cached object is made from the object written when it was `kept`
-/// (its current state, if any, set aside as text), else decoded from the
-/// bytes just written: decoding copies the subtrees the cache keeps as
-/// text (a node state's current state) as they are, where making them from
-/// a tree would serialise them a second time. Both give the same object (a
-/// `Value` survives its JSON unchanged).
 fn reply_stored(
     request: &Request<'_>,
     code: StatusCode,
     name: &str,
     stored: &KeyValue,
-    kept: Kept<'_>,
+    expected: Expected,
     warnings: &[String],
 ) -> Result<Response<Body>> {
     let revision = stored.mod_revision;
-    // Decoding already checked everything these require.
-    let object = match kept.0 {
-        Some((object, current_state)) => {
-            CachedObject::from_value_with_current_state(name, revision, object, current_state)
-        }
-        None => CachedObject::decode(name, revision, &stored.value),
-    }
-    .map_err(|error| {
-        ApiError::Internal(format!(
-            "stored at revision {revision}, but cannot be served: {error}"
-        ))
-    })?;
-    let object = Arc::new(object);
-    request
-        .state
-        .caches
-        .get(request.kind())
-        .offer(object.clone());
+    let object = match expected.written(revision) {
+        Some(object) => object,
+        None => Arc::new(
+            CachedObject::decode(name, revision, &stored.value).map_err(|error| {
+                ApiError::Internal(format!(
+                    "stored at revision {revision}, but cannot be served: {error}"
+                ))
+            })?,
+        ),
+    };
     let version = request.path.version;
     if request.format == ResponseFormat::Json && !request.encoding.pretty {
         let api_version = nmstate_openapi::api_version(version).unwrap_or_default();
@@ -900,26 +897,26 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
 }
 
 /// What an update came to.
-enum Written<'a> {
+enum Written {
     /// Not stored (nothing changed, a dry run, or the object went away
     /// with its last finalizer): the object as served.
     Served(Value),
     /// Stored: the key, the bytes written and their revision, and the
-    /// object written if kept.
-    Stored(KeyValue, Kept<'a>),
+    /// object registered for the write.
+    Stored(KeyValue, Expected),
 }
 
 /// The 200 answer to an update.
 fn reply_written(
     request: &Request<'_>,
     name: &str,
-    written: Written<'_>,
+    written: Written,
     warnings: &[String],
 ) -> Result<Response<Body>> {
     match written {
         Written::Served(object) => Ok(request.reply_object(StatusCode::OK, object, warnings)),
-        Written::Stored(stored, kept) => {
-            reply_stored(request, StatusCode::OK, name, &stored, kept, warnings)
+        Written::Stored(stored, expected) => {
+            reply_stored(request, StatusCode::OK, name, &stored, expected, warnings)
         }
     }
 }
@@ -936,7 +933,7 @@ async fn write_update<'a>(
     new: Value,
     already_tracked: bool,
     aside: SetAside<'a>,
-) -> Result<Written<'a>> {
+) -> Result<Written> {
     let kind = request.kind();
     let name = request.name()?.to_string();
     let scope = request.scope();
@@ -985,12 +982,12 @@ async fn write_update<'a>(
         )));
     }
     let bytes = encode_with_current_state(&merged, merged_state)?;
-    let merged = Kept::new(merged, merged_state);
+    let expected = expect_written(request, &name, merged, merged_state, &bytes)?;
     let written = store
         .update(&key, bytes, kv.mod_revision)
         .await
         .map_err(|e| ApiError::from_storage(kind, &name, e))?;
-    Ok(Written::Stored(written, merged))
+    Ok(Written::Stored(written, expected))
 }
 
 /// PATCH an object (or its status): JSON patch, merge patch, or

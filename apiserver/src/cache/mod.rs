@@ -25,7 +25,6 @@
 //! stops on a value it cannot decode (it logs the key and skips it).
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicU64, Ordering},
@@ -43,6 +42,7 @@ use crate::storage::{Revision, SharedStore, resource_prefix};
 
 pub mod gauges;
 mod object;
+mod offers;
 mod reflector;
 mod state;
 mod watcher;
@@ -53,6 +53,7 @@ pub use object::{
 pub use watcher::{CacheEvent, CacheWatcher, WatchEnd, WatchFilter};
 
 use self::{
+    offers::Offers,
     state::{CacheState, Index},
     watcher::Registry,
 };
@@ -75,7 +76,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 500;
 /// needs the node's state, answers 504.
 pub const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many objects written through this server may wait for their event
-/// (see [`WatchCache::offer`]).
+/// (see [`WatchCache::expect`]).
 pub const MAX_OFFERS: usize = 1_024;
 
 /// How one cache is set up.
@@ -188,10 +189,10 @@ struct Shared {
     progress_wanted: Notify,
     lists: AtomicU64,
     corrupt: AtomicU64,
-    /// Objects written through this server, by the revision of their
-    /// write, for the reflector to take instead of parsing the stored value
-    /// again (see [`WatchCache::offer`]).
-    offers: Mutex<BTreeMap<Revision, Arc<CachedObject>>>,
+    /// Objects written through this server, for the reflector to take
+    /// instead of parsing the stored value again (see
+    /// [`WatchCache::expect`]).
+    offers: Mutex<Offers>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -211,34 +212,8 @@ impl Shared {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn offers(&self) -> MutexGuard<'_, BTreeMap<Revision, Arc<CachedObject>>> {
+    fn offers(&self) -> MutexGuard<'_, Offers> {
         self.offers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The offered object of the write at `revision` to `name`, if any;
-    /// offers up to `revision` are dropped either way (the store's events
-    /// come in revision order, so they can no longer be taken).
-    fn take_offer(&self, name: &str, revision: Revision) -> Option<Arc<CachedObject>> {
-        let mut offers = self.offers();
-        if offers.is_empty() {
-            return None;
-        }
-        let later = offers.split_off(&(revision + 1));
-        let passed = std::mem::replace(&mut *offers, later);
-        drop(offers);
-        passed
-            .into_iter()
-            .find(|(at, object)| *at == revision && object.name == name)
-            .map(|(_, object)| object)
-    }
-
-    /// Drops the offers up to `revision`.
-    fn drop_offers_until(&self, revision: Revision) {
-        let mut offers = self.offers();
-        if !offers.is_empty() {
-            let later = offers.split_off(&(revision + 1));
-            *offers = later;
-        }
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, CacheState> {
@@ -303,7 +278,7 @@ impl WatchCache {
             progress_wanted: Notify::new(),
             lists: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
-            offers: Mutex::new(BTreeMap::new()),
+            offers: Mutex::new(Offers::default()),
         });
         let (stop, stopped) = oneshot::channel();
         let reflector = reflector::Reflector::new(shared.clone(), store);
@@ -326,22 +301,24 @@ impl WatchCache {
         freshness.ready && !freshness.stopped
     }
 
-    /// Offers the object a write through this server has just stored, at
-    /// `object.revision`: when the store's event of that revision arrives,
-    /// the cache takes this object instead of parsing the stored value
-    /// again. The object must be what decoding the stored value gives
-    /// ([`CachedObject::decode`] of the bytes written, or
-    /// [`CachedObject::from_value`] of the value that was encoded). An
-    /// offer the cache has already passed is dropped, and at most
-    /// [`MAX_OFFERS`] wait (a cache that is not following its store takes
-    /// none).
-    pub fn offer(&self, object: Arc<CachedObject>) {
-        if object.revision <= self.revision() {
-            return;
-        }
+    /// Registers a write through this server before it goes to the store:
+    /// `object` is what decoding `value`, the bytes to be stored, gives
+    /// ([`CachedObject::decode`], or [`CachedObject::from_value`] of the
+    /// value that was encoded), at any revision. When the store's event of
+    /// the write arrives, the cache takes this object instead of parsing
+    /// the stored value again, whether the store has answered the writer
+    /// yet or not. At most [`MAX_OFFERS`] writes are registered at once;
+    /// dropping the answer unused (the write failed) withdraws it.
+    pub fn expect(&self, object: CachedObject, value: &[u8]) -> Expected {
         let mut offers = self.shared.offers();
-        if offers.len() < MAX_OFFERS {
-            offers.insert(object.revision, object);
+        let made = if offers.len() < MAX_OFFERS {
+            Ok(offers.expect(object, value))
+        } else {
+            Err(Box::new(object))
+        };
+        Expected {
+            shared: self.shared.clone(),
+            made: Some(made),
         }
     }
 
@@ -566,6 +543,45 @@ fn matching(state: &CacheState, filter: &WatchFilter) -> Vec<Arc<CachedObject>> 
         .into_iter()
         .filter(|object| filter.matches(object))
         .collect()
+}
+
+/// A write registered with [`WatchCache::expect`].
+pub struct Expected {
+    shared: Arc<Shared>,
+    /// The registration, or the object when too many were registered.
+    made: Option<std::result::Result<u64, Box<CachedObject>>>,
+}
+
+impl Expected {
+    /// The store took the write at `revision`: the object written, shared
+    /// with the cache (`None` only if the registration was lost, which
+    /// would be a bug; decode the stored bytes then).
+    pub fn written(mut self, revision: Revision) -> Option<Arc<CachedObject>> {
+        match self.made.take()? {
+            Ok(id) => {
+                let passed = self.shared.freshness.borrow().revision >= revision;
+                self.shared.offers().written(id, revision, passed)
+            }
+            Err(mut object) => {
+                object.set_revision(revision);
+                Some(Arc::new(*object))
+            }
+        }
+    }
+}
+
+impl Drop for Expected {
+    fn drop(&mut self) {
+        if let Some(Ok(id)) = self.made.take() {
+            self.shared.offers().withdraw(id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expected").finish_non_exhaustive()
+    }
 }
 
 /// Reads a [`WatchCache`]'s objects; cheap to clone.

@@ -229,21 +229,34 @@ impl CachedObject {
     /// sent when the object leaves its view (deleted, or changed so that
     /// the watcher's filter no longer matches) at `revision`.
     pub(super) fn at_revision(&self, revision: Revision) -> CachedObject {
-        let mut summary = self.summary.clone();
-        if let Some(metadata) = summary.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut object = CachedObject {
+            name: self.name.clone(),
+            revision: self.revision,
+            labels: self.labels.clone(),
+            summary: self.summary.clone(),
+            texts: self.texts.clone(),
+            served: Served::default(),
+        };
+        object.set_revision(revision);
+        object
+    }
+
+    /// Stamps the object with `revision`: for an object made before its
+    /// write had one (see [`super::WatchCache::expect`]).
+    pub(super) fn set_revision(&mut self, revision: Revision) {
+        self.revision = revision;
+        if let Some(metadata) = self
+            .summary
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+        {
             metadata.insert(
                 "resourceVersion".to_owned(),
                 Value::String(revision.to_string()),
             );
         }
-        CachedObject {
-            name: self.name.clone(),
-            revision,
-            labels: self.labels.clone(),
-            summary,
-            texts: self.texts.clone(),
-            served: Served::default(),
-        }
+        // Serialised with the old revision, if at all.
+        self.served = Served::default();
     }
 
     /// The object without the subtrees it keeps as text:

@@ -275,11 +275,10 @@ impl Reflector {
                 let Some(name) = self.name_of(&kv.key) else {
                     return;
                 };
-                // A write through this server offered the object it stored.
-                let object = self
-                    .shared
-                    .take_offer(name, kv.mod_revision)
-                    .or_else(|| self.decode(&kv).map(Arc::new));
+                // A write through this server registered the object it
+                // stored (the lock is not held while decoding).
+                let offered = self.shared.offers().take(name, kv.mod_revision, &kv.value);
+                let object = offered.or_else(|| self.decode(&kv).map(Arc::new));
                 Change::Put {
                     name: name.to_owned(),
                     revision: kv.mod_revision,
@@ -290,14 +289,14 @@ impl Reflector {
                 let Some(name) = self.name_of(&key) else {
                     return;
                 };
-                self.shared.drop_offers_until(revision);
+                self.shared.offers().drop_until(revision);
                 Change::Delete {
                     name: name.to_owned(),
                     revision,
                 }
             }
             WatchEvent::Progress { revision } => {
-                self.shared.drop_offers_until(revision);
+                self.shared.offers().drop_until(revision);
                 self.progress.answered();
                 Change::Progress { revision }
             }
@@ -344,7 +343,7 @@ impl Shared {
     fn replace(&self, revision: Revision, objects: Vec<CachedObject>) {
         let mut registry = self.registry();
         registry.terminate_all(WatchEnd::TooOld);
-        self.drop_offers_until(revision);
+        self.offers().drop_until(revision);
         let mut state = self.write_state();
         state.replace(revision, objects);
         self.lists

@@ -809,10 +809,11 @@ impl Write {
                 value = prepare_create(enactments, value, &object::now())
                     .map_err(|e| internal(&name, e))?;
                 set_status(&mut value, &status)?;
-                let kv = store
-                    .create(&object_key(enactments.plural(), &name), to_bytes(&value)?)
-                    .await?;
-                Ok(kv.mod_revision)
+                let key = object_key(enactments.plural(), &name);
+                write_registered(state, enactments, &name, value, async |bytes| {
+                    store.create(&key, bytes).await
+                })
+                .await
             }
             Write::Enactment(
                 _,
@@ -875,14 +876,32 @@ async fn write_status(
     object::metadata_mut(&mut old).remove("resourceVersion");
     let merged =
         prepare_update(kind, &old, new, UpdateScope::Status).map_err(|e| internal(name, e))?;
-    let kv = state
-        .store
-        .update(
-            &object_key(kind.plural(), name),
-            to_bytes(&merged)?,
-            revision,
-        )
-        .await?;
+    let key = object_key(kind.plural(), name);
+    write_registered(state, kind, name, merged, async |bytes| {
+        state.store.update(&key, bytes, revision).await
+    })
+    .await
+}
+
+/// Stores `object` with `write`, registered with the watch cache first
+/// (see [`WatchCache::expect`](crate::cache::WatchCache::expect)) so that
+/// the cache need not parse what was just written.
+async fn write_registered(
+    state: &AppState,
+    kind: ResourceKind,
+    name: &str,
+    object: Value,
+    write: impl AsyncFnOnce(Vec<u8>) -> Result<storage::KeyValue, storage::Error>,
+) -> Result<Revision, storage::Error> {
+    let bytes = to_bytes(&object)?;
+    // An object the cache cannot serve is the reflector's to log.
+    let expected = CachedObject::from_value(name, 0, object)
+        .ok()
+        .map(|made| state.caches.get(kind).expect(made, &bytes));
+    let kv = write(bytes).await?;
+    if let Some(expected) = expected {
+        expected.written(kv.mod_revision);
+    }
     Ok(kv.mod_revision)
 }
 

@@ -80,7 +80,7 @@ on_both_backends!(
     undecodable_values_are_skipped,
     a_slow_watcher_is_terminated_without_holding_back_others,
     shutdown_ends_every_watcher,
-    offered_objects_are_taken_for_their_write_only,
+    written_objects_are_taken_for_their_write_only,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -196,21 +196,20 @@ fn counting(
 
 // ----------------------------------------------------------------- checks
 
-/// What the write path does after a write through the API: offer the
-/// object it stored, so that the cache need not parse the value again.
-/// Here each offer says what it is in `status.data`, unlike the stored
-/// value, to show which one the cache serves. Both stores give a write the
-/// next revision, so the offer can be made before the write, when the
-/// cache cannot have passed it yet.
-async fn offered_objects_are_taken_for_their_write_only(store: SharedStore) {
+/// What the write path does around a write through the API: register the
+/// object it is about to store, so that the cache need not parse the
+/// value again, whether the store's event comes before or after the
+/// store's answer. Here each registered object says what it is in
+/// `status.data`, unlike the stored value, to show which one the cache
+/// serves.
+async fn written_objects_are_taken_for_their_write_only(store: SharedStore) {
     let cache = started(
         &store,
         CacheConfig::for_kind(ResourceKind::NodeNetworkState),
     )
     .await;
-    let offered = |name: &str, revision: Revision, data: &str| {
-        let value: Value = serde_json::from_slice(&object(name, &[], data)).unwrap();
-        Arc::new(nmstate_apiserver::cache::CachedObject::from_value(name, revision, value).unwrap())
+    let made = |name: &str, data: &str| {
+        nmstate_apiserver::cache::CachedObject::decode(name, 0, &object(name, &[], data)).unwrap()
     };
     let data = |name: &str| {
         cache
@@ -218,32 +217,46 @@ async fn offered_objects_are_taken_for_their_write_only(store: SharedStore) {
             .map(|object| object.summary()["status"]["data"].clone())
     };
 
-    // Taken: the offer of the write's revision and name.
-    let next = store.current_revision().await.unwrap() + 1;
-    cache.offer(offered("a", next, "offered"));
+    // Taken, the event before the answer (the cache has passed the write
+    // when the writer learns its revision)...
+    let expected = cache.expect(made("a", "made"), &object("a", &[], "0"));
     let a = create(&store, STATES, "a", &[]).await;
-    assert_eq!(a.mod_revision, next);
     fresh(&store, &cache).await;
-    assert_eq!(data("a"), Some(json!("offered")));
-    assert_eq!(
-        cache.get("a").unwrap().summary()["metadata"]["resourceVersion"],
-        json!(next.to_string())
+    let written = expected.written(a.mod_revision).unwrap();
+    assert_eq!(data("a"), Some(json!("made")));
+    assert!(
+        Arc::ptr_eq(&written, &cache.get("a").unwrap()),
+        "one object"
     );
+    assert_eq!(
+        written.summary()["metadata"]["resourceVersion"],
+        json!(a.mod_revision.to_string())
+    );
+    // ... or in whichever order they come.
+    let expected = cache.expect(made("a", "made again"), &object("a", &[], "1"));
+    let a = update(&store, &a, &[], "1").await;
+    let written = expected.written(a.mod_revision).unwrap();
+    fresh(&store, &cache).await;
+    assert_eq!(data("a"), Some(json!("made again")));
+    assert!(Arc::ptr_eq(&written, &cache.get("a").unwrap()));
 
-    // Not taken: an offer for another name at that revision, and one the
-    // cache has already passed.
-    let next = store.current_revision().await.unwrap() + 1;
-    cache.offer(offered("other", next, "offered"));
+    // Not taken: other bytes under the name (another writer's), another
+    // name, and a write that failed (its registration dropped).
+    let other = cache.expect(made("b", "made"), &object("b", &[], "not stored"));
+    let elsewhere = cache.expect(made("x", "made"), &object("b", &[], "0"));
     let b = create(&store, STATES, "b", &[]).await;
-    assert_eq!(b.mod_revision, next);
-    cache.offer(offered("a", a.mod_revision, "stale"));
     fresh(&store, &cache).await;
     assert_eq!(data("b"), Some(json!("0")));
-    assert_eq!(data("a"), Some(json!("offered")));
-    assert!(cache.get("other").is_none());
-    update(&store, &a, &[], "1").await;
+    drop((other, elsewhere));
+    let failed = cache.expect(made("a", "failed"), &object("a", &[], "2"));
+    assert!(store.create(&a.key, object("a", &[], "2")).await.is_err());
+    drop(failed);
+    update(&store, &a, &[], "2").await;
+    update(&store, &b, &[], "1").await;
     fresh(&store, &cache).await;
-    assert_eq!(data("a"), Some(json!("1")));
+    assert_eq!(data("a"), Some(json!("2")));
+    assert_eq!(data("b"), Some(json!("1")));
+    assert!(cache.get("x").is_none());
 }
 
 async fn the_first_list_serves_every_object_with_its_revision(store: SharedStore) {
