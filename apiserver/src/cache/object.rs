@@ -409,8 +409,10 @@ pub fn write_with_current_state(
     let api_version = fields.get("apiVersion").and_then(Value::as_str);
     let mut has = [false; 2];
     has[CURRENT_STATE] = true;
-    // The rest of a node state is a few hundred bytes.
-    let capacity = current_state.len() + 1024;
+    // The rest of a node state is a few hundred bytes, or a few kilobytes
+    // with its managed fields: room for it, so that the buffer (tens of
+    // kilobytes) is not copied to grow.
+    let capacity = current_state.len() + 8192;
     write_fields(api_version, fields, has, capacity, |out, _| {
         out.extend_from_slice(current_state.as_bytes());
     })

@@ -9,7 +9,9 @@
 //! [`Side`]. Equal texts are equal values; unequal ones are read only as
 //! far as needed, so that `1` and `1.0` compare as they do in a `Value`.
 
-use serde_json::Value;
+use std::{borrow::Cow, collections::BTreeMap};
+
+use serde_json::{Value, value::RawValue};
 
 /// Where the current state is, as a JSON pointer.
 pub const POINTER: &str = "/status/currentState";
@@ -68,7 +70,7 @@ impl<'a> Side<'a> {
         match (self, other) {
             (Side::Absent, Side::Absent) => true,
             (Side::Absent, _) | (_, Side::Absent) => false,
-            (Side::Text(a), Side::Text(b)) if a == b => true,
+            (Side::Text(a), Side::Text(b)) => same_texts(a, b, &|a, b| a == b),
             (Side::Value(a), Side::Value(b)) => a == b,
             (a, b) => a.to_value() == b.to_value(),
         }
@@ -81,6 +83,52 @@ pub fn parse(text: &str) -> Value {
         tracing::error!(%error, "a current state set aside does not parse");
         Value::Null
     })
+}
+
+/// Whether two JSON texts hold equal values, as `scalars` compares
+/// scalars (and values of different kinds) once parsed: what comparing the
+/// two parsed `Value`s recursively with `scalars` at the leaves gives
+/// (arrays element by element, objects by their keys, the last of
+/// duplicate keys counting), without parsing either text into a tree.
+/// Equal texts are equal; otherwise arrays and objects are only split into
+/// the texts of their members (so that two reports whose interface lists
+/// differ in length are told apart without reading the interfaces), and
+/// only members whose texts differ are looked into.
+pub fn same_texts(a: &str, b: &str, scalars: &dyn Fn(&Value, &Value) -> bool) -> bool {
+    if a == b {
+        return true;
+    }
+    type Members<'t> = BTreeMap<Cow<'t, str>, &'t RawValue>;
+    let kind = |text: &str| text.trim_start().bytes().next();
+    match (kind(a), kind(b)) {
+        (Some(b'['), Some(b'[')) => {
+            if let (Ok(a), Ok(b)) = (
+                serde_json::from_str::<Vec<&RawValue>>(a),
+                serde_json::from_str::<Vec<&RawValue>>(b),
+            ) {
+                return a.len() == b.len()
+                    && a.iter()
+                        .zip(&b)
+                        .all(|(a, b)| same_texts(a.get(), b.get(), scalars));
+            }
+        }
+        (Some(b'{'), Some(b'{')) => {
+            if let (Ok(a), Ok(b)) = (
+                serde_json::from_str::<Members<'_>>(a),
+                serde_json::from_str::<Members<'_>>(b),
+            ) {
+                return a.len() == b.len()
+                    && a.iter().all(|(key, a)| {
+                        b.get(key)
+                            .is_some_and(|b| same_texts(a.get(), b.get(), scalars))
+                    });
+            }
+        }
+        _ => {}
+    }
+    // Scalars, values of different kinds, and (never from parsed JSON)
+    // texts that do not parse.
+    scalars(&parse(a), &parse(b))
 }
 
 /// Puts a set-aside current state back (parsed) where `object` has its
@@ -97,7 +145,10 @@ pub fn restore(mut object: Value, text: Option<&str>) -> Value {
 mod tests {
     use serde_json::json;
 
-    use super::{Side, restore};
+    use serde_json::Value;
+
+    use super::{Side, parse, restore, same_texts};
+    use crate::rules::managed_fields::fieldset::same_value;
 
     #[test]
     fn sides_compare_as_their_values() {
@@ -117,5 +168,53 @@ mod tests {
             json!({"status": {"currentState": {"a": 1}}})
         );
         assert_eq!(restore(none.clone(), Some(r#"{"a":1}"#)), none);
+    }
+
+    /// The texts compare as their parsed values do, with `==` and with
+    /// structured-merge-diff's numbers by value, whatever the kinds, key
+    /// orders, duplicates, escapes, spaces or lengths.
+    #[test]
+    fn texts_compare_as_their_parsed_values() {
+        let texts = [
+            r#"{"a":1,"b":[1,2,{"c":"d"}]}"#,
+            r#"{"b":[1,2,{"c":"d"}],"a":1}"#,
+            r#"{ "a" : 1 , "b" : [ 1 , 2 , { "c" : "d" } ] }"#,
+            r#"{"a":1.0,"b":[1,2,{"c":"d"}]}"#,
+            r#"{"a":1,"b":[1,2,{"c":"\u0064"}]}"#,
+            r#"{"a":1,"b":[1,2,{"c":"e"}]}"#,
+            r#"{"a":1,"b":[1,2]}"#,
+            r#"{"a":1,"b":[2,1,{"c":"d"}]}"#,
+            r#"{"a":0,"a":1,"b":[1,2,{"c":"d"}]}"#,
+            r#"{"a":1,"a":0,"b":[1,2,{"c":"d"}]}"#,
+            r#"{"a":1,"b":{"0":1}}"#,
+            r#"{"a":1}"#,
+            r#"{"a":1,"b":null}"#,
+            r#"[1,2,{"c":"d"}]"#,
+            r#"[1.0,2,{"c":"d"}]"#,
+            r#"[1,2,{"c":"d"},3]"#,
+            r#""d""#,
+            r#""\u0064""#,
+            "1",
+            "1.0",
+            "1e0",
+            "true",
+            "null",
+            "{}",
+            "[]",
+        ];
+        let mut equal = 0;
+        for a in &texts {
+            for b in &texts {
+                let (x, y): (Value, Value) = (parse(a), parse(b));
+                assert_eq!(same_texts(a, b, &|a, b| a == b), x == y, "{a} == {b}");
+                assert_eq!(
+                    same_texts(a, b, &same_value),
+                    same_value(&x, &y),
+                    "{a} same as {b}"
+                );
+                equal += usize::from(a != b && x == y);
+            }
+        }
+        assert!(equal >= 8, "the table has unequal texts of equal values");
     }
 }

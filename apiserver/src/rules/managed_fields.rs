@@ -32,7 +32,7 @@ use super::{current_state::SetAside, patch::PatchType};
 use crate::status::Cause;
 
 mod conflict;
-mod fieldset;
+pub(crate) mod fieldset;
 #[cfg(test)]
 mod tests;
 

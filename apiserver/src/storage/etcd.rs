@@ -169,10 +169,12 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.clone(), None)]);
-        let response = self.etcd.txn("create", &txn).await?;
+        let txn = || {
+            Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value.as_slice(), None)])
+        };
+        let response = self.etcd.txn("create", txn).await?;
         if !response.succeeded() {
             return Err(Error::AlreadyExists {
                 key: key.to_owned(),
@@ -195,21 +197,23 @@ impl Store for EtcdStore {
     ) -> Result<KeyValue> {
         // `version > 0` as well: a missing key has mod_revision 0, and an
         // update must never create.
-        let txn = Txn::new()
-            .when([
-                Compare::version(key, CompareOp::Greater, 0),
-                Compare::mod_revision(key, CompareOp::Equal, expected_revision),
-            ])
-            // The key's create revision from a keys-only read before the
-            // put, not from the put's previous value: that would make etcd
-            // read and send back the whole old object (a 19 KB node state)
-            // on every update.
-            .and_then([
-                TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
-                TxnOp::put(key, value.clone(), None),
-            ])
-            .or_else([TxnOp::get(key, None)]);
-        let response = self.etcd.txn("update", &txn).await?;
+        let txn = || {
+            Txn::new()
+                .when([
+                    Compare::version(key, CompareOp::Greater, 0),
+                    Compare::mod_revision(key, CompareOp::Equal, expected_revision),
+                ])
+                // The key's create revision from a keys-only read before the
+                // put, not from the put's previous value: that would make
+                // etcd read and send back the whole old object (a 19 KB node
+                // state) on every update.
+                .and_then([
+                    TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
+                    TxnOp::put(key, value.as_slice(), None),
+                ])
+                .or_else([TxnOp::get(key, None)])
+        };
+        let response = self.etcd.txn("update", txn).await?;
         if !response.succeeded() {
             return Err(self
                 .etcd
@@ -245,7 +249,7 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let response = self.etcd.txn("delete", &txn).await?;
+        let response = self.etcd.txn("delete", || txn.clone()).await?;
         if !response.succeeded() {
             let expected = expected_revision.unwrap_or(0);
             return Err(self.etcd.precondition_failed(key, expected, &response));
@@ -502,9 +506,11 @@ impl Etcd {
         })
     }
 
-    async fn txn(&self, what: &str, txn: &Txn) -> Result<TxnResponse> {
+    /// Sends the transaction `txn` builds; built once per attempt, so that
+    /// a value is copied into it only for the attempt that sends it.
+    async fn txn(&self, what: &str, txn: impl Fn() -> Txn) -> Result<TxnResponse> {
         self.call(what, |mut client| {
-            let txn = txn.clone();
+            let txn = txn();
             async move { client.txn(txn).await }
         })
         .await

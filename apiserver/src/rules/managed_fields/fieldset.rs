@@ -636,7 +636,7 @@ fn walk_shapes(
             children(path, new, false, out);
         }
         (Some(Shape::Leaf(old)), Some(Shape::Leaf(new))) => {
-            if old != new && !same_value(&current_state::parse(old), &current_state::parse(new)) {
+            if !current_state::same_texts(old, new, &same_value) {
                 out.modified.insert(path.clone());
             }
         }
