@@ -20,6 +20,11 @@ pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
             "must be an object",
         ));
     }
+    // Tracking the path costs on every field; it is only needed to say
+    // where a decode failed, so a failed decode is run again with it.
+    if let Ok(decoded) = T::deserialize(value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let mut path = FieldPath::default();
         let mut node = Some(value);

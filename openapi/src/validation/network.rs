@@ -20,6 +20,7 @@
 //! replaced by a placeholder string; problems the placeholders cause are
 //! dropped, so only the plain parts of the document are judged.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{BadValue, FieldError, FieldErrorKind, FieldPath};
@@ -167,6 +168,10 @@ fn check(mut work: Value, templates: &[Vec<Step>], path: &FieldPath) -> Vec<Fiel
 /// Parses `document` as a `NetworkState`; on failure, where serde says the
 /// problem is and its message.
 fn parse(document: &Value) -> Result<(), (Vec<Step>, String)> {
+    // The path is tracked only to say where a parse failed.
+    if nmstate::NetworkState::deserialize(document).is_ok() {
+        return Ok(());
+    }
     match serde_path_to_error::deserialize::<_, nmstate::NetworkState>(document) {
         Ok(_) => Ok(()),
         Err(error) => {
