@@ -29,7 +29,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde_json::{Map, Value, value::RawValue};
+use serde_json::{Map, Value};
 
 use super::DecodeError;
 use crate::rules::{
@@ -569,15 +569,14 @@ impl<'a> Shape<'a> {
         if !text.trim_start().starts_with('{') {
             return Shape::Leaf(text);
         }
-        // The last of duplicate keys wins, as in a `Value`.
-        match serde_json::from_str::<BTreeMap<Cow<'a, str>, &'a RawValue>>(text) {
-            Ok(members) => Shape::Map(
+        match current_state::members(text) {
+            Some(members) => Shape::Map(
                 members
                     .into_iter()
                     .map(|(key, value)| (key, Shape::of(value.get())))
                     .collect(),
             ),
-            Err(_) => Shape::Leaf(text),
+            None => Shape::Leaf(text),
         }
     }
 }
