@@ -30,8 +30,8 @@ DIR=$CACHE/kube-apiserver-$VERSION
 BIN=$DIR/kube-apiserver
 BINARIES="kube-apiserver kube-controller-manager"
 
-say() { printf 'build-kube-apiserver: %s\n' "$*" >&2; }
-die() { printf 'build-kube-apiserver: FAILED: %s\n' "$*" >&2; exit 1; }
+. "$(dirname "$0")/go.sh"
+peer_setup build-kube-apiserver
 
 if [ -f "$DIR/stamp" ] && [ "$(cat "$DIR/stamp")" = "$VERSION $BINARIES" ]; then
   say "cached: $BIN ($("$BIN" --version 2>/dev/null))"
@@ -39,14 +39,7 @@ if [ -f "$DIR/stamp" ] && [ "$(cat "$DIR/stamp")" = "$VERSION $BINARIES" ]; then
   exit 0
 fi
 
-GO=${GO:-}
-if [ -z "$GO" ]; then
-  if command -v go >/dev/null 2>&1; then GO=$(command -v go)
-  elif [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go
-  else die "Go is not installed: kube-apiserver $VERSION needs Go >= 1.24 (https://go.dev/dl/) and the Go module proxy"; fi
-fi
-gover=$("$GO" env GOVERSION) || die "$GO does not run"
-say "using $GO ($gover)"
+find_go "kube-apiserver $VERSION needs Go >= 1.24 and the Go module proxy"
 
 mkdir -p "$DIR/module"
 cd "$DIR/module"

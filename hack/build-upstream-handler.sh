@@ -33,8 +33,8 @@ CACHE=${NMSTATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nmstate-rs}
 DIR=$CACHE/upstream-handler-$VERSION
 BIN=$DIR/handler
 
-say() { printf 'build-upstream-handler: %s\n' "$*" >&2; }
-die() { printf 'build-upstream-handler: FAILED: %s\n' "$*" >&2; exit 1; }
+. "$(dirname "$0")/go.sh"
+peer_setup build-upstream-handler
 
 if [ -f "$DIR/stamp" ] && [ "$(cat "$DIR/stamp")" = "$VERSION $API_VERSION" ] && [ -x "$BIN" ]; then
   say "cached: $BIN (kubernetes-nmstate $VERSION, CRDs in $DIR/crds)"
@@ -42,14 +42,7 @@ if [ -f "$DIR/stamp" ] && [ "$(cat "$DIR/stamp")" = "$VERSION $API_VERSION" ] &&
   exit 0
 fi
 
-GO=${GO:-}
-if [ -z "$GO" ]; then
-  if command -v go >/dev/null 2>&1; then GO=$(command -v go)
-  elif [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go
-  else die "Go is not installed: kubernetes-nmstate $VERSION needs Go >= 1.25 and the Go module proxy"; fi
-fi
-gover=$("$GO" env GOVERSION) || die "$GO does not run"
-say "using $GO ($gover)"
+find_go "kubernetes-nmstate $VERSION needs Go >= 1.25 and the Go module proxy"
 
 mkdir -p "$DIR/module"
 cd "$DIR/module"

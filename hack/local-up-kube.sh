@@ -12,6 +12,8 @@ if [[ -z $kube_apiserver ]]; then
     { echo "local-up: --kube needs kube-apiserver; hack/build-kube-apiserver.sh failed" >&2; exit 1; }
 fi
 kube_version=$("$kube_apiserver" --version | awk '{print $2}')
+etcd=$(bash hack/build-etcd.sh) ||
+  { echo "local-up: --kube needs etcd; hack/build-etcd.sh failed" >&2; exit 1; }
 kube_controller_manager=$(dirname "$kube_apiserver")/kube-controller-manager
 [[ -x $kube_controller_manager ]] ||
   { echo "local-up: no kube-controller-manager beside $kube_apiserver (hack/build-kube-apiserver.sh builds both)" >&2; exit 1; }
@@ -52,7 +54,7 @@ openssl ec -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 chmod 600 "$pki"/*.key
 
 # ---- etcd, on the hub's own loopback
-ip netns exec "$hub" etcd --name local-up --data-dir "$state_dir/etcd" \
+ip netns exec "$hub" "$etcd" --name local-up --data-dir "$state_dir/etcd" \
   --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster local-up=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \

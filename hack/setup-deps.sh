@@ -7,7 +7,6 @@ set -euo pipefail
 # Command → Debian package that provides it.
 declare -A PACKAGES=(
   [protoc]=protobuf-compiler # etcd-client generates its gRPC code with it
-  [etcd]=etcd-server         # the storage conformance and e2e tests start a real etcd
   [ip]=iproute2              # network-namespace test nodes
   [NetworkManager]=network-manager # the agent's nm backend, inside test namespaces only
   [dbus-daemon]=dbus         # a private system bus per namespace node
@@ -121,6 +120,11 @@ if ! nmstatectl --version 2>/dev/null | grep -q "${NMSTATECTL_VERSION}"; then
   echo "setup-deps: installing nmstatectl ${NMSTATECTL_VERSION} with cargo"
   cargo install --quiet --locked nmstatectl --version "${NMSTATECTL_VERSION}"
 fi
+
+# etcd, built from the Go module proxy at the version deploy/ ships into a
+# cache outside the checkout (hack/build-etcd.sh): every test and benchmark
+# that needs a real etcd runs it.
+bash "$(dirname "$0")/build-etcd.sh" >/dev/null
 
 # kube-apiserver, built from source at one pinned version into a cache
 # outside the checkout (hack/build-kube-apiserver.sh): the end-to-end suite

@@ -1,4 +1,5 @@
-//! A real etcd for tests: [`EtcdProcess::start`] runs the `etcd` binary on
+//! A real etcd for tests: [`EtcdProcess::start`] runs etcd ([`binary`]: the
+//! version the deploy manifests ship, built once by `hack/build-etcd.sh`) on
 //! free loopback ports (client and peer) in a temporary data directory and
 //! waits until it answers; [`EtcdCluster::start`] runs several members
 //! that form one cluster (for tests that kill a member).
@@ -12,12 +13,29 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use nix::{sys::signal, unistd::Pid};
 use nmstate_apiserver::storage::etcd::EtcdConfig;
+
+/// The etcd binary `hack/build-etcd.sh` built (once per machine, into a
+/// cache outside the checkout; once per process, the script is asked).
+pub fn binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            crate::kube_apiserver::cached_build(
+                "build-etcd.sh",
+                "nothing that needs a real etcd can run",
+            )
+            .map_err(|error| format!("{error:#}"))
+        })
+        .clone()
+        .map_err(|error| anyhow::anyhow!(error))
+}
 
 /// How long etcd may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -184,30 +202,32 @@ impl EtcdProcess {
             .append(true)
             .open(self.log_path())
             .context("creating etcd's log file")?;
+        let binary = binary()?;
         let child = self
-            .command()
+            .command(&binary)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .map_err(|error| {
                 anyhow::anyhow!(
-                    "cannot run `etcd` ({error}); it is required for these tests: \
-                     run hack/setup-deps.sh (Debian package etcd-server)"
+                    "cannot run {} ({error}); it is required for these tests: \
+                     run hack/setup-deps.sh (hack/build-etcd.sh builds it)",
+                    binary.display()
                 )
             })?;
         self.child = Some(child);
         Ok(())
     }
 
-    fn command(&self) -> Command {
+    fn command(&self, binary: &Path) -> Command {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let (name, initial_cluster) = self
             .member
             .clone()
             .unwrap_or_else(|| ("test".to_owned(), format!("test={peer}")));
-        let mut command = Command::new("etcd");
+        let mut command = Command::new(binary);
         command
             .arg(format!("--name={name}"))
             .arg(format!(

@@ -2,13 +2,18 @@
 //! contract's events by a state machine that runs when the stream is polled.
 //!
 //! It owns the gRPC watch stream and must not let a progress notification
-//! claim more than is true. etcd 3.4.23 answers a progress request at once
-//! with its current revision, even while events before that revision are
+//! claim more than is true. etcd 3.4 (3.4.23 among them) answers a progress
+//! request at once with its current revision, even while events before that revision are
 //! still on their way to this watcher (etcd-io/etcd#15220). So each answer
 //! is checked against etcd's data before it becomes
 //! [`WatchEvent::Progress`]: if a key in the range changed after the last
 //! delivered event, or one was deleted, the check fails and is repeated
 //! after a short pause, by when the missing events have arrived.
+//!
+//! etcd 3.5 and later answer a progress request only while every watcher
+//! of the stream is synced (caught up with the store); otherwise they drop
+//! it without a word. So a request left unanswered is sent again after
+//! [`PROGRESS_REASK`], as kube-apiserver does, until an answer comes.
 //!
 //! One case escapes that check: a key both created and deleted after the
 //! last delivered event leaves no trace in the data at either end. Should
@@ -34,6 +39,11 @@ use crate::storage::{
 /// How long to wait before asking again when a progress answer could not be
 /// confirmed yet.
 const PROGRESS_RETRY: Duration = Duration::from_millis(20);
+
+/// How long to wait for the answer to a progress request before sending it
+/// again: etcd 3.5+ drops a request that reaches it while this watch is
+/// catching up (kube-apiserver asks every 100 ms for the same reason).
+const PROGRESS_REASK: Duration = Duration::from_millis(100);
 
 /// Opens the etcd watch and waits for etcd to confirm it.
 pub(super) async fn start(
@@ -132,7 +142,8 @@ struct WatchState {
     progress_wanted: bool,
     /// A progress request is on its way to etcd.
     asked_etcd: bool,
-    /// When to ask etcd again after an answer could not be confirmed.
+    /// When to ask etcd again: after an answer could not be confirmed, or
+    /// when a request has gone unanswered for [`PROGRESS_REASK`].
     retry_at: Option<Instant>,
     queue: VecDeque<WatchEvent>,
     done: bool,
@@ -168,7 +179,11 @@ impl WatchState {
             },
             () = sleep_until(retry_at), if retry_at.is_some() => {
                 self.retry_at = None;
-                self.ask_etcd().await?;
+                if self.progress_wanted {
+                    // Unanswered (dropped by etcd) or not confirmed: ask anew.
+                    self.asked_etcd = false;
+                    self.ask_etcd().await?;
+                }
             }
             message = self.responses.message() => {
                 let response = message
@@ -189,6 +204,7 @@ impl WatchState {
             .await
             .map_err(|error| map_error(&self.etcd.backend, error))?;
         self.asked_etcd = true;
+        self.retry_at = Some(Instant::now() + PROGRESS_REASK);
         Ok(())
     }
 
@@ -203,6 +219,7 @@ impl WatchState {
             // A progress answer: no events, etcd's current revision in the
             // header.
             self.asked_etcd = false;
+            self.retry_at = None;
             if self.progress_wanted {
                 let revision = self.etcd.header_revision(response.header())?;
                 self.confirm_progress(revision).await?;
