@@ -868,7 +868,6 @@ pub async fn update(request: &Request<'_>, bytes: &[u8]) -> Result<Response<Body
             let kv = KeyValue {
                 key: request.key()?,
                 value: Vec::new(),
-                create_revision: 0,
                 mod_revision: cached.revision,
             };
             (kv, old, old_state)

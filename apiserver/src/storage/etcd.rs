@@ -16,12 +16,15 @@
 //!
 //! Known differences from the embedded store, all inherited from etcd:
 //! - an empty etcd is at revision 1, so the first write gets revision 2;
-//! - etcd 3.4 does not report its compaction point;
+//! - etcd does not report its compaction point (3.4 and 3.5 have no call
+//!   for it);
 //!   [`Store::compacted_revision`] finds it by probing (a read at revision
 //!   1, then a watch from revision 1, which etcd cancels naming the point);
 //! - requested progress notifications of etcd releases without the fix for
 //!   etcd-io/etcd#15220 (Debian's 3.4.23 among them) can overtake events;
-//!   the `watch` submodule checks each one before passing it on.
+//!   the `watch` submodule checks each one before passing it on; and
+//!   releases with that fix drop a request made while the watch catches
+//!   up, so it asks again until answered.
 
 mod watch;
 
@@ -184,7 +187,6 @@ impl Store for EtcdStore {
         Ok(KeyValue {
             key: key.to_owned(),
             value,
-            create_revision: revision,
             mod_revision: revision,
         })
     }
@@ -203,14 +205,9 @@ impl Store for EtcdStore {
                     Compare::version(key, CompareOp::Greater, 0),
                     Compare::mod_revision(key, CompareOp::Equal, expected_revision),
                 ])
-                // The key's create revision from a keys-only read before the
-                // put, not from the put's previous value: that would make
-                // etcd read and send back the whole old object (a 19 KB node
-                // state) on every update.
-                .and_then([
-                    TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
-                    TxnOp::put(key, value.as_slice(), None),
-                ])
+                // The put alone: no read of the old value (not even keys
+                // only, which etcd serves by decoding the stored value).
+                .and_then([TxnOp::put(key, value.as_slice(), None)])
                 .or_else([TxnOp::get(key, None)])
         };
         let response = self.etcd.txn("update", txn).await?;
@@ -220,14 +217,9 @@ impl Store for EtcdStore {
                 .precondition_failed(key, expected_revision, &response));
         }
         let revision = self.etcd.header_revision(response.header())?;
-        let create_revision = match response.op_responses().first() {
-            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.create_revision()),
-            _ => None,
-        };
         Ok(KeyValue {
             key: key.to_owned(),
             value,
-            create_revision: create_revision.unwrap_or(revision),
             mod_revision: revision,
         })
     }
@@ -860,7 +852,6 @@ fn convert_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     Ok(KeyValue {
         key: key_string(kv.key())?,
         value: kv.value().to_vec(),
-        create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
     })
 }

@@ -50,16 +50,17 @@ pub fn resource_prefix(plural: &str) -> String {
     format!("{KEY_PREFIX}{plural}/")
 }
 
-/// One stored key with its value and revisions.
+/// One stored key with its value and the revision of its last write.
+///
+/// No create revision: nothing above the store reads one, and on etcd an
+/// update could learn it only by reading the old value in its transaction
+/// (a 19 KB node state read and decoded by etcd on every update).
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyValue {
     /// The full key.
     pub key: String,
     /// The value bytes (JSON of the stored object).
     pub value: Vec<u8>,
-    /// The revision of the write that created this key (since its last
-    /// deletion).
-    pub create_revision: Revision,
     /// The revision of the last write to this key.
     pub mod_revision: Revision,
 }
@@ -70,7 +71,6 @@ impl fmt::Debug for KeyValue {
         f.debug_struct("KeyValue")
             .field("key", &self.key)
             .field("value_len", &self.value.len())
-            .field("create_revision", &self.create_revision)
             .field("mod_revision", &self.mod_revision)
             .finish()
     }

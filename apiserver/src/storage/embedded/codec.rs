@@ -49,7 +49,6 @@ impl StoredValue {
         KeyValue {
             key,
             value: self.value,
-            create_revision: self.create_revision,
             mod_revision: self.mod_revision,
         }
     }
