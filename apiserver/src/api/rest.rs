@@ -570,11 +570,25 @@ pub async fn list(request: &Request<'_>) -> Result<Response<Body>> {
             let printed: Vec<table::Printed<'_>> = if converted.is_empty() {
                 page.items
                     .iter()
-                    .map(|object| table::Printed::new(object.summary(), object.texts()))
+                    .map(|object| table::Printed::cached(object))
                     .collect()
             } else {
                 converted.iter().map(table::Printed::from).collect()
             };
+            if !request.encoding.yaml && !request.encoding.pretty {
+                // kubectl's case, for thousands of rows: straight to bytes.
+                let now = jiff::Timestamp::now();
+                return table::table_json(kind, &printed, request.table, list_meta, now)
+                    .map(|bytes| {
+                        codec::respond_bytes(
+                            StatusCode::OK,
+                            bytes,
+                            "application/json",
+                            request.encoding.gzip,
+                        )
+                    })
+                    .map_err(|error| ApiError::Internal(format!("encoding a Table: {error}")));
+            }
             table::table(
                 kind,
                 &printed,

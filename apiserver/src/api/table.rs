@@ -32,9 +32,10 @@ use nmstate_openapi::{
     ENACTMENT_NODE_LABEL, ENACTMENT_POLICY_LABEL, ResourceKind, policy::DEFAULT_MAX_UNAVAILABLE,
     validation::BadValue,
 };
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, json, value::RawValue};
 
-use crate::cache::{Texts, metadata_of, whole};
+use crate::cache::{CachedObject, Texts, interface_count, metadata_of, whole};
 
 /// `apiVersion` of tables and of the `PartialObjectMetadata` in their rows.
 pub const TABLE_API_VERSION: &str = "meta.k8s.io/v1";
@@ -124,30 +125,34 @@ pub struct Column {
 pub struct Printed<'a> {
     object: &'a Value,
     texts: Texts<'a>,
+    /// The cached object it comes from, whose memos the cells use.
+    cached: Option<&'a CachedObject>,
 }
 
 impl<'a> Printed<'a> {
     /// `object`, with the subtrees in `texts` kept apart.
     pub fn new(object: &'a Value, texts: Texts<'a>) -> Self {
-        Printed { object, texts }
+        Printed {
+            object,
+            texts,
+            cached: None,
+        }
+    }
+
+    /// A cached object, read in place.
+    pub fn cached(object: &'a CachedObject) -> Self {
+        Printed {
+            object: object.summary(),
+            texts: object.texts(),
+            cached: Some(object),
+        }
     }
 
     /// The length of `status.currentState.interfaces`, if it is a list.
     fn interface_count(&self) -> Option<usize> {
-        /// Counts the list without keeping its items.
-        #[derive(serde::Deserialize)]
-        struct Interfaces {
-            interfaces: Vec<serde::de::IgnoredAny>,
-        }
-        match self.texts.current_state() {
-            Some(text) => serde_json::from_str::<Interfaces>(text)
-                .ok()
-                .map(|state| state.interfaces.len()),
-            None => self
-                .object
-                .pointer("/status/currentState/interfaces")
-                .and_then(Value::as_array)
-                .map(Vec::len),
+        match self.cached {
+            Some(cached) => cached.interface_count(),
+            None => interface_count(self.object, self.texts),
         }
     }
 
@@ -416,6 +421,74 @@ pub fn table(
     })
 }
 
+/// [`table`] as JSON bytes, the same document: each row of a cached
+/// object embeds the metadata JSON the object keeps (made once per object
+/// version, managed fields copied as text), where [`table`] builds a tree
+/// for each row. For lists of thousands of objects.
+pub fn table_json(
+    kind: ResourceKind,
+    objects: &[Printed<'_>],
+    options: TableOptions,
+    list_metadata: Value,
+    now: Timestamp,
+) -> serde_json::Result<Vec<u8>> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TableJson<'a> {
+        kind: &'static str,
+        api_version: &'static str,
+        metadata: Value,
+        column_definitions: Value,
+        rows: Vec<RowJson<'a>>,
+    }
+    #[derive(Serialize)]
+    struct RowJson<'a> {
+        cells: Vec<Value>,
+        object: RowObject<'a>,
+    }
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum RowObject<'a> {
+        Tree(Value),
+        Metadata(PartialMetadata<'a>),
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PartialMetadata<'a> {
+        kind: &'static str,
+        api_version: &'static str,
+        metadata: &'a RawValue,
+    }
+    let rows = objects
+        .iter()
+        .map(|object| RowJson {
+            cells: cells(kind, object, now),
+            object: match (options.include_object, object.cached) {
+                (IncludeObject::Metadata, Some(cached)) => RowObject::Metadata(PartialMetadata {
+                    kind: "PartialObjectMetadata",
+                    api_version: TABLE_API_VERSION,
+                    metadata: cached.metadata_json(),
+                }),
+                (include_object, _) => RowObject::Tree(row_object(object, include_object)),
+            },
+        })
+        .collect();
+    serde_json::to_vec(&TableJson {
+        kind: "Table",
+        api_version: TABLE_API_VERSION,
+        metadata: match list_metadata {
+            Value::Null => Value::Object(Map::new()),
+            metadata => metadata,
+        },
+        column_definitions: if options.no_headers {
+            Value::Null
+        } else {
+            column_definitions(kind)
+        },
+        rows,
+    })
+}
+
 /// The table of a single-object response (get, watch events): one row,
 /// with the object's `resourceVersion` as the table's.
 pub fn object_table(
@@ -443,7 +516,15 @@ fn row(
     include_object: IncludeObject,
     now: Timestamp,
 ) -> Value {
-    let embedded = match include_object {
+    json!({
+        "cells": cells(kind, object, now),
+        "object": row_object(object, include_object),
+    })
+}
+
+/// What a row carries in `object`.
+fn row_object(object: &Printed<'_>, include_object: IncludeObject) -> Value {
+    match include_object {
         IncludeObject::None => Value::Null,
         IncludeObject::Metadata => json!({
             "kind": "PartialObjectMetadata",
@@ -451,11 +532,7 @@ fn row(
             "metadata": object.metadata(),
         }),
         IncludeObject::Object => object.to_value(),
-    };
-    json!({
-        "cells": cells(kind, object, now),
-        "object": embedded,
-    })
+    }
 }
 
 /// What Kubernetes prints for a missing or zero timestamp.

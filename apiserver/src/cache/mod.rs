@@ -48,7 +48,8 @@ mod state;
 mod watcher;
 
 pub use object::{
-    CachedObject, DecodeError, Json, Texts, metadata_of, whole, write_with_current_state,
+    CachedObject, DecodeError, Json, Texts, interface_count, metadata_of, whole,
+    write_with_current_state,
 };
 pub use watcher::{CacheEvent, CacheWatcher, WatchEnd, WatchFilter};
 

@@ -38,6 +38,25 @@ const MANAGED_FIELDS: usize = 0;
 /// Index of `status.currentState` in [`TEXT_FIELDS`].
 const CURRENT_STATE: usize = 1;
 
+/// The length of `status.currentState.interfaces` of `object` (its current
+/// state in `texts` when kept as text there), if it is a list.
+pub fn interface_count(object: &Value, texts: Texts<'_>) -> Option<usize> {
+    /// Counts the list without keeping its items.
+    #[derive(Deserialize)]
+    struct Interfaces {
+        interfaces: Vec<de::IgnoredAny>,
+    }
+    match texts.current_state() {
+        Some(text) => serde_json::from_str::<Interfaces>(text)
+            .ok()
+            .map(|state| state.interfaces.len()),
+        None => object
+            .pointer("/status/currentState/interfaces")
+            .and_then(Value::as_array)
+            .map(Vec::len),
+    }
+}
+
 /// The subtrees an object keeps as JSON text, if it has them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Texts<'a>([Option<&'a str>; 2]);
@@ -76,13 +95,22 @@ pub struct CachedObject {
     served: Served,
 }
 
-/// An object's JSON for each served `apiVersion`, made on first use.
+/// What is made of an object on first use: its JSON for each served
+/// `apiVersion`, and what a Table's row reads.
 #[derive(Default)]
 struct Served {
     /// `nmstate.io/v1`.
     v1: OnceLock<Json>,
     /// `nmstate.io/v1beta1`.
     v1beta1: OnceLock<Json>,
+    /// The length of `status.currentState.interfaces` (a node state's
+    /// Interfaces column), if it is a list: counting it reads the whole
+    /// current state, so a Table of thousands of node states reads each
+    /// once, not once per list.
+    interfaces: OnceLock<Option<usize>>,
+    /// The whole `metadata` as JSON (a Table row's `PartialObjectMetadata`),
+    /// managed fields copied in as text.
+    metadata: OnceLock<Box<RawValue>>,
 }
 
 /// An object's JSON as pieces to send one after another: the JSON around
@@ -305,6 +333,37 @@ impl CachedObject {
         (value, text)
     }
 
+    /// The length of `status.currentState.interfaces`, if it is a list;
+    /// counted on first use.
+    pub fn interface_count(&self) -> Option<usize> {
+        *self
+            .served
+            .interfaces
+            .get_or_init(|| interface_count(&self.summary, self.texts()))
+    }
+
+    /// The whole `metadata` as JSON, made on first use: what a Table row
+    /// embeds, without parsing the managed fields or building a tree.
+    pub fn metadata_json(&self) -> &RawValue {
+        self.served.metadata.get_or_init(|| {
+            let fields = self.summary.get("metadata").and_then(Value::as_object);
+            let managed_fields = self
+                .texts()
+                .managed_fields()
+                .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+            let json = serde_json::to_string(&MetadataJson {
+                fields,
+                managed_fields,
+            })
+            .and_then(RawValue::from_string);
+            // A map with string keys always serialises; should that ever
+            // change, fall back to the parsed copy.
+            json.unwrap_or_else(|_| {
+                serde_json::value::to_raw_value(&self.metadata()).unwrap_or_default()
+            })
+        })
+    }
+
     /// The whole `metadata` (managed fields parsed): a copy.
     pub fn metadata(&self) -> Value {
         metadata_of(&self.summary, self.texts())
@@ -496,6 +555,34 @@ pub fn metadata_of(summary: &Value, texts: Texts<'_>) -> Value {
         texts.managed_fields(),
     );
     metadata
+}
+
+/// `metadata` serialised with its managed fields' text in their place.
+struct MetadataJson<'a> {
+    fields: Option<&'a Map<String, Value>>,
+    managed_fields: Option<&'a RawValue>,
+}
+
+impl serde::Serialize for MetadataJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let key = TEXT_FIELDS[MANAGED_FIELDS].1;
+        let mut map = serializer.serialize_map(None)?;
+        let mut placed = false;
+        for (name, value) in self.fields.into_iter().flatten() {
+            match self.managed_fields {
+                Some(text) if name == key => {
+                    map.serialize_entry(name, text)?;
+                    placed = true;
+                }
+                _ => map.serialize_entry(name, value)?,
+            }
+        }
+        if let (Some(text), false) = (self.managed_fields, placed) {
+            map.serialize_entry(key, text)?;
+        }
+        map.end()
+    }
 }
 
 /// Parses `text` into `object[key]`. Text that does not parse (the cache

@@ -104,6 +104,70 @@ fn rows_of_a_cached_node_state_read_its_current_state_text() {
     assert_eq!(rows["rows"][0]["object"]["metadata"], whole["metadata"]);
 }
 
+/// The bytes of [`table_json`] are the document [`table`] builds, for
+/// cached objects (rows embedding each object's metadata JSON, managed
+/// fields or not) and plain ones, every kind, every `includeObject`, with
+/// and without headers.
+#[test]
+fn table_json_is_the_table() {
+    let managed =
+        json!([{"manager": "agent", "operation": "Update", "fieldsV1": {"f:status": {}}}]);
+    let with_managed = |mut object: Value| {
+        object["metadata"]["managedFields"] = managed.clone();
+        object
+    };
+    let cases = [
+        (
+            ResourceKind::NodeNetworkState,
+            vec![with_managed(state()), state()],
+        ),
+        (
+            ResourceKind::NodeNetworkConfigurationPolicy,
+            vec![policy(), with_managed(policy())],
+        ),
+        (
+            ResourceKind::NodeNetworkConfigurationEnactment,
+            vec![with_managed(enactment())],
+        ),
+    ];
+    for (kind, objects) in cases {
+        let cached: Vec<_> = objects
+            .iter()
+            .enumerate()
+            .map(|(i, object)| {
+                let name = object["metadata"]["name"].as_str().unwrap();
+                crate::cache::CachedObject::from_value(name, 7 + i as i64, object.clone()).unwrap()
+            })
+            .collect();
+        for include_object in [
+            IncludeObject::None,
+            IncludeObject::Metadata,
+            IncludeObject::Object,
+        ] {
+            for no_headers in [false, true] {
+                let options = TableOptions {
+                    include_object,
+                    no_headers,
+                };
+                let list_metadata = json!({"resourceVersion": "9"});
+                for printed in [
+                    cached.iter().map(Printed::cached).collect::<Vec<_>>(),
+                    objects.iter().map(Printed::from).collect(),
+                ] {
+                    let expected = table(kind, &printed, options, list_metadata.clone(), now());
+                    let bytes =
+                        table_json(kind, &printed, options, list_metadata.clone(), now()).unwrap();
+                    assert_eq!(
+                        String::from_utf8(bytes).unwrap(),
+                        serde_json::to_string(&expected).unwrap(),
+                        "{kind:?} {options:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// An object of any kind with nothing but a name.
 fn bare(name: &str) -> Value {
     json!({"metadata": {"name": name}})
